@@ -1,0 +1,249 @@
+//! The `postflow` command line: clap subcommands and what each one runs.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::actions::CATALOGUE;
+use crate::config::{self, Bundle};
+use crate::driver::Driver;
+use crate::settings::{Settings, init_logging};
+use crate::store::Store;
+
+/// postflow — a declarative workflow engine for a Telegram channel with AI-written posts.
+#[derive(Debug, Parser)]
+#[command(name = "postflow", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check flows/, formats/ and prompts/ and report every problem with file:line:col.
+    Validate {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// Talk to the bot in the terminal, on the real store (no Telegram token needed).
+    Chat {
+        /// The Telegram user id to act as (also the chat id).
+        #[arg(long, default_value_t = 1)]
+        user: i64,
+    },
+    /// Run conversation scripts (default: tests/conversations/*.yaml under the config dir).
+    Test {
+        /// Script files or folders.
+        files: Vec<PathBuf>,
+    },
+    /// List the posts in the store.
+    Posts {
+        /// Only posts with this status (draft, scheduled, published, failed).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Check the configuration, the store and the AI mode, and say what is wrong.
+    Doctor,
+}
+
+/// Machine or human output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    init_logging(&cli.settings);
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads and compiles the configuration, or prints every problem and fails.
+pub fn load_bundle(settings: &Settings) -> anyhow::Result<Arc<Bundle>> {
+    let loaded = config::load(&settings.config_dir, CATALOGUE, settings.tz()?);
+    match loaded.result {
+        Ok(bundle) => Ok(Arc::new(bundle)),
+        Err(ref diagnostics) => {
+            eprint!(
+                "{}",
+                config::render_diagnostics(diagnostics, &loaded.sources)
+            );
+            anyhow::bail!(
+                "the configuration in {} has problems; nothing was started",
+                settings.config_dir.display()
+            )
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = cli.settings;
+    match cli.command {
+        Command::Validate { format } => {
+            let loaded = config::load(&settings.config_dir, CATALOGUE, settings.tz()?);
+            match (&loaded.result, format) {
+                (Ok(bundle), OutputFormat::Text) => {
+                    println!("{}: ok", bundle.summary());
+                    Ok(ExitCode::SUCCESS)
+                }
+                (Ok(bundle), OutputFormat::Json) => {
+                    let report = serde_json::json!({
+                        "ok": true,
+                        "flows": bundle.flows.len(),
+                        "formats": bundle.formats.len(),
+                        "templates": bundle.prompt_files,
+                        "problems": [],
+                    });
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                (Err(diagnostics), OutputFormat::Text) => {
+                    eprint!(
+                        "{}",
+                        config::render_diagnostics(diagnostics, &loaded.sources)
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+                (Err(diagnostics), OutputFormat::Json) => {
+                    let report = serde_json::json!({ "ok": false, "problems": diagnostics });
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Chat { user } => {
+            let bundle = load_bundle(&settings)?;
+            let store = Store::open(&settings.store_path())?;
+            if settings.openai_api_key.is_none() {
+                tracing::info!(
+                    "no OPENAI_API_KEY: the AI runs offline (drafts from the formats' templates)"
+                );
+            }
+            let driver = Driver::new(bundle, store);
+            let stdin = std::io::stdin();
+            let ansi = std::io::stdout().is_terminal();
+            crate::console::run(&driver, user, stdin.lock(), std::io::stdout(), ansi)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Test { files } => {
+            let bundle = load_bundle(&settings)?;
+            let scripts = crate::conversation::find_scripts(&files, &settings.config_dir);
+            if scripts.is_empty() {
+                anyhow::bail!(
+                    "no conversation scripts found (looked in {}/tests/conversations)",
+                    settings.config_dir.display()
+                );
+            }
+            let failures = crate::conversation::run_all(
+                bundle,
+                &scripts,
+                &settings.config_dir,
+                &mut std::io::stdout(),
+            )?;
+            Ok(if failures == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Posts { status } => {
+            let store = Store::open(&settings.store_path())?;
+            let posts = store.posts()?;
+            println!(
+                "{:>5}  {:<10}  {:<11}  {:<16}  title",
+                "id", "status", "format", "desired time"
+            );
+            for post in posts.iter().filter(|p| {
+                status
+                    .as_deref()
+                    .is_none_or(|s| crate::actions::status_name(p.status) == s)
+            }) {
+                println!(
+                    "{:>5}  {:<10}  {:<11}  {:<16}  {}",
+                    post.id,
+                    crate::actions::status_name(post.status),
+                    post.format.as_deref().unwrap_or("-"),
+                    post.desired_time.as_deref().unwrap_or("-"),
+                    crate::actions::title_of(&post.text)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor => doctor(&settings),
+    }
+}
+
+fn doctor(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let mut healthy = true;
+    match settings.tz() {
+        Ok(tz) => println!("ok    time zone {tz}"),
+        Err(err) => {
+            healthy = false;
+            println!("FAIL  {err}");
+        }
+    }
+    let loaded = config::load(
+        &settings.config_dir,
+        CATALOGUE,
+        settings.tz().unwrap_or(chrono_tz::Asia::Yerevan),
+    );
+    match &loaded.result {
+        Ok(bundle) => println!(
+            "ok    config {}: {}",
+            settings.config_dir.display(),
+            bundle.summary()
+        ),
+        Err(diagnostics) => {
+            healthy = false;
+            println!(
+                "FAIL  config {}: {} problems (run `postflow validate`)",
+                settings.config_dir.display(),
+                diagnostics.len()
+            );
+        }
+    }
+    match Store::open(&settings.store_path()) {
+        Ok(store) => {
+            let posts = store.posts().map(|p| p.len()).unwrap_or(0);
+            println!(
+                "ok    store {} (schema {}, {posts} posts)",
+                settings.store_path().display(),
+                store.schema_version()?
+            );
+        }
+        Err(err) => {
+            healthy = false;
+            println!("FAIL  store: {err}");
+        }
+    }
+    if settings.openai_api_key.is_some() {
+        println!(
+            "note  OPENAI_API_KEY is set, but this build's AI runs offline (the OpenAI client arrives with the AI release)"
+        );
+    } else {
+        println!(
+            "note  AI: offline (no OPENAI_API_KEY) — drafts come from the formats' offline templates"
+        );
+    }
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,388 @@
+//! The compiled configuration: checked, immutable and ready for the engine.
+
+use std::collections::BTreeMap;
+
+use minijinja::Environment;
+use regex::Regex;
+use serde::Serialize;
+
+/// Everything the engine needs, compiled from `flows/`, `formats/` and `prompts/`.
+pub struct Bundle {
+    pub flows: BTreeMap<String, Flow>,
+    pub menu: Menu,
+    pub formats: Vec<Format>,
+    /// Every template: files under `prompts/` by name, inline `say:` texts and menu texts.
+    pub templates: Environment<'static>,
+    /// Number of templates loaded from `prompts/`.
+    pub prompt_files: usize,
+    pub timezone: chrono_tz::Tz,
+    /// A stable hash of every source file; buttons rendered under another fingerprint are outdated.
+    pub fingerprint: u64,
+}
+
+impl Bundle {
+    pub fn flow(&self, id: &str) -> Option<&Flow> {
+        self.flows.get(id)
+    }
+
+    pub fn step(&self, flow: &str, step: &str) -> Option<&Step> {
+        self.flows.get(flow).and_then(|f| f.steps.get(step))
+    }
+
+    pub fn format(&self, id: &str) -> Option<&Format> {
+        self.formats.iter().find(|f| f.id == id)
+    }
+
+    /// One-line summary such as "3 flows, 4 formats, 17 templates".
+    pub fn summary(&self) -> String {
+        format!(
+            "{} flows, {} formats, {} templates",
+            self.flows.len(),
+            self.formats.len(),
+            self.prompt_files
+        )
+    }
+}
+
+/// A conversation: a set of steps starting at `start`.
+pub struct Flow {
+    pub id: String,
+    pub title: Option<String>,
+    pub start: String,
+    pub slots: BTreeMap<String, SlotDecl>,
+    pub steps: BTreeMap<String, Step>,
+}
+
+/// A declared session slot.
+#[derive(Debug, Clone)]
+pub struct SlotDecl {
+    pub kind: SlotKind,
+    pub default: Option<serde_json::Value>,
+}
+
+/// The type of a slot; values saved into it are checked against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlotKind {
+    Text,
+    Html,
+    Number,
+    Bool,
+    Date,
+    Time,
+    Media,
+    List,
+    Any,
+}
+
+impl SlotKind {
+    pub const NAMES: [&'static str; 9] = [
+        "text", "html", "number", "bool", "date", "time", "media", "list", "any",
+    ];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "text" => SlotKind::Text,
+            "html" => SlotKind::Html,
+            "number" => SlotKind::Number,
+            "bool" => SlotKind::Bool,
+            "date" => SlotKind::Date,
+            "time" => SlotKind::Time,
+            "media" => SlotKind::Media,
+            "list" => SlotKind::List,
+            "any" => SlotKind::Any,
+            _ => return None,
+        })
+    }
+}
+
+/// One step of a flow. What it does on entry, in order: `set`, `action` (then wait for its
+/// result) or the message (`say`/`template` with `media`, keyboard, input) and then wait, or
+/// `call`, `end`, `next`.
+pub struct Step {
+    pub id: String,
+    /// Name of the template in [`Bundle::templates`] that renders the message.
+    pub say: Option<String>,
+    pub media_slot: Option<String>,
+    pub edit: bool,
+    pub menu: bool,
+    pub set: Vec<(String, String)>,
+    pub buttons: Vec<Button>,
+    pub columns: u8,
+    pub list: Option<ListSpec>,
+    pub input: Option<Input>,
+    pub action: Option<ActionCall>,
+    pub next: Vec<Branch>,
+    pub call: Option<String>,
+    pub end: bool,
+}
+
+impl Step {
+    /// Whether entering this step stops and waits for the user.
+    pub fn waits_for_user(&self) -> bool {
+        self.input.is_some() || !self.buttons.is_empty() || self.list.is_some()
+    }
+}
+
+/// A static inline button.
+pub struct Button {
+    pub label: String,
+    pub target: Target,
+    pub set: Vec<(String, String)>,
+    pub condition: Option<String>,
+    pub toast: Option<String>,
+}
+
+/// Where a button leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Goto(String),
+    Call(String),
+    End,
+    /// Stay on the step (used by buttons that only `set` slots and re-render).
+    Stay,
+}
+
+/// Buttons generated from a list expression.
+pub struct ListSpec {
+    pub items: String,
+    /// Template name for a button label; `item` is the element.
+    pub label: String,
+    pub value: Option<String>,
+    pub save_as: Option<String>,
+    pub columns: u8,
+    pub page_size: usize,
+    pub empty: Option<String>,
+}
+
+/// An input the step waits for.
+pub struct Input {
+    pub kind: InputKind,
+    pub save_as: Option<String>,
+    /// Template name of a custom error message for this input.
+    pub error: Option<String>,
+    pub skip: Option<String>,
+}
+
+/// Kinds of input and their checks.
+pub enum InputKind {
+    Text {
+        min_length: Option<u32>,
+        max_length: Option<u32>,
+        pattern: Option<Regex>,
+    },
+    Number {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+    Media(Vec<MediaKind>),
+    Date {
+        allow_past: bool,
+    },
+    Time {
+        minute_step: u32,
+        first_hour: u32,
+        last_hour: u32,
+        date_slot: Option<String>,
+    },
+    Choice(Vec<ChoiceOption>),
+}
+
+impl InputKind {
+    pub fn slot_kinds(&self) -> &'static [SlotKind] {
+        match self {
+            InputKind::Text { .. } => &[SlotKind::Text, SlotKind::Html, SlotKind::Any],
+            InputKind::Number { .. } => &[SlotKind::Number, SlotKind::Any],
+            InputKind::Media(_) => &[SlotKind::Media, SlotKind::Any],
+            InputKind::Date { .. } => &[SlotKind::Date, SlotKind::Any],
+            InputKind::Time { .. } => &[SlotKind::Time, SlotKind::Any],
+            InputKind::Choice(_) => &[
+                SlotKind::Text,
+                SlotKind::Number,
+                SlotKind::Bool,
+                SlotKind::Any,
+            ],
+        }
+    }
+}
+
+/// A kind of media Telegram delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    Photo,
+    Video,
+    Animation,
+    Document,
+}
+
+impl MediaKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            MediaKind::Photo => "photo",
+            MediaKind::Video => "video",
+            MediaKind::Animation => "animation",
+            MediaKind::Document => "document",
+        }
+    }
+}
+
+/// One option of a choice input.
+pub struct ChoiceOption {
+    pub label: String,
+    pub value: serde_json::Value,
+}
+
+/// A call of a registered action.
+pub struct ActionCall {
+    pub name: String,
+    pub args: Vec<(String, ArgValue)>,
+    pub save_as: Option<String>,
+    pub on_error: Option<String>,
+}
+
+/// An action argument: a literal, or a string rendered as a template. A string that is
+/// exactly one `{{ expression }}` keeps the expression's type.
+#[derive(Debug, Clone)]
+pub enum ArgValue {
+    Literal(serde_json::Value),
+    Expression(String),
+    Template(String),
+}
+
+/// One branch of a conditional `next`.
+#[derive(Debug, Clone)]
+pub struct Branch {
+    pub condition: Option<String>,
+    pub goto: String,
+}
+
+/// Global texts, the main menu, commands and widget words.
+pub struct Menu {
+    pub start_flow: String,
+    /// Text key → template name (`text:<key>`).
+    pub texts: BTreeMap<String, String>,
+    pub months: Vec<String>,
+    pub weekdays: Vec<String>,
+    pub reply_keyboard: Vec<Vec<MenuButton>>,
+    pub commands: Vec<Command>,
+}
+
+/// A main-menu button.
+pub struct MenuButton {
+    pub label: String,
+    pub flow: String,
+}
+
+/// A bot command.
+pub struct Command {
+    pub name: String,
+    pub description: String,
+    pub target: CommandTarget,
+    pub listed: bool,
+}
+
+/// What a command does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandTarget {
+    Flow(String),
+    Cancel,
+}
+
+/// A post format.
+#[derive(Debug, Clone, Serialize)]
+pub struct Format {
+    pub id: String,
+    pub names: FormatNames,
+    pub description: Option<String>,
+    pub emoji: Vec<String>,
+    pub cta: Vec<String>,
+    pub min_words: u32,
+    pub max_words: u32,
+    pub hashtags: Vec<String>,
+    pub prompts: FormatPrompts,
+}
+
+/// Names of a format in Armenian, Russian and English.
+#[derive(Debug, Clone, Serialize)]
+pub struct FormatNames {
+    pub hy: String,
+    pub ru: String,
+    pub en: String,
+}
+
+/// Template names a format uses.
+#[derive(Debug, Clone, Serialize)]
+pub struct FormatPrompts {
+    pub generate: String,
+    pub improve: Option<String>,
+    pub translate: Option<String>,
+    pub offline: String,
+}
+
+/// Text keys the menu file must define, with what each is for.
+pub const REQUIRED_TEXTS: &[(&str, &str)] = &[
+    ("outdated", "a button of an outdated message was pressed"),
+    (
+        "busy",
+        "the user wrote while an action (such as the AI) is still running",
+    ),
+    ("invalid_button", "callback data that does not decode"),
+    ("unknown_input", "the user typed something no step expects"),
+    ("use_buttons", "the step expects a button press, not text"),
+    ("cancelled", "the conversation was cancelled"),
+    (
+        "action_failed",
+        "an action failed and the flow has no on_error",
+    ),
+    (
+        "internal_error",
+        "a template or expression failed at run time",
+    ),
+    (
+        "text_too_short",
+        "text input shorter than min_length ({{ min }})",
+    ),
+    (
+        "text_too_long",
+        "text input longer than max_length ({{ max }})",
+    ),
+    ("text_pattern", "text input does not match the pattern"),
+    ("text_expected", "a text was expected"),
+    ("number_invalid", "not a number"),
+    ("number_range", "number outside min..max"),
+    (
+        "media_expected",
+        "the wrong kind of message for a media input ({{ kinds }})",
+    ),
+    ("date_invalid", "a date that cannot be read"),
+    ("date_past", "a date in the past"),
+    ("time_invalid", "a time that cannot be read"),
+    ("time_past", "a time in the past"),
+    ("choice_invalid", "an answer that is not one of the options"),
+    ("pager_prev", "label of the pager's previous-page button"),
+    ("pager_next", "label of the pager's next-page button"),
+    ("skip", "default label of the skip button"),
+    ("back", "label of the time picker's back button"),
+    (
+        "today_marker",
+        "marker put around today's day number in the calendar",
+    ),
+    ("list_empty", "shown when a generated list has no items"),
+];
+
+/// The argument schema of a registered action, which the compiler checks `with:` against.
+#[derive(Debug, Clone, Copy)]
+pub struct ActionSchema {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub args: &'static [ArgSpec],
+}
+
+/// One argument of an action.
+#[derive(Debug, Clone, Copy)]
+pub struct ArgSpec {
+    pub name: &'static str,
+    pub required: bool,
+    pub description: &'static str,
+}

@@ -1,0 +1,258 @@
+//! Raw configuration: serde structs that mirror the YAML files exactly (`deny_unknown_fields`).
+//!
+//! Fields that accept several shapes stay `serde_yaml::Value` here; the compiler gives them
+//! precise error messages.
+
+use serde::Deserialize;
+use serde_yaml::{Mapping, Value};
+
+/// The head of any file under `flows/`: only `kind` is read first.
+#[derive(Debug, Deserialize)]
+pub struct RawKind {
+    pub kind: String,
+}
+
+/// A `kind: flow` file. Steps are kept as values and deserialised one by one, so that a
+/// mistake in one step does not hide the mistakes in the others.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFlow {
+    pub kind: String,
+    pub id: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub start: Option<String>,
+    #[serde(default)]
+    pub slots: Mapping,
+    pub steps: Mapping,
+}
+
+/// One step of a flow.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    #[serde(default)]
+    pub say: Option<String>,
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub media: Option<String>,
+    #[serde(default)]
+    pub edit: bool,
+    #[serde(default)]
+    pub menu: bool,
+    #[serde(default)]
+    pub set: Mapping,
+    #[serde(default)]
+    pub buttons: Vec<RawButton>,
+    #[serde(default)]
+    pub columns: Option<u8>,
+    #[serde(default)]
+    pub list: Option<RawList>,
+    #[serde(default)]
+    pub input: Option<RawInput>,
+    #[serde(default)]
+    pub action: Option<RawAction>,
+    #[serde(default)]
+    pub next: Option<Value>,
+    #[serde(default)]
+    pub call: Option<String>,
+    #[serde(default)]
+    pub end: bool,
+}
+
+/// A static inline button.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawButton {
+    pub label: String,
+    #[serde(default)]
+    pub goto: Option<String>,
+    #[serde(default)]
+    pub call: Option<String>,
+    #[serde(default)]
+    pub end: bool,
+    #[serde(default)]
+    pub set: Mapping,
+    #[serde(default, rename = "if")]
+    pub condition: Option<String>,
+    #[serde(default)]
+    pub toast: Option<String>,
+}
+
+/// Buttons generated from a list, with a pager.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawList {
+    pub items: String,
+    pub label: String,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub save_as: Option<String>,
+    #[serde(default)]
+    pub columns: Option<u8>,
+    #[serde(default)]
+    pub page_size: Option<u16>,
+    #[serde(default)]
+    pub empty: Option<String>,
+}
+
+/// What the step waits for from the user.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInput {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub save_as: Option<String>,
+    #[serde(default)]
+    pub min_length: Option<u32>,
+    #[serde(default)]
+    pub max_length: Option<u32>,
+    #[serde(default)]
+    pub pattern: Option<String>,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub skip: Option<String>,
+    #[serde(default)]
+    pub options: Vec<RawOption>,
+    #[serde(default)]
+    pub allow_past: bool,
+    #[serde(default)]
+    pub minute_step: Option<u32>,
+    #[serde(default)]
+    pub hours: Option<Vec<u32>>,
+    #[serde(default)]
+    pub date_slot: Option<String>,
+}
+
+/// One option of a `choice` input.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOption {
+    pub label: String,
+    pub value: Value,
+}
+
+/// A call of a registered action.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAction {
+    pub name: String,
+    #[serde(default, rename = "with")]
+    pub args: Mapping,
+    #[serde(default)]
+    pub save_as: Option<String>,
+    #[serde(default)]
+    pub on_error: Option<String>,
+}
+
+/// The `kind: menu` file: global texts, the main menu, commands and the calendar's words.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMenu {
+    pub kind: String,
+    pub start_flow: String,
+    pub texts: Mapping,
+    pub locale: RawLocale,
+    pub reply_keyboard: RawReplyKeyboard,
+    #[serde(default)]
+    pub commands: Vec<RawCommand>,
+}
+
+/// Words the widgets show.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLocale {
+    pub months: Vec<String>,
+    pub weekdays: Vec<String>,
+}
+
+/// The main menu (Telegram reply keyboard).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReplyKeyboard {
+    #[serde(default)]
+    pub columns: Option<u8>,
+    pub buttons: Vec<RawMenuButton>,
+}
+
+/// A main-menu button starts a flow.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMenuButton {
+    pub label: String,
+    pub flow: String,
+}
+
+/// A bot command such as `/start`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCommand {
+    pub command: String,
+    pub description: String,
+    #[serde(default)]
+    pub flow: Option<String>,
+    #[serde(default)]
+    pub cancel: bool,
+    #[serde(default = "default_true")]
+    pub listed: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A post format under `formats/`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFormat {
+    pub id: String,
+    pub names: RawNames,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub emoji: Vec<String>,
+    pub cta: Vec<String>,
+    pub length: RawLength,
+    #[serde(default)]
+    pub hashtags: Vec<String>,
+    pub prompts: RawFormatPrompts,
+}
+
+/// A name in the three languages the shop uses.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNames {
+    pub hy: String,
+    pub ru: String,
+    pub en: String,
+}
+
+/// Target post length in words.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLength {
+    pub min_words: u32,
+    pub max_words: u32,
+}
+
+/// Templates a format uses, by name (path under `prompts/` without `.j2`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFormatPrompts {
+    pub generate: String,
+    #[serde(default)]
+    pub improve: Option<String>,
+    #[serde(default)]
+    pub translate: Option<String>,
+    pub offline: String,
+}

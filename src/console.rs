@@ -1,0 +1,285 @@
+//! The terminal adapter behind `postflow chat`: the whole engine in a terminal, on the real store.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use crate::config::bundle::MediaKind;
+use crate::driver::Driver;
+use crate::engine::event::{Effect, Event, EventKind, Keyboard, Media, OutMessage};
+use crate::engine::html;
+
+/// A message as the chat shows it, with the id edits refer to.
+#[derive(Debug, Clone)]
+pub struct Shown {
+    pub id: i64,
+    pub message: OutMessage,
+}
+
+/// The visible state of a chat: messages, button answers and whether the flow ended.
+#[derive(Debug, Default)]
+pub struct Screen {
+    pub messages: Vec<Shown>,
+    next_id: i64,
+}
+
+/// What one turn changed on the screen.
+#[derive(Debug, Default)]
+pub struct TurnOutput {
+    /// Messages sent or edited in this turn, in order, with `true` for edits.
+    pub messages: Vec<(Shown, bool)>,
+    pub answers: Vec<Option<String>>,
+    pub ended: bool,
+}
+
+impl Screen {
+    /// Applies effects; returns what changed.
+    pub fn apply(&mut self, effects: Vec<Effect>) -> TurnOutput {
+        let mut out = TurnOutput::default();
+        for effect in effects {
+            match effect {
+                Effect::Send { message } => {
+                    self.next_id += 1;
+                    let shown = Shown {
+                        id: self.next_id,
+                        message,
+                    };
+                    self.messages.push(shown.clone());
+                    out.messages.push((shown, false));
+                }
+                Effect::Edit {
+                    message_id,
+                    message,
+                } => {
+                    match self.messages.iter_mut().find(|m| m.id == message_id) {
+                        Some(existing) => existing.message = message.clone(),
+                        None => {
+                            // Like Telegram's "message to edit not found": send anew.
+                            self.next_id += 1;
+                            self.messages.push(Shown {
+                                id: self.next_id,
+                                message: message.clone(),
+                            });
+                        }
+                    }
+                    out.messages.push((
+                        Shown {
+                            id: message_id,
+                            message,
+                        },
+                        true,
+                    ));
+                }
+                Effect::Delete { message_id } => self.messages.retain(|m| m.id != message_id),
+                Effect::Answer { text } => out.answers.push(text),
+                Effect::End => out.ended = true,
+                Effect::RunAction { .. } | Effect::Warn { .. } => {}
+            }
+        }
+        out
+    }
+
+    /// The newest message with an inline keyboard.
+    pub fn latest_keyboard(&self) -> Option<&Shown> {
+        self.messages
+            .iter()
+            .rev()
+            .find(|m| matches!(m.message.keyboard, Keyboard::Inline(_)))
+    }
+
+    /// Finds a button by label on the newest keyboard (or, with `older`, on an older one).
+    pub fn find_button(&self, label: &str, older: bool) -> Option<(i64, String)> {
+        let latest = self.latest_keyboard().map(|m| m.id);
+        self.messages
+            .iter()
+            .rev()
+            .filter(|m| {
+                if older {
+                    Some(m.id) != latest
+                } else {
+                    Some(m.id) == latest
+                }
+            })
+            .find_map(|m| match &m.message.keyboard {
+                Keyboard::Inline(rows) => rows
+                    .iter()
+                    .flatten()
+                    .find(|b| b.label.trim() == label.trim())
+                    .map(|b| (m.id, b.data.clone())),
+                _ => None,
+            })
+    }
+}
+
+/// Renders a message for the terminal: text, media, numbered buttons, the main menu.
+pub fn render_message(shown: &Shown, edited: bool, ansi: bool) -> String {
+    let mut out = String::new();
+    let marker = if edited { " (edited)" } else { "" };
+    out.push_str(&format!("── bot #{}{marker} ──\n", shown.id));
+    if let Some(media) = &shown.message.media {
+        out.push_str(&format!("[{}: {}]\n", media.kind.name(), media.file_id));
+    }
+    out.push_str(html::to_plain_text(&shown.message.text, ansi).trim_end());
+    out.push('\n');
+    match &shown.message.keyboard {
+        Keyboard::Inline(rows) => {
+            let mut n = 0;
+            for row in rows {
+                let cells: Vec<String> = row
+                    .iter()
+                    .map(|b| {
+                        n += 1;
+                        format!("[{n}] {}", b.label)
+                    })
+                    .collect();
+                out.push_str(&format!("  {}\n", cells.join("  ")));
+            }
+        }
+        Keyboard::Reply(rows) => {
+            let labels: Vec<&str> = rows.iter().flatten().map(String::as_str).collect();
+            out.push_str(&format!("  menu: {}\n", labels.join(" | ")));
+        }
+        Keyboard::None => {}
+    }
+    out
+}
+
+/// What a typed line means.
+#[derive(Debug, PartialEq)]
+pub enum Typed {
+    Event(EventKind),
+    Quit,
+    Help,
+    Problem(String),
+    Nothing,
+}
+
+/// Turns a typed line into an event: `:photo PATH` and friends, `/commands`, a button number
+/// or label on the newest keyboard, or plain text.
+pub fn parse_line(line: &str, screen: &Screen) -> Typed {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let trimmed = line.trim();
+    if trimmed.is_empty() {
+        return Typed::Nothing;
+    }
+    if let Some(rest) = trimmed.strip_prefix(':') {
+        let (word, arg) = rest.split_once(' ').unwrap_or((rest, ""));
+        let kind = match word {
+            "quit" | "q" | "exit" => return Typed::Quit,
+            "help" | "h" => return Typed::Help,
+            "photo" => MediaKind::Photo,
+            "video" => MediaKind::Video,
+            "gif" | "animation" => MediaKind::Animation,
+            "doc" | "document" => MediaKind::Document,
+            other => {
+                return Typed::Problem(format!("unknown console command `:{other}`; type :help"));
+            }
+        };
+        let path = arg.trim();
+        if path.is_empty() {
+            return Typed::Problem(format!("usage: :{word} PATH"));
+        }
+        if !Path::new(path).is_file() {
+            return Typed::Problem(format!("no such file: {path}"));
+        }
+        return Typed::Event(EventKind::Media {
+            media: Media {
+                kind,
+                file_id: path.to_string(),
+                caption: None,
+            },
+        });
+    }
+    if let Some(command) = trimmed.strip_prefix('/') {
+        let (name, args) = command.split_once(' ').unwrap_or((command, ""));
+        return Typed::Event(EventKind::Command {
+            name: name.to_string(),
+            args: args.to_string(),
+        });
+    }
+    if let Some(shown) = screen.latest_keyboard()
+        && let Keyboard::Inline(rows) = &shown.message.keyboard
+    {
+        let buttons: Vec<_> = rows.iter().flatten().collect();
+        let by_number = trimmed
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n >= 1 && *n <= buttons.len())
+            .map(|n| buttons[n - 1]);
+        if let Some(button) =
+            by_number.or_else(|| buttons.iter().copied().find(|b| b.label.trim() == trimmed))
+        {
+            return Typed::Event(EventKind::Button {
+                data: button.data.clone(),
+                message_id: Some(shown.id),
+            });
+        }
+    }
+    Typed::Event(EventKind::Text {
+        text: line.to_string(),
+    })
+}
+
+pub const HELP: &str = "Type a message, a /command, a button number or label.\n\
+  :photo PATH  :video PATH  :gif PATH  :doc PATH   send a file\n\
+  :help   this help        :quit   leave (the conversation is kept in the store)\n";
+
+/// Runs the chat loop until end of input or `:quit`.
+pub fn run(
+    driver: &Driver,
+    chat_id: i64,
+    input: impl BufRead,
+    mut output: impl Write,
+    ansi: bool,
+) -> anyhow::Result<()> {
+    let mut screen = Screen::default();
+    writeln!(
+        output,
+        "postflow chat — user {chat_id}, config {}. {}",
+        driver.bundle.summary(),
+        "Type :help for help."
+    )?;
+    let session = driver.session(chat_id, chat_id)?;
+    if let Some(frame) = session.current() {
+        writeln!(
+            output,
+            "(resuming: flow `{}`, step `{}`)",
+            frame.flow, frame.step
+        )?;
+    }
+    output.flush()?;
+    for line in input.lines() {
+        let line = line?;
+        let kind = match parse_line(&line, &screen) {
+            Typed::Event(kind) => kind,
+            Typed::Quit => break,
+            Typed::Help => {
+                write!(output, "{HELP}")?;
+                continue;
+            }
+            Typed::Problem(problem) => {
+                writeln!(output, "! {problem}")?;
+                continue;
+            }
+            Typed::Nothing => continue,
+        };
+        let now = chrono::Utc::now().timestamp();
+        let effects = driver.handle(Event {
+            chat_id,
+            user_id: chat_id,
+            now,
+            kind,
+        })?;
+        let turn = screen.apply(effects);
+        for text in turn.answers.iter().flatten() {
+            writeln!(output, "(toast) {}", html::to_plain_text(text, false))?;
+        }
+        for (shown, edited) in &turn.messages {
+            write!(output, "{}", render_message(shown, *edited, ansi))?;
+        }
+        if turn.ended {
+            writeln!(output, "(conversation ended)")?;
+        }
+        output.flush()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! What comes into the engine (events) and what it asks the adapters to do (effects).
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::bundle::MediaKind;
+
+/// Something that happened in a chat, with the time it happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub chat_id: i64,
+    pub user_id: i64,
+    /// Unix seconds; the engine has no clock of its own.
+    pub now: i64,
+    pub kind: EventKind,
+}
+
+/// The kinds of events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    Text {
+        text: String,
+    },
+    Command {
+        name: String,
+        args: String,
+    },
+    Media {
+        media: Media,
+    },
+    /// An inline button press; `message_id` is the message that carried the button.
+    Button {
+        data: String,
+        message_id: Option<i64>,
+    },
+    ActionResult {
+        request_id: u64,
+        outcome: ActionOutcome,
+    },
+    Timer {
+        name: String,
+    },
+}
+
+/// The result of an action the engine asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ActionOutcome {
+    Ok { value: serde_json::Value },
+    Failed { message: String },
+}
+
+/// A media file, referenced by Telegram's `file_id` (or a local path in the console).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Media {
+    pub kind: MediaKind,
+    pub file_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
+}
+
+/// An inline button as it is sent: a label and engine-generated callback data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InlineButton {
+    pub label: String,
+    pub data: String,
+}
+
+/// The keyboard attached to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[serde(tag = "type", content = "rows", rename_all = "snake_case")]
+pub enum Keyboard {
+    #[default]
+    None,
+    Inline(Vec<Vec<InlineButton>>),
+    /// The main menu as a Telegram reply keyboard.
+    Reply(Vec<Vec<String>>),
+}
+
+impl Keyboard {
+    /// Every label on the keyboard, row by row.
+    pub fn labels(&self) -> Vec<&str> {
+        match self {
+            Keyboard::None => Vec::new(),
+            Keyboard::Inline(rows) => rows.iter().flatten().map(|b| b.label.as_str()).collect(),
+            Keyboard::Reply(rows) => rows.iter().flatten().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// A message to show: Telegram HTML text, optional media and a keyboard.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutMessage {
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<Media>,
+    pub keyboard: Keyboard,
+}
+
+/// What the engine asks the outside world to do.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum Effect {
+    Send {
+        message: OutMessage,
+    },
+    Edit {
+        message_id: i64,
+        message: OutMessage,
+    },
+    Delete {
+        message_id: i64,
+    },
+    /// Answer the button press of this event (Telegram requires it), with an optional toast.
+    Answer {
+        text: Option<String>,
+    },
+    RunAction {
+        request_id: u64,
+        name: String,
+        args: serde_json::Value,
+    },
+    /// The conversation ended; the session is idle.
+    End,
+    /// Something went wrong in the configuration at run time; the adapter logs it.
+    Warn {
+        message: String,
+    },
+}

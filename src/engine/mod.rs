@@ -1,0 +1,1114 @@
+//! The pure conversation engine: `step(bundle, session, event) -> (session, effects)`.
+//!
+//! No I/O, no clock and no randomness: time and ids arrive in events, and everything the engine
+//! wants done in the world leaves as an [`Effect`].
+
+pub mod codec;
+pub mod event;
+pub mod html;
+pub mod render;
+pub mod session;
+pub mod widgets;
+
+use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
+use minijinja::Value;
+
+use crate::config::bundle::{
+    ArgValue, Bundle, CommandTarget, InputKind, MediaKind, SlotKind, Step, Target,
+};
+use codec::{Press, decode, encode};
+use event::{ActionOutcome, Effect, Event, EventKind, InlineButton, Keyboard, Media, OutMessage};
+use session::{Frame, ListItem, PendingAction, Session, View, Wait};
+use widgets::WidgetWords;
+
+/// The name of the built-in action that clears the session's slots (`with: { keep: [...] }`).
+pub const BUILTIN_SESSION_CLEAR: &str = "session.clear";
+
+/// Transitions allowed within one event before the engine assumes a loop in the flow.
+const MAX_HOPS: usize = 64;
+
+/// Applies one event to a session and returns the new session and the effects to carry out.
+pub fn step(bundle: &Bundle, session: &Session, event: &Event) -> (Session, Vec<Effect>) {
+    let mut run = Run {
+        bundle,
+        s: session.clone(),
+        fx: Vec::new(),
+        now: event.now,
+        message_id: None,
+        answer: None,
+        edit_in_place: false,
+        hops: 0,
+    };
+    run.s.chat_id = event.chat_id;
+    run.s.user_id = event.user_id;
+    run.s.updated_at = event.now;
+    run.forget_vanished_step();
+    run.handle(&event.kind);
+    let Run {
+        s, mut fx, answer, ..
+    } = run;
+    if let Some(text) = answer {
+        fx.insert(0, Effect::Answer { text });
+    }
+    (s, fx)
+}
+
+struct Run<'a> {
+    bundle: &'a Bundle,
+    s: Session,
+    fx: Vec<Effect>,
+    now: i64,
+    /// The message whose button was pressed, for steps that edit in place.
+    message_id: Option<i64>,
+    /// Set for button presses: the answer (toast) to send first.
+    answer: Option<Option<String>>,
+    /// The press navigates a widget (pager, calendar, hours): edit the message in place.
+    edit_in_place: bool,
+    hops: usize,
+}
+
+/// Why an input was refused: a text key of the menu, plus values for its template.
+struct Refusal {
+    key: &'static str,
+    vars: Vec<(&'static str, Value)>,
+}
+
+impl Refusal {
+    fn new(key: &'static str) -> Self {
+        Refusal {
+            key,
+            vars: Vec::new(),
+        }
+    }
+    fn with(mut self, name: &'static str, value: impl Into<Value>) -> Self {
+        self.vars.push((name, value.into()));
+        self
+    }
+}
+
+impl<'a> Run<'a> {
+    fn handle(&mut self, kind: &EventKind) {
+        match kind {
+            EventKind::Command { name, .. } => self.command(name),
+            EventKind::Text { text } => self.text(text),
+            EventKind::Media { media } => self.media(media),
+            EventKind::Button { data, message_id } => {
+                self.answer = Some(None);
+                self.message_id = *message_id;
+                self.press(data);
+            }
+            EventKind::ActionResult {
+                request_id,
+                outcome,
+            } => self.action_result(*request_id, outcome),
+            EventKind::Timer { .. } => {}
+        }
+    }
+
+    // ----- entry points -------------------------------------------------------------------
+
+    fn command(&mut self, name: &str) {
+        let name = name.trim_start_matches('/').split('@').next().unwrap_or("");
+        let target = self
+            .bundle
+            .menu
+            .commands
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.target.clone());
+        match target {
+            Some(CommandTarget::Flow(flow)) => self.start_flow(&flow),
+            Some(CommandTarget::Cancel) => self.cancel(),
+            None => self.say_text("unknown_input", &[], true),
+        }
+    }
+
+    fn text(&mut self, text: &str) {
+        let trimmed = text.trim();
+        let menu_flow = self
+            .bundle
+            .menu
+            .reply_keyboard
+            .iter()
+            .flatten()
+            .find(|b| b.label == trimmed)
+            .map(|b| b.flow.clone());
+        if let Some(flow) = menu_flow {
+            return self.start_flow(&flow);
+        }
+        match (self.s.wait.clone(), self.current_step()) {
+            (Wait::User, Some(step)) => match &step.input {
+                Some(input) => match self.parse_text(&input.kind, trimmed) {
+                    Ok(value) => self.accept(step, value),
+                    Err(refusal) => self.refuse(step, refusal),
+                },
+                None => self.refuse(step, Refusal::new("use_buttons")),
+            },
+            (Wait::Action { .. }, Some(_)) => self.say_text("busy", &[], false),
+            _ => self.say_text("unknown_input", &[], true),
+        }
+    }
+
+    fn media(&mut self, media: &Media) {
+        match (self.s.wait.clone(), self.current_step()) {
+            (Wait::User, Some(step)) => match step.input.as_ref().map(|i| &i.kind) {
+                Some(InputKind::Media(kinds)) => {
+                    if kinds.contains(&media.kind) {
+                        let value = serde_json::to_value(media).unwrap_or_default();
+                        self.accept(step, value)
+                    } else {
+                        let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+                        self.refuse(
+                            step,
+                            Refusal::new("media_expected").with("kinds", names.join(", ")),
+                        )
+                    }
+                }
+                Some(_) => self.refuse(step, Refusal::new("text_expected")),
+                None => self.refuse(step, Refusal::new("use_buttons")),
+            },
+            (Wait::Action { .. }, Some(_)) => self.say_text("busy", &[], false),
+            _ => self.say_text("unknown_input", &[], true),
+        }
+    }
+
+    fn press(&mut self, data: &str) {
+        let Some(callback) = decode(data) else {
+            self.answer = Some(self.text_of("invalid_button", &[]));
+            self.fx.push(Effect::Warn {
+                message: format!("undecodable callback data {data:?}"),
+            });
+            return;
+        };
+        let step = self.current_step();
+        let fresh = callback.nonce == self.s.nonce
+            && self.s.view.fingerprint == self.bundle.fingerprint
+            && self.s.wait == Wait::User;
+        let Some(step) = step.filter(|_| fresh) else {
+            if callback.press == Press::Noop {
+                return;
+            }
+            let key = if matches!(self.s.wait, Wait::Action { .. }) {
+                "busy"
+            } else {
+                "outdated"
+            };
+            self.answer = Some(self.text_of(key, &[]));
+            // Re-show the current step so the admin has working buttons again.
+            if self.s.wait == Wait::User
+                && let Some(step) = self.current_step()
+            {
+                self.message_id = None;
+                self.show(step, None);
+            }
+            return;
+        };
+        match callback.press {
+            Press::Noop => {}
+            Press::Button(index) => match step.buttons.get(index) {
+                Some(button) => {
+                    if let Some(toast) = &button.toast {
+                        self.answer = Some(Some(toast.clone()));
+                    }
+                    for (slot, expr) in &button.set {
+                        if !self.set_from_expr(slot, expr) {
+                            return;
+                        }
+                    }
+                    self.reset_view();
+                    match &button.target {
+                        Target::Goto(next) => self.goto(next),
+                        Target::Call(flow) => self.call(flow),
+                        Target::End => self.finish_flow(),
+                        Target::Stay => {
+                            self.edit_in_place = true;
+                            self.show(step, None)
+                        }
+                    }
+                }
+                None => self.answer = Some(self.text_of("outdated", &[])),
+            },
+            Press::Item(index) => match (step.list.as_ref(), self.s.view.items.get(index).cloned())
+            {
+                (Some(list), Some(item)) => {
+                    if let Some(slot) = &list.save_as {
+                        self.save(slot, item.value);
+                    }
+                    self.advance(step);
+                }
+                _ => self.answer = Some(self.text_of("outdated", &[])),
+            },
+            Press::Page(page) => {
+                self.edit_in_place = true;
+                self.s.view.page = page;
+                self.show(step, None);
+            }
+            Press::Skip => match step.input.as_ref() {
+                Some(input) if input.skip.is_some() => {
+                    if let Some(slot) = &input.save_as {
+                        self.save(slot, serde_json::Value::Null);
+                    }
+                    self.advance(step);
+                }
+                _ => self.answer = Some(self.text_of("outdated", &[])),
+            },
+            Press::Day { year, month, day } => match step.input.as_ref().map(|i| &i.kind) {
+                Some(InputKind::Date { allow_past }) => {
+                    let date = NaiveDate::from_ymd_opt(year, month, day).unwrap_or_default();
+                    if !allow_past && date < self.today() {
+                        self.answer = Some(self.text_of("date_past", &[]));
+                        return;
+                    }
+                    self.accept(
+                        step,
+                        serde_json::Value::from(date.format("%Y-%m-%d").to_string()),
+                    );
+                }
+                _ => self.answer = Some(self.text_of("outdated", &[])),
+            },
+            Press::Month { year, month } => {
+                let earliest = match step.input.as_ref().map(|i| &i.kind) {
+                    Some(InputKind::Date { allow_past }) => {
+                        widgets::earliest_month(self.today(), *allow_past)
+                    }
+                    _ => return,
+                };
+                self.edit_in_place = true;
+                self.s.view.month = Some(earliest.map_or((year, month), |e| e.max((year, month))));
+                self.show(step, None);
+            }
+            Press::Hour(hour) => {
+                self.edit_in_place = true;
+                self.s.view.hour = Some(hour);
+                self.show(step, None);
+            }
+            Press::Hours => {
+                self.edit_in_place = true;
+                self.s.view.hour = None;
+                self.show(step, None);
+            }
+            Press::Time { hour, minute } => {
+                let text = format!("{hour:02}:{minute:02}");
+                match step.input.as_ref().map(|i| &i.kind) {
+                    Some(kind @ InputKind::Time { .. }) => match self.parse_text(kind, &text) {
+                        Ok(value) => self.accept(step, value),
+                        Err(refusal) => {
+                            self.answer = Some(self.text_of(refusal.key, &refusal.vars))
+                        }
+                    },
+                    _ => self.answer = Some(self.text_of("outdated", &[])),
+                }
+            }
+            Press::Choice(index) => match step.input.as_ref().map(|i| &i.kind) {
+                Some(InputKind::Choice(options)) if index < options.len() => {
+                    self.accept(step, options[index].value.clone())
+                }
+                _ => self.answer = Some(self.text_of("outdated", &[])),
+            },
+        }
+    }
+
+    fn action_result(&mut self, request_id: u64, outcome: &ActionOutcome) {
+        if self.s.wait != (Wait::Action { request_id }) {
+            self.fx.push(Effect::Warn {
+                message: format!("ignored the stale result of action request {request_id}"),
+            });
+            return;
+        }
+        let Some(step) = self.current_step() else {
+            return;
+        };
+        let Some(action) = step.action.as_ref() else {
+            return;
+        };
+        self.s.wait = Wait::Nothing;
+        self.s.pending = None;
+        match outcome {
+            ActionOutcome::Ok { value } => {
+                if let Some(slot) = &action.save_as {
+                    self.save(slot, value.clone());
+                }
+                self.advance(step);
+            }
+            ActionOutcome::Failed { message } => {
+                self.s
+                    .slots
+                    .insert("error".into(), serde_json::Value::from(message.as_str()));
+                match &action.on_error {
+                    Some(target) => self.goto(target),
+                    None => {
+                        self.say_text(
+                            "action_failed",
+                            &[("error", Value::from(message.as_str()))],
+                            true,
+                        );
+                        self.stop();
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- flow control -------------------------------------------------------------------
+
+    fn start_flow(&mut self, flow_id: &str) {
+        let Some(flow) = self.bundle.flow(flow_id) else {
+            self.internal_error(format!("flow `{flow_id}` does not exist"));
+            return;
+        };
+        self.s.stack.clear();
+        self.s.slots.clear();
+        self.s.wait = Wait::Nothing;
+        self.s.pending = None;
+        self.reset_view();
+        self.apply_defaults(flow_id);
+        self.s.stack.push(Frame {
+            flow: flow.id.clone(),
+            step: flow.start.clone(),
+        });
+        self.enter();
+    }
+
+    fn call(&mut self, flow_id: &str) {
+        let Some(flow) = self.bundle.flow(flow_id) else {
+            self.internal_error(format!("flow `{flow_id}` does not exist"));
+            return;
+        };
+        self.apply_defaults(flow_id);
+        self.s.stack.push(Frame {
+            flow: flow.id.clone(),
+            step: flow.start.clone(),
+        });
+        self.enter();
+    }
+
+    fn cancel(&mut self) {
+        self.s.stack.clear();
+        self.s.slots.clear();
+        self.stop();
+        self.say_text("cancelled", &[], true);
+    }
+
+    /// Ends the current flow: returns to the caller, or makes the session idle.
+    fn finish_flow(&mut self) {
+        if self.leave_frame() {
+            self.enter();
+        }
+    }
+
+    fn stop(&mut self) {
+        self.s.stack.clear();
+        self.s.wait = Wait::Nothing;
+        self.s.pending = None;
+        self.reset_view();
+        self.fx.push(Effect::End);
+    }
+
+    fn goto(&mut self, step_id: &str) {
+        if let Some(frame) = self.s.stack.last_mut() {
+            frame.step = step_id.to_string();
+        }
+        self.reset_view();
+        self.enter();
+    }
+
+    /// Follows the step's `next` (the first branch whose condition holds), or ends the flow.
+    fn advance(&mut self, step: &Step) {
+        if step.next.is_empty() {
+            return self.finish_flow();
+        }
+        let ctx = self.ctx(&[]);
+        for branch in &step.next {
+            let taken = match &branch.condition {
+                None => true,
+                Some(expr) => match render::eval(self.bundle, expr, &ctx) {
+                    Ok(value) => value.is_true(),
+                    Err(err) => return self.internal_error(format!("condition `{expr}`: {err}")),
+                },
+            };
+            if taken {
+                return self.goto(&branch.goto);
+            }
+        }
+        self.finish_flow()
+    }
+
+    /// Runs the current step and the steps it leads to until one waits.
+    fn enter(&mut self) {
+        loop {
+            self.hops += 1;
+            if self.hops > MAX_HOPS {
+                return self
+                    .internal_error("too many steps in one turn: the flow loops".to_string());
+            }
+            let Some(step) = self.current_step() else {
+                return;
+            };
+            for (slot, expr) in &step.set {
+                if !self.set_from_expr(slot, expr) {
+                    return;
+                }
+            }
+            if let Some(action) = &step.action {
+                if step.say.is_some() {
+                    self.show(step, None);
+                }
+                let ctx = self.ctx(&[]);
+                let mut args = serde_json::Map::new();
+                for (name, arg) in &action.args {
+                    let value = match arg {
+                        ArgValue::Literal(v) => Ok(v.clone()),
+                        ArgValue::Expression(expr) => {
+                            render::eval(self.bundle, expr, &ctx).map(|v| render::to_json(&v))
+                        }
+                        ArgValue::Template(name) => {
+                            render::render(self.bundle, name, &ctx).map(serde_json::Value::from)
+                        }
+                    };
+                    match value {
+                        Ok(v) => {
+                            args.insert(name.clone(), v);
+                        }
+                        Err(err) => {
+                            return self.internal_error(format!(
+                                "argument `{name}` of `{}`: {err}",
+                                action.name
+                            ));
+                        }
+                    }
+                }
+                let args = serde_json::Value::Object(args);
+                if action.name == BUILTIN_SESSION_CLEAR {
+                    // A built-in action: pure, so the engine does it itself.
+                    let keep: Vec<String> = args
+                        .get("keep")
+                        .and_then(|k| k.as_array())
+                        .map(|k| {
+                            k.iter()
+                                .filter_map(|v| v.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    self.s.slots.retain(|name, _| keep.contains(name));
+                    let ctx = self.ctx(&[]);
+                    match self.pick_branch(step, &ctx) {
+                        Ok(Some(target)) => {
+                            if let Some(frame) = self.s.stack.last_mut() {
+                                frame.step = target;
+                            }
+                            continue;
+                        }
+                        Ok(None) => {
+                            if self.leave_frame() {
+                                continue;
+                            }
+                            return;
+                        }
+                        Err(err) => return self.internal_error(err),
+                    }
+                }
+                let request_id = self.s.next_request;
+                self.s.next_request += 1;
+                self.s.wait = Wait::Action { request_id };
+                self.s.pending = Some(PendingAction {
+                    request_id,
+                    name: action.name.clone(),
+                    args: args.clone(),
+                });
+                self.fx.push(Effect::RunAction {
+                    request_id,
+                    name: action.name.clone(),
+                    args,
+                });
+                return;
+            }
+            if step.say.is_some() || step.waits_for_user() {
+                self.show(step, None);
+                if step.waits_for_user() {
+                    self.s.wait = Wait::User;
+                    return;
+                }
+            }
+            self.s.wait = Wait::Nothing;
+            if let Some(flow) = &step.call {
+                let Some(callee) = self.bundle.flow(flow) else {
+                    return self.internal_error(format!("flow `{flow}` does not exist"));
+                };
+                self.apply_defaults(flow);
+                self.s.stack.push(Frame {
+                    flow: callee.id.clone(),
+                    step: callee.start.clone(),
+                });
+                continue;
+            }
+            if step.end {
+                if self.leave_frame() {
+                    continue;
+                }
+                return;
+            }
+            let ctx = self.ctx(&[]);
+            match self.pick_branch(step, &ctx) {
+                Ok(Some(target)) => {
+                    if let Some(frame) = self.s.stack.last_mut() {
+                        frame.step = target;
+                    }
+                }
+                Ok(None) => {
+                    if !self.leave_frame() {
+                        return;
+                    }
+                }
+                Err(err) => return self.internal_error(err),
+            }
+        }
+    }
+
+    /// Pops the current frame and moves the caller to its `next`; false when nothing is left
+    /// to run (the session is then idle).
+    fn leave_frame(&mut self) -> bool {
+        self.reset_view();
+        loop {
+            self.s.stack.pop();
+            let Some(caller) = self.current_step() else {
+                self.stop();
+                return false;
+            };
+            let ctx = self.ctx(&[]);
+            match self.pick_branch(caller, &ctx) {
+                Ok(Some(target)) => {
+                    if let Some(frame) = self.s.stack.last_mut() {
+                        frame.step = target;
+                    }
+                    return true;
+                }
+                Ok(None) => continue,
+                Err(err) => {
+                    self.internal_error(err);
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn pick_branch(&self, step: &Step, ctx: &Value) -> Result<Option<String>, String> {
+        for branch in &step.next {
+            let taken = match &branch.condition {
+                None => true,
+                Some(expr) => render::eval(self.bundle, expr, ctx)
+                    .map_err(|err| format!("condition `{expr}` in step `{}`: {err}", step.id))?
+                    .is_true(),
+            };
+            if taken {
+                return Ok(Some(branch.goto.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    // ----- inputs -------------------------------------------------------------------------
+
+    /// Saves an accepted input and moves on.
+    fn accept(&mut self, step: &Step, value: serde_json::Value) {
+        if let Some(slot) = step.input.as_ref().and_then(|i| i.save_as.as_ref()) {
+            self.save(slot, value);
+        }
+        self.advance(step);
+    }
+
+    /// Says why the input was refused and asks the same step again, in one message.
+    fn refuse(&mut self, step: &Step, refusal: Refusal) {
+        let custom = step.input.as_ref().and_then(|i| i.error.as_ref());
+        let ctx = self.ctx(&refusal.vars);
+        let reason = match custom {
+            Some(template) => render::render(self.bundle, template, &ctx),
+            None => self.menu_text(refusal.key, &ctx),
+        };
+        match reason {
+            Ok(reason) => {
+                self.message_id = None;
+                self.show(step, Some(reason));
+            }
+            Err(err) => self.internal_error(err),
+        }
+    }
+
+    fn parse_text(&self, kind: &InputKind, text: &str) -> Result<serde_json::Value, Refusal> {
+        match kind {
+            InputKind::Text {
+                min_length,
+                max_length,
+                pattern,
+            } => {
+                if text.is_empty() {
+                    return Err(Refusal::new("text_expected"));
+                }
+                let length = text.chars().count() as u32;
+                if let Some(min) = min_length.filter(|min| length < *min) {
+                    return Err(Refusal::new("text_too_short")
+                        .with("min", min)
+                        .with("length", length));
+                }
+                if let Some(max) = max_length.filter(|max| length > *max) {
+                    return Err(Refusal::new("text_too_long")
+                        .with("max", max)
+                        .with("length", length));
+                }
+                if let Some(re) = pattern.as_ref().filter(|re| !re.is_match(text)) {
+                    return Err(Refusal::new("text_pattern").with("pattern", re.as_str()));
+                }
+                Ok(serde_json::Value::from(text))
+            }
+            InputKind::Number { min, max } => {
+                let number: f64 = text
+                    .replace([' ', '\u{a0}'], "")
+                    .replace(',', ".")
+                    .parse()
+                    .ok()
+                    .filter(|n: &f64| n.is_finite())
+                    .ok_or_else(|| Refusal::new("number_invalid"))?;
+                let out_of_range =
+                    min.is_some_and(|m| number < m) || max.is_some_and(|m| number > m);
+                if out_of_range {
+                    return Err(Refusal::new("number_range")
+                        .with("min", min.map(number_value).unwrap_or_default())
+                        .with("max", max.map(number_value).unwrap_or_default()));
+                }
+                if number.fract() == 0.0 && number.abs() < 1e15 {
+                    return Ok(serde_json::Value::from(number as i64));
+                }
+                Ok(serde_json::Number::from_f64(number)
+                    .map(serde_json::Value::Number)
+                    .unwrap_or_default())
+            }
+            InputKind::Media(kinds) => {
+                let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+                Err(Refusal::new("media_expected").with("kinds", names.join(", ")))
+            }
+            InputKind::Date { allow_past } => {
+                let date = parse_date(text).ok_or_else(|| Refusal::new("date_invalid"))?;
+                if !allow_past && date < self.today() {
+                    return Err(Refusal::new("date_past"));
+                }
+                Ok(serde_json::Value::from(date.format("%Y-%m-%d").to_string()))
+            }
+            InputKind::Time { date_slot, .. } => {
+                let time = parse_time(text).ok_or_else(|| Refusal::new("time_invalid"))?;
+                if let Some(limit) = self.time_floor(date_slot.as_deref())
+                    && (time.hour(), time.minute()) < limit
+                {
+                    return Err(Refusal::new("time_past"));
+                }
+                Ok(serde_json::Value::from(time.format("%H:%M").to_string()))
+            }
+            InputKind::Choice(options) => {
+                let wanted = text.to_lowercase();
+                options
+                    .iter()
+                    .find(|o| {
+                        o.label.to_lowercase() == wanted
+                            || o.value.as_str().is_some_and(|v| v.to_lowercase() == wanted)
+                    })
+                    .map(|o| o.value.clone())
+                    .ok_or_else(|| Refusal::new("choice_invalid"))
+            }
+        }
+    }
+
+    /// The earliest (hour, minute) allowed when the time's date (from `date_slot`) is today.
+    fn time_floor(&self, date_slot: Option<&str>) -> Option<(u32, u32)> {
+        let slot = date_slot?;
+        let date = self.s.slots.get(slot)?.as_str().and_then(parse_date)?;
+        let local = render::local_time(self.bundle, self.now);
+        (date == local.date_naive())
+            .then(|| (local.hour(), local.minute() + 1))
+            .map(|(h, m)| if m >= 60 { (h + 1, 0) } else { (h, m) })
+    }
+
+    // ----- rendering ----------------------------------------------------------------------
+
+    /// Shows the step's message (sending it, or editing the pressed message where the step
+    /// says `edit` or a widget navigates), optionally prefixed by a refusal reason.
+    fn show(&mut self, step: &Step, prefix: Option<String>) {
+        let ctx = self.ctx(&[]);
+        let mut text = match &step.say {
+            Some(template) => match render::render(self.bundle, template, &ctx) {
+                Ok(text) => text,
+                Err(err) => return self.internal_error(err),
+            },
+            None => String::new(),
+        };
+        let keyboard = match self.keyboard(step, &ctx, &mut text) {
+            Ok(keyboard) => keyboard,
+            Err(err) => return self.internal_error(err),
+        };
+        if let Some(prefix) = prefix {
+            text = if text.is_empty() {
+                prefix
+            } else {
+                format!("{prefix}\n\n{text}")
+            };
+        }
+        let media = step
+            .media_slot
+            .as_ref()
+            .and_then(|slot| self.s.slots.get(slot))
+            .and_then(|value| serde_json::from_value::<Media>(value.clone()).ok());
+        if text.trim().is_empty() && media.is_none() {
+            text = "…".to_string();
+        }
+        let message = OutMessage {
+            text: html::sanitize(&text),
+            media,
+            keyboard,
+        };
+        match self.message_id {
+            Some(message_id) if step.edit || self.edit_in_place => self.fx.push(Effect::Edit {
+                message_id,
+                message,
+            }),
+            _ => self.fx.push(Effect::Send { message }),
+        }
+    }
+
+    fn keyboard(
+        &mut self,
+        step: &Step,
+        ctx: &Value,
+        text: &mut String,
+    ) -> Result<Keyboard, String> {
+        if step.menu {
+            return Ok(self.menu_keyboard());
+        }
+        let interactive = step.waits_for_user();
+        if !interactive {
+            return Ok(Keyboard::None);
+        }
+        self.s.nonce = self.s.nonce.wrapping_add(1);
+        self.s.view.fingerprint = self.bundle.fingerprint;
+        let nonce = self.s.nonce;
+        let menu = &self.bundle.menu;
+        let text_or = |key: &str, fallback: &str| -> String {
+            menu.texts
+                .get(key)
+                .and_then(|t| render::render(self.bundle, t, ctx).ok())
+                .unwrap_or_else(|| fallback.to_string())
+        };
+        let (prev, next, back, marker) = (
+            text_or("pager_prev", "◀"),
+            text_or("pager_next", "▶"),
+            text_or("back", "↩"),
+            text_or("today_marker", "•"),
+        );
+        let words = WidgetWords {
+            months: &menu.months,
+            weekdays: &menu.weekdays,
+            today_marker: &marker,
+            prev: &prev,
+            next: &next,
+            back: &back,
+        };
+        let mut rows: Vec<Vec<InlineButton>> = Vec::new();
+
+        if let Some(list) = &step.list {
+            let items = render::eval(self.bundle, &list.items, ctx)?;
+            let mut generated = Vec::new();
+            if !items.is_undefined() && !items.is_none() {
+                let iter = items
+                    .try_iter()
+                    .map_err(|e| format!("list items `{}`: {e}", list.items))?;
+                for item in iter {
+                    let item_ctx = self.ctx(&[("item", item.clone())]);
+                    let label = render::render(self.bundle, &list.label, &item_ctx)?;
+                    let value = match &list.value {
+                        Some(expr) => render::to_json(&render::eval(self.bundle, expr, &item_ctx)?),
+                        None => render::to_json(&item),
+                    };
+                    generated.push(ListItem {
+                        label: html::to_plain_text(&label, false).trim().to_string(),
+                        value,
+                    });
+                }
+            }
+            if generated.is_empty() {
+                let empty = match &list.empty {
+                    Some(t) => render::render(self.bundle, t, ctx)?,
+                    None => self.menu_text("list_empty", ctx)?,
+                };
+                text.push_str("\n\n");
+                text.push_str(&empty);
+            }
+            let pages = generated.len().div_ceil(list.page_size).max(1);
+            let page = self.s.view.page.min(pages - 1);
+            self.s.view.page = page;
+            let start = page * list.page_size;
+            let shown: Vec<InlineButton> = generated
+                .iter()
+                .enumerate()
+                .skip(start)
+                .take(list.page_size)
+                .map(|(i, item)| InlineButton {
+                    label: item.label.clone(),
+                    data: encode(nonce, Press::Item(i)),
+                })
+                .collect();
+            rows.extend(
+                shown
+                    .chunks(list.columns.max(1) as usize)
+                    .map(<[InlineButton]>::to_vec),
+            );
+            if pages > 1 {
+                rows.push(widgets::pager_row(nonce, page, pages, &words));
+            }
+            self.s.view.items = generated;
+        }
+
+        if let Some(input) = &step.input {
+            match &input.kind {
+                InputKind::Date { allow_past } => {
+                    let today = self.today();
+                    let month = self.s.view.month.unwrap_or((today.year(), today.month()));
+                    rows.extend(widgets::calendar(nonce, month, today, *allow_past, &words));
+                }
+                InputKind::Time {
+                    minute_step,
+                    first_hour,
+                    last_hour,
+                    date_slot,
+                } => {
+                    let floor = self.time_floor(date_slot.as_deref());
+                    match self.s.view.hour {
+                        Some(hour) => rows.extend(widgets::minute_grid(
+                            nonce,
+                            hour,
+                            *minute_step,
+                            floor,
+                            &words,
+                        )),
+                        None => {
+                            rows.extend(widgets::hour_grid(nonce, *first_hour, *last_hour, floor))
+                        }
+                    }
+                }
+                InputKind::Choice(options) => {
+                    let cells: Vec<InlineButton> = options
+                        .iter()
+                        .enumerate()
+                        .map(|(i, o)| InlineButton {
+                            label: o.label.clone(),
+                            data: encode(nonce, Press::Choice(i)),
+                        })
+                        .collect();
+                    rows.extend(
+                        cells
+                            .chunks(step.columns.max(1) as usize)
+                            .map(<[InlineButton]>::to_vec),
+                    );
+                }
+                _ => {}
+            }
+            if let Some(skip) = &input.skip {
+                rows.push(vec![InlineButton {
+                    label: skip.clone(),
+                    data: encode(nonce, Press::Skip),
+                }]);
+            }
+        }
+
+        let mut statics = Vec::new();
+        for (i, button) in step.buttons.iter().enumerate() {
+            if let Some(cond) = &button.condition
+                && !render::eval(self.bundle, cond, ctx)?.is_true()
+            {
+                continue;
+            }
+            let label = render::render(self.bundle, &button.label, ctx)?;
+            statics.push(InlineButton {
+                label: html::to_plain_text(&label, false).trim().to_string(),
+                data: encode(nonce, Press::Button(i)),
+            });
+        }
+        rows.extend(
+            statics
+                .chunks(step.columns.max(1) as usize)
+                .map(<[InlineButton]>::to_vec),
+        );
+        Ok(if rows.is_empty() {
+            Keyboard::None
+        } else {
+            Keyboard::Inline(rows)
+        })
+    }
+
+    fn menu_keyboard(&self) -> Keyboard {
+        Keyboard::Reply(
+            self.bundle
+                .menu
+                .reply_keyboard
+                .iter()
+                .map(|row| row.iter().map(|b| b.label.clone()).collect())
+                .collect(),
+        )
+    }
+
+    /// Sends a menu text, with the main menu keyboard when `with_menu`.
+    fn say_text(&mut self, key: &str, vars: &[(&str, Value)], with_menu: bool) {
+        match self.text_of(key, vars) {
+            Some(text) => {
+                let keyboard = if with_menu {
+                    self.menu_keyboard()
+                } else {
+                    Keyboard::None
+                };
+                self.fx.push(Effect::Send {
+                    message: OutMessage {
+                        text: html::sanitize(&text),
+                        media: None,
+                        keyboard,
+                    },
+                });
+            }
+            None => self.fx.push(Effect::Warn {
+                message: format!("menu text `{key}` could not be rendered"),
+            }),
+        }
+    }
+
+    fn text_of(&self, key: &str, vars: &[(&str, Value)]) -> Option<String> {
+        let ctx = self.ctx(vars);
+        self.menu_text(key, &ctx).ok()
+    }
+
+    fn menu_text(&self, key: &str, ctx: &Value) -> Result<String, String> {
+        let template = self
+            .bundle
+            .menu
+            .texts
+            .get(key)
+            .ok_or_else(|| format!("menu text `{key}` is not defined"))?;
+        render::render(self.bundle, template, ctx)
+    }
+
+    /// A run-time configuration failure: tell the admin, log it, and go idle.
+    fn internal_error(&mut self, message: String) {
+        let place = self
+            .s
+            .current()
+            .map(|f| format!("{}/{}", f.flow, f.step))
+            .unwrap_or_default();
+        self.fx.push(Effect::Warn {
+            message: format!("{place}: {message}"),
+        });
+        self.s.stack.clear();
+        self.say_text("internal_error", &[], true);
+        self.stop();
+    }
+
+    // ----- helpers ------------------------------------------------------------------------
+
+    fn ctx(&self, extra: &[(&str, Value)]) -> Value {
+        render::context(self.bundle, &self.s, self.now, extra)
+    }
+
+    fn current_step(&self) -> Option<&'a Step> {
+        let frame = self.s.current()?;
+        self.bundle.step(&frame.flow, &frame.step)
+    }
+
+    fn today(&self) -> NaiveDate {
+        render::local_time(self.bundle, self.now).date_naive()
+    }
+
+    fn reset_view(&mut self) {
+        self.s.view = View {
+            fingerprint: self.s.view.fingerprint,
+            ..View::default()
+        };
+    }
+
+    fn set_from_expr(&mut self, slot: &str, expr: &str) -> bool {
+        let ctx = self.ctx(&[]);
+        match render::eval(self.bundle, expr, &ctx) {
+            Ok(value) => {
+                self.save(slot, render::to_json(&value));
+                true
+            }
+            Err(err) => {
+                self.internal_error(format!("set `{slot}`: {err}"));
+                false
+            }
+        }
+    }
+
+    fn save(&mut self, slot: &str, value: serde_json::Value) {
+        let value = match (render::slot_kind(self.bundle, &self.s, slot), value) {
+            (Some(SlotKind::Html), serde_json::Value::String(text)) => {
+                serde_json::Value::String(html::sanitize(&text))
+            }
+            (_, value) => value,
+        };
+        self.s.slots.insert(slot.to_string(), value);
+    }
+
+    fn apply_defaults(&mut self, flow_id: &str) {
+        if let Some(flow) = self.bundle.flow(flow_id) {
+            for (name, decl) in &flow.slots {
+                if let Some(default) = &decl.default {
+                    self.s
+                        .slots
+                        .entry(name.clone())
+                        .or_insert_with(|| default.clone());
+                }
+            }
+        }
+    }
+
+    /// A session whose step vanished in a config reload goes idle instead of failing.
+    fn forget_vanished_step(&mut self) {
+        let vanished = self
+            .s
+            .stack
+            .iter()
+            .any(|f| self.bundle.step(&f.flow, &f.step).is_none());
+        if vanished {
+            self.s.stack.clear();
+            self.s.wait = Wait::Nothing;
+            self.reset_view();
+        }
+    }
+}
+
+/// A number for a message: whole numbers without ".0".
+fn number_value(n: f64) -> Value {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        Value::from(n as i64)
+    } else {
+        Value::from(n)
+    }
+}
+
+/// Reads a date typed as `DD.MM.YYYY`, `D.M.YYYY`, `DD/MM/YYYY` or `YYYY-MM-DD`.
+pub fn parse_date(text: &str) -> Option<NaiveDate> {
+    let text = text.trim();
+    ["%Y-%m-%d", "%d.%m.%Y", "%d/%m/%Y", "%d-%m-%Y"]
+        .iter()
+        .find_map(|fmt| NaiveDate::parse_from_str(text, fmt).ok())
+}
+
+/// Reads a time typed as `HH:MM`, `H:MM` or `HH.MM`.
+pub fn parse_time(text: &str) -> Option<NaiveTime> {
+    let text = text.trim().replace('.', ":");
+    NaiveTime::parse_from_str(&text, "%H:%M").ok()
+}
+
+/// The media kinds an input type accepts.
+pub fn media_kinds(input_type: &str) -> Option<Vec<MediaKind>> {
+    Some(match input_type {
+        "photo" => vec![MediaKind::Photo],
+        "video" => vec![MediaKind::Video],
+        "animation" => vec![MediaKind::Animation],
+        "document" => vec![MediaKind::Document],
+        "media" => vec![MediaKind::Photo, MediaKind::Video, MediaKind::Animation],
+        _ => return None,
+    })
+}

@@ -1,0 +1,14 @@
+//! postflow: a declarative workflow engine that runs a Telegram channel with AI-written posts.
+//!
+//! The core (`config`, `engine`) is pure; `store`, `actions`, `console` and `cli` are adapters.
+
+pub mod actions;
+pub mod ai;
+pub mod cli;
+pub mod config;
+pub mod console;
+pub mod conversation;
+pub mod driver;
+pub mod engine;
+pub mod settings;
+pub mod store;

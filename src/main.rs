@@ -1,0 +1,5 @@
+//! The `postflow` binary.
+
+fn main() -> std::process::ExitCode {
+    postflow::cli::main()
+}

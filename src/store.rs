@@ -1,0 +1,424 @@
+//! The durable store on redb: every table definition, the schema version, sessions, posts,
+//! users and the action log that makes retried actions idempotent.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::event::Media;
+use crate::engine::session::Session;
+
+/// The schema this build writes. Bump it with a migration when a table changes shape.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const SESSIONS: TableDefinition<i64, &[u8]> = TableDefinition::new("sessions");
+const POSTS: TableDefinition<u64, &[u8]> = TableDefinition::new("posts");
+const USERS: TableDefinition<i64, &[u8]> = TableDefinition::new("users");
+/// (chat id, request id) → the JSON result of an action already carried out.
+const ACTION_LOG: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("action_log");
+
+/// Names of every table, for backups and tests.
+pub const TABLES: [&str; 5] = ["meta", "sessions", "posts", "users", "action_log"];
+
+/// Store failures, worded for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the store {0} is already open in another postflow process; stop it first (only one process may use a store file)"
+    )]
+    Locked(PathBuf),
+    #[error(
+        "the store {path} has schema version {found}, newer than this postflow supports ({supported}); upgrade postflow or restore a backup"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
+    #[error("cannot create the folder for the store {path}: {source}")]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("store error: {0}")]
+    Redb(String),
+    #[error("a record in the store is damaged: {0}")]
+    Corrupt(String),
+}
+
+macro_rules! redb_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(err: $t) -> Self {
+                StoreError::Redb(err.to_string())
+            }
+        }
+    )*};
+}
+redb_errors!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::DatabaseError
+);
+
+/// Where a post is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PostStatus {
+    Draft,
+    Scheduled,
+    Publishing,
+    Published,
+    Failed,
+}
+
+/// A post: a draft until it is scheduled or published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Post {
+    pub id: u64,
+    pub status: PostStatus,
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Telegram HTML.
+    pub text: String,
+    #[serde(default)]
+    pub media: Option<Media>,
+    #[serde(default)]
+    pub keywords: Option<String>,
+    #[serde(default)]
+    pub details: Option<String>,
+    /// The time the admin asked for, as `YYYY-MM-DDTHH:MM` in the scheduler's time zone.
+    #[serde(default)]
+    pub desired_time: Option<String>,
+    pub created_by: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An authorised user the bot has seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: i64,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub last_active: i64,
+}
+
+/// The store. Cloning shares the same open database.
+#[derive(Clone)]
+pub struct Store {
+    db: std::sync::Arc<Database>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store, checking the lock and the schema version.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Folder {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let db = Database::create(path).map_err(|err| match err {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.to_path_buf()),
+            other => StoreError::Redb(format!("cannot open {}: {other}", path.display())),
+        })?;
+        let store = Store {
+            db: std::sync::Arc::new(db),
+            path: path.to_path_buf(),
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let found = meta.get("schema_version")?.map(|v| v.value());
+            match found {
+                Some(found) if found > SCHEMA_VERSION => {
+                    return Err(StoreError::NewerSchema {
+                        path: self.path.clone(),
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert("schema_version", SCHEMA_VERSION)?;
+                }
+            }
+            // Create every table so that readers never meet a missing one.
+            txn.open_table(SESSIONS)?;
+            txn.open_table(POSTS)?;
+            txn.open_table(USERS)?;
+            txn.open_table(ACTION_LOG)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The schema version recorded in the file.
+    pub fn schema_version(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get("schema_version")?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Writes the schema version (used by tests that simulate a store from the future).
+    pub fn set_schema_version(&self, version: u64) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?.insert("schema_version", version)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn load_session(&self, chat_id: i64) -> Result<Option<Session>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SESSIONS)?;
+        let Some(bytes) = table.get(chat_id)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(bytes.value())
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("session of chat {chat_id}: {e}")))
+    }
+
+    /// Saves a session durably (the call returns after the commit).
+    pub fn save_session(&self, session: &Session) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(SESSIONS)?
+            .insert(session.chat_id, bytes.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Inserts a post with the next id, or replaces it when `post.id` is already set.
+    pub fn save_post(&self, mut post: Post) -> Result<Post, StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(POSTS)?;
+            if post.id == 0 {
+                post.id = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+            }
+            let bytes =
+                serde_json::to_vec(&post).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            table.insert(post.id, bytes.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(post)
+    }
+
+    pub fn post(&self, id: u64) -> Result<Option<Post>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(POSTS)?;
+        let Some(bytes) = table.get(id)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(bytes.value())
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("post {id}: {e}")))
+    }
+
+    /// Deletes a post.
+    pub fn delete_post(&self, id: u64) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write()?;
+        let existed = txn.open_table(POSTS)?.remove(id)?.is_some();
+        txn.commit()?;
+        Ok(existed)
+    }
+
+    /// Every post, newest first.
+    pub fn posts(&self) -> Result<Vec<Post>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(POSTS)?;
+        let mut posts = Vec::new();
+        for entry in table.iter()? {
+            let (id, bytes) = entry?;
+            posts.push(
+                serde_json::from_slice::<Post>(bytes.value())
+                    .map_err(|e| StoreError::Corrupt(format!("post {}: {e}", id.value())))?,
+            );
+        }
+        posts.reverse();
+        Ok(posts)
+    }
+
+    /// Records that an authorised user was active.
+    pub fn touch_user(&self, user: &User) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(user).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(USERS)?.insert(user.id, bytes.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn users(&self) -> Result<Vec<User>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(USERS)?;
+        let mut users = Vec::new();
+        for entry in table.iter()? {
+            let (_, bytes) = entry?;
+            users.push(
+                serde_json::from_slice(bytes.value())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            );
+        }
+        Ok(users)
+    }
+
+    /// The recorded result of an action request, if it already ran.
+    pub fn action_result(
+        &self,
+        chat_id: i64,
+        request_id: u64,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ACTION_LOG)?;
+        let Some(bytes) = table.get((chat_id, request_id))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(bytes.value())
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// Records an action's result so a replay after a crash does not repeat its side effects.
+    pub fn record_action(
+        &self,
+        chat_id: i64,
+        request_id: u64,
+        result: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(ACTION_LOG)?
+            .insert((chat_id, request_id), bytes.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Saves a post and records the action result in one transaction.
+    pub fn save_post_for_action(
+        &self,
+        mut post: Post,
+        chat_id: i64,
+        request_id: u64,
+    ) -> Result<Post, StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(POSTS)?;
+            if post.id == 0 {
+                post.id = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+            }
+            let bytes =
+                serde_json::to_vec(&post).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            table.insert(post.id, bytes.as_slice())?;
+            let result =
+                serde_json::to_vec(&serde_json::json!({ "id": post.id, "status": post.status }))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            txn.open_table(ACTION_LOG)?
+                .insert((chat_id, request_id), result.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(post)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post() -> Post {
+        Post {
+            id: 0,
+            status: PostStatus::Draft,
+            format: Some("selling".into()),
+            text: "<b>Բարև</b>".into(),
+            media: None,
+            keywords: None,
+            details: None,
+            desired_time: None,
+            created_by: 1,
+            created_at: 10,
+            updated_at: 10,
+        }
+    }
+
+    #[test]
+    fn sessions_and_posts_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/store.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            let mut session = Session::new(7, 7);
+            session.nonce = 42;
+            store.save_session(&session).unwrap();
+            assert_eq!(store.save_post(post()).unwrap().id, 1);
+            assert_eq!(store.save_post(post()).unwrap().id, 2);
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.load_session(7).unwrap().map(|s| s.nonce), Some(42));
+        assert_eq!(
+            store
+                .posts()
+                .unwrap()
+                .iter()
+                .map(|p| p.id)
+                .collect::<Vec<_>>(),
+            vec![2, 1]
+        );
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_second_open_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let _first = Store::open(&path).unwrap();
+        let err = Store::open(&path).err().unwrap();
+        assert!(matches!(err, StoreError::Locked(_)), "{err}");
+        assert!(
+            err.to_string()
+                .contains("already open in another postflow process")
+        );
+    }
+
+    #[test]
+    fn a_store_from_the_future_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        Store::open(&path)
+            .unwrap()
+            .set_schema_version(SCHEMA_VERSION + 1)
+            .unwrap();
+        let err = Store::open(&path).err().unwrap();
+        assert!(
+            matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn action_results_make_retries_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let saved = store.save_post_for_action(post(), 5, 3).unwrap();
+        let recorded = store.action_result(5, 3).unwrap().unwrap();
+        assert_eq!(recorded["id"], saved.id);
+        assert_eq!(store.action_result(5, 4).unwrap(), None);
+    }
+}
