@@ -80,14 +80,8 @@ pub fn load_bundle(settings: &Settings) -> anyhow::Result<Arc<Bundle>> {
     match loaded.result {
         Ok(bundle) => Ok(Arc::new(bundle)),
         Err(ref diagnostics) => {
-            eprint!(
-                "{}",
-                config::render_diagnostics(diagnostics, &loaded.sources)
-            );
-            anyhow::bail!(
-                "the configuration in {} has problems; nothing was started",
-                settings.config_dir.display()
-            )
+            eprint!("{}", config::render_diagnostics(diagnostics, &loaded.sources));
+            anyhow::bail!("the configuration in {} has problems; nothing was started", settings.config_dir.display())
         }
     }
 }
@@ -114,10 +108,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 (Err(diagnostics), OutputFormat::Text) => {
-                    eprint!(
-                        "{}",
-                        config::render_diagnostics(diagnostics, &loaded.sources)
-                    );
+                    eprint!("{}", config::render_diagnostics(diagnostics, &loaded.sources));
                     Ok(ExitCode::FAILURE)
                 }
                 (Err(diagnostics), OutputFormat::Json) => {
@@ -131,9 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let bundle = load_bundle(&settings)?;
             let store = Store::open(&settings.store_path())?;
             if settings.openai_api_key.is_none() {
-                tracing::info!(
-                    "no OPENAI_API_KEY: the AI runs offline (drafts from the formats' templates)"
-                );
+                tracing::info!("no OPENAI_API_KEY: the AI runs offline (drafts from the formats' templates)");
             }
             let driver = Driver::new(bundle, store);
             let stdin = std::io::stdin();
@@ -150,30 +139,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     settings.config_dir.display()
                 );
             }
-            let failures = crate::conversation::run_all(
-                bundle,
-                &scripts,
-                &settings.config_dir,
-                &mut std::io::stdout(),
-            )?;
-            Ok(if failures == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            let failures =
+                crate::conversation::run_all(bundle, &scripts, &settings.config_dir, &mut std::io::stdout())?;
+            Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Posts { status } => {
             let store = Store::open(&settings.store_path())?;
             let posts = store.posts()?;
-            println!(
-                "{:>5}  {:<10}  {:<11}  {:<16}  title",
-                "id", "status", "format", "desired time"
-            );
-            for post in posts.iter().filter(|p| {
-                status
-                    .as_deref()
-                    .is_none_or(|s| crate::actions::status_name(p.status) == s)
-            }) {
+            println!("{:>5}  {:<10}  {:<11}  {:<16}  title", "id", "status", "format", "desired time");
+            for post in
+                posts.iter().filter(|p| status.as_deref().is_none_or(|s| crate::actions::status_name(p.status) == s))
+            {
                 println!(
                     "{:>5}  {:<10}  {:<11}  {:<16}  {}",
                     post.id,
@@ -198,17 +174,9 @@ fn doctor(settings: &Settings) -> anyhow::Result<ExitCode> {
             println!("FAIL  {err}");
         }
     }
-    let loaded = config::load(
-        &settings.config_dir,
-        CATALOGUE,
-        settings.tz().unwrap_or(chrono_tz::Asia::Yerevan),
-    );
+    let loaded = config::load(&settings.config_dir, CATALOGUE, settings.tz().unwrap_or(chrono_tz::Asia::Yerevan));
     match &loaded.result {
-        Ok(bundle) => println!(
-            "ok    config {}: {}",
-            settings.config_dir.display(),
-            bundle.summary()
-        ),
+        Ok(bundle) => println!("ok    config {}: {}", settings.config_dir.display(), bundle.summary()),
         Err(diagnostics) => {
             healthy = false;
             println!(
@@ -237,13 +205,7 @@ fn doctor(settings: &Settings) -> anyhow::Result<ExitCode> {
             "note  OPENAI_API_KEY is set, but this build's AI runs offline (the OpenAI client arrives with the AI release)"
         );
     } else {
-        println!(
-            "note  AI: offline (no OPENAI_API_KEY) — drafts come from the formats' offline templates"
-        );
+        println!("note  AI: offline (no OPENAI_API_KEY) — drafts come from the formats' offline templates");
     }
-    Ok(if healthy {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::config::bundle::MediaKind;
 use crate::driver::Driver;
-use crate::engine::event::{Effect, Event, EventKind, Keyboard, Media, OutMessage};
+use crate::engine::event::{Effect, Event, EventKind, InlineButton, Keyboard, Media, OutMessage};
 use crate::engine::html;
 
 /// A message as the chat shows it, with the id edits refer to.
@@ -39,35 +39,20 @@ impl Screen {
             match effect {
                 Effect::Send { message } => {
                     self.next_id += 1;
-                    let shown = Shown {
-                        id: self.next_id,
-                        message,
-                    };
+                    let shown = Shown { id: self.next_id, message };
                     self.messages.push(shown.clone());
                     out.messages.push((shown, false));
                 }
-                Effect::Edit {
-                    message_id,
-                    message,
-                } => {
+                Effect::Edit { message_id, message } => {
                     match self.messages.iter_mut().find(|m| m.id == message_id) {
                         Some(existing) => existing.message = message.clone(),
                         None => {
                             // Like Telegram's "message to edit not found": send anew.
                             self.next_id += 1;
-                            self.messages.push(Shown {
-                                id: self.next_id,
-                                message: message.clone(),
-                            });
+                            self.messages.push(Shown { id: self.next_id, message: message.clone() });
                         }
                     }
-                    out.messages.push((
-                        Shown {
-                            id: message_id,
-                            message,
-                        },
-                        true,
-                    ));
+                    out.messages.push((Shown { id: message_id, message }, true));
                 }
                 Effect::Delete { message_id } => self.messages.retain(|m| m.id != message_id),
                 Effect::Answer { text } => out.answers.push(text),
@@ -80,33 +65,38 @@ impl Screen {
 
     /// The newest message with an inline keyboard.
     pub fn latest_keyboard(&self) -> Option<&Shown> {
-        self.messages
-            .iter()
-            .rev()
-            .find(|m| matches!(m.message.keyboard, Keyboard::Inline(_)))
+        self.messages.iter().rev().find(|m| matches!(m.message.keyboard, Keyboard::Inline(_)))
     }
 
-    /// Finds a button by label on the newest keyboard (or, with `older`, on an older one).
+    /// Finds a button by label on the newest keyboard (or, with `older`, on an older one):
+    /// the exact label, or else the only label that contains the text.
     pub fn find_button(&self, label: &str, older: bool) -> Option<(i64, String)> {
         let latest = self.latest_keyboard().map(|m| m.id);
-        self.messages
-            .iter()
-            .rev()
-            .filter(|m| {
-                if older {
-                    Some(m.id) != latest
-                } else {
-                    Some(m.id) == latest
+        self.messages.iter().rev().filter(|m| if older { Some(m.id) != latest } else { Some(m.id) == latest }).find_map(
+            |m| match &m.message.keyboard {
+                Keyboard::Inline(rows) => {
+                    let buttons: Vec<&InlineButton> = rows.iter().flatten().collect();
+                    match_label(&buttons, label).map(|b| (m.id, b.data.clone()))
                 }
-            })
-            .find_map(|m| match &m.message.keyboard {
-                Keyboard::Inline(rows) => rows
-                    .iter()
-                    .flatten()
-                    .find(|b| b.label.trim() == label.trim())
-                    .map(|b| (m.id, b.data.clone())),
                 _ => None,
-            })
+            },
+        )
+    }
+}
+
+/// The button whose label is `wanted`, or else the only one whose label contains it.
+pub fn match_label<'b>(buttons: &[&'b InlineButton], wanted: &str) -> Option<&'b InlineButton> {
+    let wanted = wanted.trim();
+    if wanted.is_empty() {
+        return None;
+    }
+    if let Some(exact) = buttons.iter().find(|b| b.label.trim() == wanted) {
+        return Some(exact);
+    }
+    let mut containing = buttons.iter().filter(|b| wanted.chars().count() >= 3 && b.label.contains(wanted));
+    match (containing.next(), containing.next()) {
+        (Some(only), None) => Some(only),
+        _ => None,
     }
 }
 
@@ -181,42 +171,23 @@ pub fn parse_line(line: &str, screen: &Screen) -> Typed {
         if !Path::new(path).is_file() {
             return Typed::Problem(format!("no such file: {path}"));
         }
-        return Typed::Event(EventKind::Media {
-            media: Media {
-                kind,
-                file_id: path.to_string(),
-                caption: None,
-            },
-        });
+        return Typed::Event(EventKind::Media { media: Media { kind, file_id: path.to_string(), caption: None } });
     }
     if let Some(command) = trimmed.strip_prefix('/') {
         let (name, args) = command.split_once(' ').unwrap_or((command, ""));
-        return Typed::Event(EventKind::Command {
-            name: name.to_string(),
-            args: args.to_string(),
-        });
+        return Typed::Event(EventKind::Command { name: name.to_string(), args: args.to_string() });
     }
     if let Some(shown) = screen.latest_keyboard()
         && let Keyboard::Inline(rows) = &shown.message.keyboard
     {
         let buttons: Vec<_> = rows.iter().flatten().collect();
-        let by_number = trimmed
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n >= 1 && *n <= buttons.len())
-            .map(|n| buttons[n - 1]);
-        if let Some(button) =
-            by_number.or_else(|| buttons.iter().copied().find(|b| b.label.trim() == trimmed))
-        {
-            return Typed::Event(EventKind::Button {
-                data: button.data.clone(),
-                message_id: Some(shown.id),
-            });
+        let by_number =
+            trimmed.parse::<usize>().ok().filter(|n| *n >= 1 && *n <= buttons.len()).map(|n| buttons[n - 1]);
+        if let Some(button) = by_number.or_else(|| match_label(&buttons, trimmed)) {
+            return Typed::Event(EventKind::Button { data: button.data.clone(), message_id: Some(shown.id) });
         }
     }
-    Typed::Event(EventKind::Text {
-        text: line.to_string(),
-    })
+    Typed::Event(EventKind::Text { text: line.to_string() })
 }
 
 pub const HELP: &str = "Type a message, a /command, a button number or label.\n\
@@ -232,19 +203,10 @@ pub fn run(
     ansi: bool,
 ) -> anyhow::Result<()> {
     let mut screen = Screen::default();
-    writeln!(
-        output,
-        "postflow chat — user {chat_id}, config {}. {}",
-        driver.bundle.summary(),
-        "Type :help for help."
-    )?;
+    writeln!(output, "postflow chat — user {chat_id}, config {}. {}", driver.bundle.summary(), "Type :help for help.")?;
     let session = driver.session(chat_id, chat_id)?;
     if let Some(frame) = session.current() {
-        writeln!(
-            output,
-            "(resuming: flow `{}`, step `{}`)",
-            frame.flow, frame.step
-        )?;
+        writeln!(output, "(resuming: flow `{}`, step `{}`)", frame.flow, frame.step)?;
     }
     output.flush()?;
     for line in input.lines() {
@@ -263,12 +225,7 @@ pub fn run(
             Typed::Nothing => continue,
         };
         let now = chrono::Utc::now().timestamp();
-        let effects = driver.handle(Event {
-            chat_id,
-            user_id: chat_id,
-            now,
-            kind,
-        })?;
+        let effects = driver.handle(Event { chat_id, user_id: chat_id, now, kind })?;
         let turn = screen.apply(effects);
         for text in turn.answers.iter().flatten() {
             writeln!(output, "(toast) {}", html::to_plain_text(text, false))?;

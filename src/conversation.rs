@@ -132,8 +132,8 @@ pub fn run_script(
     let mut screen = Screen::default();
     for (index, turn) in script.turns.iter().enumerate() {
         now += turn.wait.unwrap_or(0);
-        let (action, kind) = turn_event(turn, &screen, base_dir)
-            .map_err(|e| anyhow::anyhow!("turn {}: {e}", index + 1))?;
+        let (action, kind) =
+            turn_event(turn, &screen, base_dir).map_err(|e| anyhow::anyhow!("turn {}: {e}", index + 1))?;
         let Some(kind) = kind else {
             return Ok(Err(Failure {
                 turn: index + 1,
@@ -142,54 +142,31 @@ pub fn run_script(
                 reply: describe_screen(&screen),
             }));
         };
-        let effects = driver.handle(Event {
-            chat_id: script.user,
-            user_id: script.user,
-            now,
-            kind,
-        })?;
+        let effects = driver.handle(Event { chat_id: script.user, user_id: script.user, now, kind })?;
         let output = screen.apply(effects);
         if let Some(expect) = &turn.expect {
             let problems = check(expect, &output, &driver, script.user)?;
             if !problems.is_empty() {
-                return Ok(Err(Failure {
-                    turn: index + 1,
-                    action,
-                    problems,
-                    reply: describe_turn(&output),
-                }));
+                return Ok(Err(Failure { turn: index + 1, action, problems, reply: describe_turn(&output) }));
             }
         }
     }
     Ok(Ok(script.turns.len()))
 }
 
-fn turn_event(
-    turn: &Turn,
-    screen: &Screen,
-    base_dir: &Path,
-) -> anyhow::Result<(String, Option<EventKind>)> {
+fn turn_event(turn: &Turn, screen: &Screen, base_dir: &Path) -> anyhow::Result<(String, Option<EventKind>)> {
     let media = |kind: MediaKind, path: &str| -> anyhow::Result<EventKind> {
         let full = base_dir.join(path);
         if !full.is_file() {
             anyhow::bail!("media file {} does not exist", full.display());
         }
-        Ok(EventKind::Media {
-            media: Media {
-                kind,
-                file_id: path.to_string(),
-                caption: None,
-            },
-        })
+        Ok(EventKind::Media { media: Media { kind, file_id: path.to_string(), caption: None } })
     };
     if let Some(text) = &turn.send {
         let kind = match text.strip_prefix('/') {
             Some(command) => {
                 let (name, args) = command.split_once(' ').unwrap_or((command, ""));
-                EventKind::Command {
-                    name: name.to_string(),
-                    args: args.to_string(),
-                }
+                EventKind::Command { name: name.to_string(), args: args.to_string() }
             }
             None => EventKind::Text { text: text.clone() },
         };
@@ -199,31 +176,19 @@ fn turn_event(
         let found = screen.find_button(label, false);
         return Ok((
             format!("press {label:?}"),
-            found.map(|(id, data)| EventKind::Button {
-                data,
-                message_id: Some(id),
-            }),
+            found.map(|(id, data)| EventKind::Button { data, message_id: Some(id) }),
         ));
     }
     if let Some(label) = &turn.press_old {
         let found = screen.find_button(label, true);
         return Ok((
             format!("press old {label:?}"),
-            found.map(|(id, data)| EventKind::Button {
-                data,
-                message_id: Some(id),
-            }),
+            found.map(|(id, data)| EventKind::Button { data, message_id: Some(id) }),
         ));
     }
     if let Some(data) = &turn.press_data {
         let id = screen.latest_keyboard().map(|m| m.id);
-        return Ok((
-            format!("press data {data:?}"),
-            Some(EventKind::Button {
-                data: data.clone(),
-                message_id: id,
-            }),
-        ));
+        return Ok((format!("press data {data:?}"), Some(EventKind::Button { data: data.clone(), message_id: id })));
     }
     for (kind, path) in [
         (MediaKind::Photo, &turn.photo),
@@ -232,30 +197,16 @@ fn turn_event(
         (MediaKind::Document, &turn.document),
     ] {
         if let Some(path) = path {
-            return Ok((
-                format!("{} {path:?}", kind.name()),
-                Some(media(kind, path)?),
-            ));
+            return Ok((format!("{} {path:?}", kind.name()), Some(media(kind, path)?)));
         }
     }
-    anyhow::bail!(
-        "a turn needs one of send, press, press_old, press_data, photo, video, gif, document"
-    )
+    anyhow::bail!("a turn needs one of send, press, press_old, press_data, photo, video, gif, document")
 }
 
-fn check(
-    expect: &Expect,
-    output: &TurnOutput,
-    driver: &Driver,
-    chat: i64,
-) -> anyhow::Result<Vec<String>> {
+fn check(expect: &Expect, output: &TurnOutput, driver: &Driver, chat: i64) -> anyhow::Result<Vec<String>> {
     let mut problems = Vec::new();
-    let reply: String = output
-        .messages
-        .iter()
-        .map(|(m, _)| html::to_plain_text(&m.message.text, false))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let reply: String =
+        output.messages.iter().map(|(m, _)| html::to_plain_text(&m.message.text, false)).collect::<Vec<_>>().join("\n");
     for needle in &expect.says {
         if !reply.contains(needle.as_str()) {
             problems.push(format!("expected the reply to contain {needle:?}"));
@@ -273,21 +224,11 @@ fn check(
         }
     }
     let last = output.messages.last();
-    let labels: Vec<String> = last
-        .map(|(m, _)| {
-            m.message
-                .keyboard
-                .labels()
-                .into_iter()
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let labels: Vec<String> =
+        last.map(|(m, _)| m.message.keyboard.labels().into_iter().map(str::to_string).collect()).unwrap_or_default();
     for label in &expect.buttons {
         if !labels.iter().any(|l| l.trim() == label.trim()) {
-            problems.push(format!(
-                "expected a button {label:?}; the keyboard has {labels:?}"
-            ));
+            problems.push(format!("expected a button {label:?}; the keyboard has {labels:?}"));
         }
     }
     for label in &expect.no_buttons {
@@ -296,30 +237,18 @@ fn check(
         }
     }
     if let Some(needle) = &expect.answer {
-        let toasts: Vec<String> = output
-            .answers
-            .iter()
-            .flatten()
-            .map(|t| html::to_plain_text(t, false))
-            .collect();
+        let toasts: Vec<String> = output.answers.iter().flatten().map(|t| html::to_plain_text(t, false)).collect();
         if !toasts.iter().any(|t| t.contains(needle.as_str())) {
-            problems.push(format!(
-                "expected a button answer containing {needle:?}; got {toasts:?}"
-            ));
+            problems.push(format!("expected a button answer containing {needle:?}; got {toasts:?}"));
         }
     }
     if let Some(edited) = expect.edited
         && last.map(|(_, e)| *e) != Some(edited)
     {
-        problems.push(format!(
-            "expected the last message {}to be an edit",
-            if edited { "" } else { "not " }
-        ));
+        problems.push(format!("expected the last message {}to be an edit", if edited { "" } else { "not " }));
     }
     if let Some(file) = &expect.media {
-        let got = last
-            .and_then(|(m, _)| m.message.media.as_ref())
-            .map(|m| m.file_id.clone());
+        let got = last.and_then(|(m, _)| m.message.media.as_ref()).map(|m| m.file_id.clone());
         if got.as_deref() != Some(file.as_str()) {
             problems.push(format!("expected media {file:?}, got {got:?}"));
         }
@@ -327,27 +256,17 @@ fn check(
     if let Some(ended) = expect.ended
         && output.ended != ended
     {
-        problems.push(format!(
-            "expected the flow {}to end",
-            if ended { "" } else { "not " }
-        ));
+        problems.push(format!("expected the flow {}to end", if ended { "" } else { "not " }));
     }
     let session = driver.session(chat, chat)?;
     if let Some(at) = &expect.at {
-        let got = session
-            .current()
-            .map(|f| format!("{}/{}", f.flow, f.step))
-            .unwrap_or_else(|| "idle".into());
+        let got = session.current().map(|f| format!("{}/{}", f.flow, f.step)).unwrap_or_else(|| "idle".into());
         if &got != at {
             problems.push(format!("expected to be at {at}, but at {got}"));
         }
     }
     for (name, want) in &expect.slots {
-        let got = session
-            .slots
-            .get(name)
-            .cloned()
-            .unwrap_or(serde_json::Value::Null);
+        let got = session.slots.get(name).cloned().unwrap_or(serde_json::Value::Null);
         let want = serde_json::to_value(want)?;
         if !json_matches(&want, &got) {
             problems.push(format!("expected slot `{name}` = {want}, got {got}"));
@@ -358,10 +277,7 @@ fn check(
         if let Some(count) = expect.posts
             && posts.len() != count
         {
-            problems.push(format!(
-                "expected {count} stored posts, found {}",
-                posts.len()
-            ));
+            problems.push(format!("expected {count} stored posts, found {}", posts.len()));
         }
         if !expect.post.is_empty() {
             match posts.first() {
@@ -386,13 +302,11 @@ fn check(
 /// when it starts with `~` (e.g. `~Բարև`).
 fn json_matches(want: &serde_json::Value, got: &serde_json::Value) -> bool {
     match (want, got) {
-        (serde_json::Value::String(w), serde_json::Value::String(g)) if w.starts_with('~') => {
-            g.contains(&w[1..])
-        }
+        (serde_json::Value::String(w), serde_json::Value::String(g)) if w.starts_with('~') => g.contains(&w[1..]),
         (serde_json::Value::Number(w), serde_json::Value::Number(g)) => w.as_f64() == g.as_f64(),
-        (serde_json::Value::Object(w), serde_json::Value::Object(g)) => w
-            .iter()
-            .all(|(k, v)| g.get(k).is_some_and(|gv| json_matches(v, gv))),
+        (serde_json::Value::Object(w), serde_json::Value::Object(g)) => {
+            w.iter().all(|(k, v)| g.get(k).is_some_and(|gv| json_matches(v, gv)))
+        }
         _ => want == got,
     }
 }
@@ -418,24 +332,17 @@ fn describe_screen(screen: &Screen) -> String {
 
 /// Loads a script file, with YAML errors located.
 pub fn load_script(path: &Path) -> anyhow::Result<Script> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     serde_yaml::from_str(&text).map_err(|e| {
-        let at = e
-            .location()
-            .map(|l| format!(":{}:{}", l.line(), l.column()))
-            .unwrap_or_default();
+        let at = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
         anyhow::anyhow!("{}{at}: {e}", path.display())
     })
 }
 
 /// Finds the scripts: the given files/folders, or `tests/conversations/*.yaml` under `config_dir`.
 pub fn find_scripts(paths: &[PathBuf], config_dir: &Path) -> Vec<PathBuf> {
-    let roots: Vec<PathBuf> = if paths.is_empty() {
-        vec![config_dir.join("tests/conversations")]
-    } else {
-        paths.to_vec()
-    };
+    let roots: Vec<PathBuf> =
+        if paths.is_empty() { vec![config_dir.join("tests/conversations")] } else { paths.to_vec() };
     let mut out = Vec::new();
     for root in roots {
         if root.is_dir() {
@@ -466,13 +373,10 @@ pub fn run_all(
     for path in scripts {
         let workdir = tempdir()?;
         let outcome = load_script(path).and_then(|script| {
-            run_script(bundle.clone(), &script, base_dir, &workdir.0)
-                .map(|r| (script.name.clone(), r))
+            run_script(bundle.clone(), &script, base_dir, &workdir.0).map(|r| (script.name.clone(), r))
         });
         match outcome {
-            Ok((name, Ok(turns))) => {
-                writeln!(out, "ok    {} — {name} ({turns} turns)", path.display())?
-            }
+            Ok((name, Ok(turns))) => writeln!(out, "ok    {} — {name} ({turns} turns)", path.display())?,
             Ok((name, Err(failure))) => {
                 failures += 1;
                 writeln!(out, "FAIL  {} — {name}", path.display())?;
@@ -491,12 +395,7 @@ pub fn run_all(
             }
         }
     }
-    writeln!(
-        out,
-        "{} scripts, {} passed, {failures} failed",
-        scripts.len(),
-        scripts.len() - failures
-    )?;
+    writeln!(out, "{} scripts, {} passed, {failures} failed", scripts.len(), scripts.len() - failures)?;
     Ok(failures)
 }
 

@@ -23,10 +23,7 @@ impl Driver {
 
     /// The session of a chat as stored (a fresh one if the chat is new).
     pub fn session(&self, chat_id: i64, user_id: i64) -> Result<Session, StoreError> {
-        Ok(self
-            .store
-            .load_session(chat_id)?
-            .unwrap_or_else(|| Session::new(chat_id, user_id)))
+        Ok(self.store.load_session(chat_id)?.unwrap_or_else(|| Session::new(chat_id, user_id)))
     }
 
     /// Handles one event: every engine step is committed before its effects are carried out;
@@ -39,27 +36,16 @@ impl Driver {
         if let (Wait::Action { request_id }, Some(pending)) = (&session.wait, &session.pending)
             && *request_id == pending.request_id
         {
-            let outcome =
-                self.run_action(&event, pending.request_id, &pending.name, &pending.args)?;
-            let resume = Event {
-                kind: EventKind::ActionResult {
-                    request_id: pending.request_id,
-                    outcome,
-                },
-                ..event.clone()
-            };
+            let outcome = self.run_action(&event, pending.request_id, &pending.name, &pending.args)?;
+            let resume =
+                Event { kind: EventKind::ActionResult { request_id: pending.request_id, outcome }, ..event.clone() };
             session = self.apply(session, resume, &mut shown)?;
         }
         self.apply(session, event, &mut shown)?;
         Ok(shown)
     }
 
-    fn apply(
-        &self,
-        mut session: Session,
-        event: Event,
-        shown: &mut Vec<Effect>,
-    ) -> Result<Session, StoreError> {
+    fn apply(&self, mut session: Session, event: Event, shown: &mut Vec<Effect>) -> Result<Session, StoreError> {
         let mut queue = vec![event];
         while let Some(event) = queue.pop() {
             let (next, effects) = engine::step(&self.bundle, &session, &event);
@@ -67,19 +53,9 @@ impl Driver {
             session = next;
             for effect in effects {
                 match effect {
-                    Effect::RunAction {
-                        request_id,
-                        name,
-                        args,
-                    } => {
+                    Effect::RunAction { request_id, name, args } => {
                         let outcome = self.run_action(&event, request_id, &name, &args)?;
-                        queue.push(Event {
-                            kind: EventKind::ActionResult {
-                                request_id,
-                                outcome,
-                            },
-                            ..event.clone()
-                        });
+                        queue.push(Event { kind: EventKind::ActionResult { request_id, outcome }, ..event.clone() });
                     }
                     Effect::Warn { message } => {
                         tracing::warn!(chat_id = event.chat_id, "{message}");
@@ -100,12 +76,7 @@ impl Driver {
         args: &serde_json::Value,
     ) -> Result<ActionOutcome, StoreError> {
         if let Some(recorded) = self.store.action_result(event.chat_id, request_id)? {
-            tracing::info!(
-                chat_id = event.chat_id,
-                request_id,
-                action = name,
-                "replaying a recorded action result"
-            );
+            tracing::info!(chat_id = event.chat_id, request_id, action = name, "replaying a recorded action result");
             return Ok(outcome_from_record(recorded));
         }
         let ctx = ActionContext {
@@ -121,36 +92,21 @@ impl Driver {
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         let outcome = match result {
             Ok(value) => {
-                tracing::debug!(
-                    chat_id = event.chat_id,
-                    action = name,
-                    elapsed_ms,
-                    "action done"
-                );
+                tracing::debug!(chat_id = event.chat_id, action = name, elapsed_ms, "action done");
                 ActionOutcome::Ok { value }
             }
             Err(message) => {
-                tracing::warn!(
-                    chat_id = event.chat_id,
-                    action = name,
-                    elapsed_ms,
-                    "action failed: {message}"
-                );
+                tracing::warn!(chat_id = event.chat_id, action = name, elapsed_ms, "action failed: {message}");
                 ActionOutcome::Failed { message }
             }
         };
         // draft.save records itself in the same transaction as the post; record the rest here.
-        if self
-            .store
-            .action_result(event.chat_id, request_id)?
-            .is_none()
-        {
+        if self.store.action_result(event.chat_id, request_id)?.is_none() {
             let record = match &outcome {
                 ActionOutcome::Ok { value } => serde_json::json!({ "ok": value }),
                 ActionOutcome::Failed { message } => serde_json::json!({ "failed": message }),
             };
-            self.store
-                .record_action(event.chat_id, request_id, &record)?;
+            self.store.record_action(event.chat_id, request_id, &record)?;
         }
         Ok(outcome)
     }
@@ -158,14 +114,10 @@ impl Driver {
 
 fn outcome_from_record(recorded: serde_json::Value) -> ActionOutcome {
     if let Some(message) = recorded.get("failed").and_then(|m| m.as_str()) {
-        return ActionOutcome::Failed {
-            message: message.to_string(),
-        };
+        return ActionOutcome::Failed { message: message.to_string() };
     }
     match recorded.get("ok") {
-        Some(value) => ActionOutcome::Ok {
-            value: value.clone(),
-        },
+        Some(value) => ActionOutcome::Ok { value: value.clone() },
         // Actions that record themselves store their result directly.
         None => ActionOutcome::Ok { value: recorded },
     }

@@ -12,21 +12,11 @@ pub struct Settings {
     pub config_dir: PathBuf,
 
     /// The redb store file.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "data/postflow.redb",
-        global = true
-    )]
+    #[arg(long, env = "DATABASE_URL", default_value = "data/postflow.redb", global = true)]
     pub database_url: PathBuf,
 
     /// Time zone for the calendar, the time picker and schedules.
-    #[arg(
-        long,
-        env = "SCHEDULER_TIMEZONE",
-        default_value = "Asia/Yerevan",
-        global = true
-    )]
+    #[arg(long, env = "SCHEDULER_TIMEZONE", default_value = "Asia/Yerevan", global = true)]
     pub timezone: String,
 
     /// Log level or filter (error, warn, info, debug, trace, or a tracing filter).
@@ -53,19 +43,13 @@ impl Settings {
     /// The configured time zone, or a clear message.
     pub fn tz(&self) -> anyhow::Result<chrono_tz::Tz> {
         self.timezone.parse().map_err(|_| {
-            anyhow::anyhow!(
-                "SCHEDULER_TIMEZONE `{}` is not a known time zone (try Asia/Yerevan)",
-                self.timezone
-            )
+            anyhow::anyhow!("SCHEDULER_TIMEZONE `{}` is not a known time zone (try Asia/Yerevan)", self.timezone)
         })
     }
 
     /// Resolves the store path relative to the working directory.
     pub fn store_path(&self) -> PathBuf {
-        self.database_url
-            .strip_prefix("redb://")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| self.database_url.clone())
+        self.database_url.strip_prefix("redb://").map(PathBuf::from).unwrap_or_else(|_| self.database_url.clone())
     }
 }
 
@@ -73,9 +57,7 @@ impl Settings {
 pub fn init_logging(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match settings.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

@@ -32,16 +32,9 @@ pub enum StoreError {
     #[error(
         "the store {path} has schema version {found}, newer than this postflow supports ({supported}); upgrade postflow or restore a backup"
     )]
-    NewerSchema {
-        path: PathBuf,
-        found: u64,
-        supported: u64,
-    },
+    NewerSchema { path: PathBuf, found: u64, supported: u64 },
     #[error("cannot create the folder for the store {path}: {source}")]
-    Folder {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Folder { path: PathBuf, source: std::io::Error },
     #[error("store error: {0}")]
     Redb(String),
     #[error("a record in the store is damaged: {0}")]
@@ -57,13 +50,7 @@ macro_rules! redb_errors {
         }
     )*};
 }
-redb_errors!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::DatabaseError
-);
+redb_errors!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::DatabaseError);
 
 /// Where a post is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,19 +108,14 @@ impl Store {
     /// Opens (or creates) the store, checking the lock and the schema version.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Folder {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|source| StoreError::Folder { path: path.to_path_buf(), source })?;
         }
         let db = Database::create(path).map_err(|err| match err {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.to_path_buf()),
             other => StoreError::Redb(format!("cannot open {}: {other}", path.display())),
         })?;
-        let store = Store {
-            db: std::sync::Arc::new(db),
-            path: path.to_path_buf(),
-        };
+        let store = Store { db: std::sync::Arc::new(db), path: path.to_path_buf() };
         store.check_schema()?;
         Ok(store)
     }
@@ -149,11 +131,7 @@ impl Store {
             let found = meta.get("schema_version")?.map(|v| v.value());
             match found {
                 Some(found) if found > SCHEMA_VERSION => {
-                    return Err(StoreError::NewerSchema {
-                        path: self.path.clone(),
-                        found,
-                        supported: SCHEMA_VERSION,
-                    });
+                    return Err(StoreError::NewerSchema { path: self.path.clone(), found, supported: SCHEMA_VERSION });
                 }
                 Some(_) => {}
                 None => {
@@ -200,8 +178,7 @@ impl Store {
     pub fn save_session(&self, session: &Session) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let txn = self.db.begin_write()?;
-        txn.open_table(SESSIONS)?
-            .insert(session.chat_id, bytes.as_slice())?;
+        txn.open_table(SESSIONS)?.insert(session.chat_id, bytes.as_slice())?;
         txn.commit()?;
         Ok(())
     }
@@ -214,8 +191,7 @@ impl Store {
             if post.id == 0 {
                 post.id = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
             }
-            let bytes =
-                serde_json::to_vec(&post).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let bytes = serde_json::to_vec(&post).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             table.insert(post.id, bytes.as_slice())?;
         }
         txn.commit()?;
@@ -228,9 +204,7 @@ impl Store {
         let Some(bytes) = table.get(id)? else {
             return Ok(None);
         };
-        serde_json::from_slice(bytes.value())
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt(format!("post {id}: {e}")))
+        serde_json::from_slice(bytes.value()).map(Some).map_err(|e| StoreError::Corrupt(format!("post {id}: {e}")))
     }
 
     /// Deletes a post.
@@ -272,66 +246,43 @@ impl Store {
         let mut users = Vec::new();
         for entry in table.iter()? {
             let (_, bytes) = entry?;
-            users.push(
-                serde_json::from_slice(bytes.value())
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            );
+            users.push(serde_json::from_slice(bytes.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?);
         }
         Ok(users)
     }
 
     /// The recorded result of an action request, if it already ran.
-    pub fn action_result(
-        &self,
-        chat_id: i64,
-        request_id: u64,
-    ) -> Result<Option<serde_json::Value>, StoreError> {
+    pub fn action_result(&self, chat_id: i64, request_id: u64) -> Result<Option<serde_json::Value>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(ACTION_LOG)?;
         let Some(bytes) = table.get((chat_id, request_id))? else {
             return Ok(None);
         };
-        serde_json::from_slice(bytes.value())
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))
+        serde_json::from_slice(bytes.value()).map(Some).map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     /// Records an action's result so a replay after a crash does not repeat its side effects.
-    pub fn record_action(
-        &self,
-        chat_id: i64,
-        request_id: u64,
-        result: &serde_json::Value,
-    ) -> Result<(), StoreError> {
+    pub fn record_action(&self, chat_id: i64, request_id: u64, result: &serde_json::Value) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let txn = self.db.begin_write()?;
-        txn.open_table(ACTION_LOG)?
-            .insert((chat_id, request_id), bytes.as_slice())?;
+        txn.open_table(ACTION_LOG)?.insert((chat_id, request_id), bytes.as_slice())?;
         txn.commit()?;
         Ok(())
     }
 
     /// Saves a post and records the action result in one transaction.
-    pub fn save_post_for_action(
-        &self,
-        mut post: Post,
-        chat_id: i64,
-        request_id: u64,
-    ) -> Result<Post, StoreError> {
+    pub fn save_post_for_action(&self, mut post: Post, chat_id: i64, request_id: u64) -> Result<Post, StoreError> {
         let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(POSTS)?;
             if post.id == 0 {
                 post.id = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
             }
-            let bytes =
-                serde_json::to_vec(&post).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let bytes = serde_json::to_vec(&post).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             table.insert(post.id, bytes.as_slice())?;
-            let result =
-                serde_json::to_vec(&serde_json::json!({ "id": post.id, "status": post.status }))
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            txn.open_table(ACTION_LOG)?
-                .insert((chat_id, request_id), result.as_slice())?;
+            let result = serde_json::to_vec(&serde_json::json!({ "id": post.id, "status": post.status }))
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            txn.open_table(ACTION_LOG)?.insert((chat_id, request_id), result.as_slice())?;
         }
         txn.commit()?;
         Ok(post)
@@ -372,15 +323,7 @@ mod tests {
         }
         let store = Store::open(&path).unwrap();
         assert_eq!(store.load_session(7).unwrap().map(|s| s.nonce), Some(42));
-        assert_eq!(
-            store
-                .posts()
-                .unwrap()
-                .iter()
-                .map(|p| p.id)
-                .collect::<Vec<_>>(),
-            vec![2, 1]
-        );
+        assert_eq!(store.posts().unwrap().iter().map(|p| p.id).collect::<Vec<_>>(), vec![2, 1]);
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     }
 
@@ -391,25 +334,16 @@ mod tests {
         let _first = Store::open(&path).unwrap();
         let err = Store::open(&path).err().unwrap();
         assert!(matches!(err, StoreError::Locked(_)), "{err}");
-        assert!(
-            err.to_string()
-                .contains("already open in another postflow process")
-        );
+        assert!(err.to_string().contains("already open in another postflow process"));
     }
 
     #[test]
     fn a_store_from_the_future_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb");
-        Store::open(&path)
-            .unwrap()
-            .set_schema_version(SCHEMA_VERSION + 1)
-            .unwrap();
+        Store::open(&path).unwrap().set_schema_version(SCHEMA_VERSION + 1).unwrap();
         let err = Store::open(&path).err().unwrap();
-        assert!(
-            matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1),
-            "{err}"
-        );
+        assert!(matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1), "{err}");
     }
 
     #[test]

@@ -15,11 +15,7 @@ fn run_dir(config_dir: &Path) {
         Err(ref d) => panic!("{}", config::render_diagnostics(d, &loaded.sources)),
     };
     let scripts = find_scripts(&[], config_dir);
-    assert!(
-        !scripts.is_empty(),
-        "no scripts under {}",
-        config_dir.display()
-    );
+    assert!(!scripts.is_empty(), "no scripts under {}", config_dir.display());
     let mut report = Vec::new();
     let failures = run_all(bundle, &scripts, config_dir, &mut report).expect("scripts run");
     let report = String::from_utf8_lossy(&report);

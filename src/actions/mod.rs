@@ -15,107 +15,51 @@ pub const CATALOGUE: &[ActionSchema] = &[
     ActionSchema {
         name: BUILTIN_SESSION_CLEAR,
         description: "Clears the session's slots (built into the engine).",
-        args: &[ArgSpec {
-            name: "keep",
-            required: false,
-            description: "a list of slot names to keep",
-        }],
+        args: &[ArgSpec { name: "keep", required: false, description: "a list of slot names to keep" }],
     },
     ActionSchema {
         name: "ai.generate",
         description: "Writes a post draft for a format from keywords (offline template without OPENAI_API_KEY).",
         args: &[
-            ArgSpec {
-                name: "format",
-                required: true,
-                description: "the format id",
-            },
-            ArgSpec {
-                name: "keywords",
-                required: true,
-                description: "the admin's keywords",
-            },
-            ArgSpec {
-                name: "details",
-                required: false,
-                description: "optional extra details",
-            },
+            ArgSpec { name: "format", required: true, description: "the format id" },
+            ArgSpec { name: "keywords", required: true, description: "the admin's keywords" },
+            ArgSpec { name: "details", required: false, description: "optional extra details" },
         ],
     },
     ActionSchema {
         name: "draft.save",
         description: "Stores the post as a draft and returns `{id, status}`.",
         args: &[
-            ArgSpec {
-                name: "text",
-                required: true,
-                description: "the post text (Telegram HTML)",
-            },
-            ArgSpec {
-                name: "format",
-                required: false,
-                description: "the format id",
-            },
-            ArgSpec {
-                name: "media",
-                required: false,
-                description: "a media slot value",
-            },
-            ArgSpec {
-                name: "keywords",
-                required: false,
-                description: "the keywords",
-            },
-            ArgSpec {
-                name: "details",
-                required: false,
-                description: "the extra details",
-            },
+            ArgSpec { name: "text", required: true, description: "the post text (Telegram HTML)" },
+            ArgSpec { name: "format", required: false, description: "the format id" },
+            ArgSpec { name: "media", required: false, description: "a media slot value" },
+            ArgSpec { name: "keywords", required: false, description: "the keywords" },
+            ArgSpec { name: "details", required: false, description: "the extra details" },
             ArgSpec {
                 name: "desired_time",
                 required: false,
                 description: "when the admin wants it out, `YYYY-MM-DDTHH:MM`",
             },
-            ArgSpec {
-                name: "id",
-                required: false,
-                description: "the id of a draft to update",
-            },
+            ArgSpec { name: "id", required: false, description: "the id of a draft to update" },
         ],
     },
     ActionSchema {
         name: "posts.list",
         description: "Lists posts, newest first, as `[{id, title, format, status, desired_time}]`.",
         args: &[
-            ArgSpec {
-                name: "status",
-                required: false,
-                description: "draft, scheduled, published or failed",
-            },
-            ArgSpec {
-                name: "limit",
-                required: false,
-                description: "at most this many (default 50)",
-            },
+            ArgSpec { name: "status", required: false, description: "draft, scheduled, published or failed" },
+            ArgSpec { name: "limit", required: false, description: "at most this many (default 50)" },
         ],
     },
     ActionSchema {
         name: "post.get",
         description: "Loads one post by id.",
-        args: &[ArgSpec {
-            name: "id",
-            required: true,
-            description: "the post id",
-        }],
+        args: &[ArgSpec { name: "id", required: true, description: "the post id" }],
     },
     ActionSchema {
         name: "post.delete",
         description: "Deletes a draft by id.",
-        args: &[ArgSpec {
-            name: "id",
-            required: true,
-            description: "the post id",
-        }],
+        args: &[ArgSpec { name: "id", required: true, description: "the post id" }],
     },
 ];
 
@@ -137,19 +81,12 @@ pub fn run(ctx: &ActionContext<'_>, name: &str, args: &Value) -> Result<Value, S
             let keywords = str_arg(args, "keywords")?;
             let details = args.get("details").and_then(Value::as_str);
             let draft = ai::offline_draft(ctx.bundle, format, keywords, details)?;
-            tracing::info!(
-                format,
-                words = draft.words,
-                "offline AI draft (no OPENAI_API_KEY)"
-            );
+            tracing::info!(format, words = draft.words, "offline AI draft (no OPENAI_API_KEY)");
             serde_json::to_value(draft).map_err(|e| e.to_string())
         }
         "draft.save" => draft_save(ctx, args),
         "posts.list" => {
-            let status = args
-                .get("status")
-                .and_then(Value::as_str)
-                .unwrap_or("draft");
+            let status = args.get("status").and_then(Value::as_str).unwrap_or("draft");
             let limit = args.get("limit").and_then(Value::as_u64).unwrap_or(50) as usize;
             let posts = ctx.store.posts().map_err(|e| e.to_string())?;
             let listed: Vec<Value> = posts
@@ -170,25 +107,16 @@ pub fn run(ctx: &ActionContext<'_>, name: &str, args: &Value) -> Result<Value, S
         }
         "post.get" => {
             let id = id_arg(args)?;
-            let post = ctx
-                .store
-                .post(id)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("post {id} does not exist"))?;
+            let post =
+                ctx.store.post(id).map_err(|e| e.to_string())?.ok_or_else(|| format!("post {id} does not exist"))?;
             serde_json::to_value(post).map_err(|e| e.to_string())
         }
         "post.delete" => {
             let id = id_arg(args)?;
-            let post = ctx
-                .store
-                .post(id)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("post {id} does not exist"))?;
+            let post =
+                ctx.store.post(id).map_err(|e| e.to_string())?.ok_or_else(|| format!("post {id} does not exist"))?;
             if post.status != PostStatus::Draft {
-                return Err(format!(
-                    "post {id} is {}, only drafts can be deleted",
-                    status_name(post.status)
-                ));
+                return Err(format!("post {id} is {}, only drafts can be deleted", status_name(post.status)));
             }
             ctx.store.delete_post(id).map_err(|e| e.to_string())?;
             Ok(json!({ "id": id, "deleted": true }))
@@ -202,17 +130,10 @@ fn draft_save(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, String> {
     if text.trim().is_empty() {
         return Err("the draft text is empty".to_string());
     }
-    let opt = |name: &str| {
-        args.get(name)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .filter(|s| !s.is_empty())
-    };
+    let opt = |name: &str| args.get(name).and_then(Value::as_str).map(str::to_string).filter(|s| !s.is_empty());
     let media = match args.get("media") {
         None | Some(Value::Null) => None,
-        Some(value) => Some(
-            serde_json::from_value::<Media>(value.clone()).map_err(|e| format!("media: {e}"))?,
-        ),
+        Some(value) => Some(serde_json::from_value::<Media>(value.clone()).map_err(|e| format!("media: {e}"))?),
     };
     let existing = match args.get("id").and_then(Value::as_u64) {
         Some(id) => ctx.store.post(id).map_err(|e| e.to_string())?,
@@ -231,17 +152,12 @@ fn draft_save(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, String> {
         created_at: existing.as_ref().map_or(ctx.now, |p| p.created_at),
         updated_at: ctx.now,
     };
-    let saved = ctx
-        .store
-        .save_post_for_action(post, ctx.chat_id, ctx.request_id)
-        .map_err(|e| e.to_string())?;
+    let saved = ctx.store.save_post_for_action(post, ctx.chat_id, ctx.request_id).map_err(|e| e.to_string())?;
     Ok(json!({ "id": saved.id, "status": "draft" }))
 }
 
 fn str_arg<'v>(args: &'v Value, name: &str) -> Result<&'v str, String> {
-    args.get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("argument `{name}` is missing or not text"))
+    args.get(name).and_then(Value::as_str).ok_or_else(|| format!("argument `{name}` is missing or not text"))
 }
 
 fn id_arg(args: &Value) -> Result<u64, String> {
@@ -267,11 +183,7 @@ pub fn status_name(status: PostStatus) -> &'static str {
 /// The first line of a post as plain text, shortened for a button label.
 pub fn title_of(html: &str) -> String {
     let plain = crate::engine::html::to_plain_text(html, false);
-    let line = plain
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("…");
+    let line = plain.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("…");
     let mut title: String = line.chars().take(40).collect();
     if line.chars().count() > 40 {
         title.push('…');

@@ -35,12 +35,7 @@ impl Bundle {
 
     /// One-line summary such as "3 flows, 4 formats, 17 templates".
     pub fn summary(&self) -> String {
-        format!(
-            "{} flows, {} formats, {} templates",
-            self.flows.len(),
-            self.formats.len(),
-            self.prompt_files
-        )
+        format!("{} flows, {} formats, {} templates", self.flows.len(), self.formats.len(), self.prompt_files)
     }
 }
 
@@ -76,9 +71,7 @@ pub enum SlotKind {
 }
 
 impl SlotKind {
-    pub const NAMES: [&'static str; 9] = [
-        "text", "html", "number", "bool", "date", "time", "media", "list", "any",
-    ];
+    pub const NAMES: [&'static str; 9] = ["text", "html", "number", "bool", "date", "time", "media", "list", "any"];
 
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name {
@@ -166,25 +159,11 @@ pub struct Input {
 
 /// Kinds of input and their checks.
 pub enum InputKind {
-    Text {
-        min_length: Option<u32>,
-        max_length: Option<u32>,
-        pattern: Option<Regex>,
-    },
-    Number {
-        min: Option<f64>,
-        max: Option<f64>,
-    },
+    Text { min_length: Option<u32>, max_length: Option<u32>, pattern: Option<Regex> },
+    Number { min: Option<f64>, max: Option<f64> },
     Media(Vec<MediaKind>),
-    Date {
-        allow_past: bool,
-    },
-    Time {
-        minute_step: u32,
-        first_hour: u32,
-        last_hour: u32,
-        date_slot: Option<String>,
-    },
+    Date { allow_past: bool },
+    Time { minute_step: u32, first_hour: u32, last_hour: u32, date_slot: Option<String> },
     Choice(Vec<ChoiceOption>),
 }
 
@@ -196,12 +175,7 @@ impl InputKind {
             InputKind::Media(_) => &[SlotKind::Media, SlotKind::Any],
             InputKind::Date { .. } => &[SlotKind::Date, SlotKind::Any],
             InputKind::Time { .. } => &[SlotKind::Time, SlotKind::Any],
-            InputKind::Choice(_) => &[
-                SlotKind::Text,
-                SlotKind::Number,
-                SlotKind::Bool,
-                SlotKind::Any,
-            ],
+            InputKind::Choice(_) => &[SlotKind::Text, SlotKind::Number, SlotKind::Bool, SlotKind::Any],
         }
     }
 }
@@ -323,38 +297,20 @@ pub struct FormatPrompts {
 /// Text keys the menu file must define, with what each is for.
 pub const REQUIRED_TEXTS: &[(&str, &str)] = &[
     ("outdated", "a button of an outdated message was pressed"),
-    (
-        "busy",
-        "the user wrote while an action (such as the AI) is still running",
-    ),
+    ("busy", "the user wrote while an action (such as the AI) is still running"),
     ("invalid_button", "callback data that does not decode"),
     ("unknown_input", "the user typed something no step expects"),
     ("use_buttons", "the step expects a button press, not text"),
     ("cancelled", "the conversation was cancelled"),
-    (
-        "action_failed",
-        "an action failed and the flow has no on_error",
-    ),
-    (
-        "internal_error",
-        "a template or expression failed at run time",
-    ),
-    (
-        "text_too_short",
-        "text input shorter than min_length ({{ min }})",
-    ),
-    (
-        "text_too_long",
-        "text input longer than max_length ({{ max }})",
-    ),
+    ("action_failed", "an action failed and the flow has no on_error"),
+    ("internal_error", "a template or expression failed at run time"),
+    ("text_too_short", "text input shorter than min_length ({{ min }})"),
+    ("text_too_long", "text input longer than max_length ({{ max }})"),
     ("text_pattern", "text input does not match the pattern"),
     ("text_expected", "a text was expected"),
     ("number_invalid", "not a number"),
     ("number_range", "number outside min..max"),
-    (
-        "media_expected",
-        "the wrong kind of message for a media input ({{ kinds }})",
-    ),
+    ("media_expected", "the wrong kind of message for a media input ({{ kinds }})"),
     ("date_invalid", "a date that cannot be read"),
     ("date_past", "a date in the past"),
     ("time_invalid", "a time that cannot be read"),
@@ -364,10 +320,7 @@ pub const REQUIRED_TEXTS: &[(&str, &str)] = &[
     ("pager_next", "label of the pager's next-page button"),
     ("skip", "default label of the skip button"),
     ("back", "label of the time picker's back button"),
-    (
-        "today_marker",
-        "marker put around today's day number in the calendar",
-    ),
+    ("today_marker", "marker put around today's day number in the calendar"),
     ("list_empty", "shown when a generated list has no items"),
 ];
 

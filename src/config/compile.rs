@@ -27,46 +27,27 @@ pub fn compile(
     timezone: chrono_tz::Tz,
     diagnostics: Vec<Diagnostic>,
 ) -> Result<Bundle, Vec<Diagnostic>> {
-    let mut c = Compiler {
-        diags: diagnostics,
-        env: new_environment(),
-        actions,
-    };
+    let mut c = Compiler { diags: diagnostics, env: new_environment(), actions };
     let mut prompt_files = 0;
     for file in sources.iter().filter(|f| f.name.starts_with("prompts/")) {
         prompt_files += 1;
         let name = template_name(&file.name);
         if let Err(err) = c.env.add_template_owned(name.clone(), file.text.clone()) {
             let line = err.line().unwrap_or(1);
-            let pos = super::source::Pos {
-                line,
-                col: 1,
-                len: file.line_text(line).chars().count().max(1),
-            };
-            c.diags.push(Diagnostic::at(
-                file,
-                pos,
-                format!("template `{name}` does not parse: {}", short(&err)),
-            ));
+            let pos = super::source::Pos { line, col: 1, len: file.line_text(line).chars().count().max(1) };
+            c.diags.push(Diagnostic::at(file, pos, format!("template `{name}` does not parse: {}", short(&err))));
         }
     }
-    let template_names: BTreeSet<String> = sources
-        .iter()
-        .filter(|f| f.name.starts_with("prompts/"))
-        .map(|f| template_name(&f.name))
-        .collect();
+    let template_names: BTreeSet<String> =
+        sources.iter().filter(|f| f.name.starts_with("prompts/")).map(|f| template_name(&f.name)).collect();
 
     let mut formats: Vec<(Format, &SourceFile)> = Vec::new();
     for file in sources.iter().filter(|f| f.name.starts_with("formats/")) {
         if let Some(format) = c.format(file, &template_names) {
             if let Some((_, first)) = formats.iter().find(|(f, _)| f.id == format.id) {
                 c.diags.push(
-                    Diagnostic::at(
-                        file,
-                        file.value_pos("id"),
-                        format!("format `{}` is defined twice", format.id),
-                    )
-                    .with_hint(format!("the first definition is in {}", first.name)),
+                    Diagnostic::at(file, file.value_pos("id"), format!("format `{}` is defined twice", format.id))
+                        .with_hint(format!("the first definition is in {}", first.name)),
                 );
                 continue;
             }
@@ -95,8 +76,12 @@ pub fn compile(
                 }
             }
             Some(other @ ("pipeline" | "schedule")) => c.diags.push(
-                Diagnostic::at(file, file.value_pos("kind"), format!("`kind: {other}` is not supported by this version"))
-                    .with_hint("analytics pipelines and schedules arrive in a later release; move the file out of flows/"),
+                Diagnostic::at(
+                    file,
+                    file.value_pos("kind"),
+                    format!("`kind: {other}` is not supported by this version"),
+                )
+                .with_hint("analytics pipelines and schedules arrive in a later release; move the file out of flows/"),
             ),
             Some(other) => c.diags.push(
                 Diagnostic::at(file, file.value_pos("kind"), format!("unknown kind `{other}`"))
@@ -113,12 +98,8 @@ pub fn compile(
     for (flow, file) in &raw_flows {
         if let Some(first) = flow_ids.get(&flow.id) {
             c.diags.push(
-                Diagnostic::at(
-                    file,
-                    file.value_pos("id"),
-                    format!("flow `{}` is defined twice", flow.id),
-                )
-                .with_hint(format!("the first definition is in {}", first.name)),
+                Diagnostic::at(file, file.value_pos("id"), format!("flow `{}` is defined twice", flow.id))
+                    .with_hint(format!("the first definition is in {}", first.name)),
             );
         } else {
             flow_ids.insert(flow.id.clone(), file);
@@ -129,41 +110,28 @@ pub fn compile(
         .iter()
         .flat_map(|(flow, _)| flow.steps.values())
         .filter_map(|step| step.get("call").and_then(Yaml::as_str).map(str::to_string))
-        .chain(
-            raw_flows
-                .iter()
-                .flat_map(|(flow, _)| flow.steps.values())
-                .flat_map(|step| {
-                    step.get("buttons")
-                        .and_then(Yaml::as_sequence)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|b| b.get("call").and_then(Yaml::as_str).map(str::to_string))
-                }),
-        )
+        .chain(raw_flows.iter().flat_map(|(flow, _)| flow.steps.values()).flat_map(|step| {
+            step.get("buttons")
+                .and_then(Yaml::as_sequence)
+                .into_iter()
+                .flatten()
+                .filter_map(|b| b.get("call").and_then(Yaml::as_str).map(str::to_string))
+        }))
         .collect();
 
     let menu = match raw_menus.len() {
         0 => {
             c.diags.push(
-                Diagnostic::in_file("flows", "no `kind: menu` file under flows/").with_hint(
-                    "the menu file defines the main menu, the commands and the bot's texts",
-                ),
+                Diagnostic::in_file("flows", "no `kind: menu` file under flows/")
+                    .with_hint("the menu file defines the main menu, the commands and the bot's texts"),
             );
             None
         }
         _ => {
             for (_, file) in raw_menus.iter().skip(1) {
                 c.diags.push(
-                    Diagnostic::at(
-                        file,
-                        file.value_pos("kind"),
-                        "a second `kind: menu` file".to_string(),
-                    )
-                    .with_hint(format!(
-                        "the menu is already defined in {}",
-                        raw_menus[0].1.name
-                    )),
+                    Diagnostic::at(file, file.value_pos("kind"), "a second `kind: menu` file".to_string())
+                        .with_hint(format!("the menu is already defined in {}", raw_menus[0].1.name)),
                 );
             }
             let (menu, file) = &raw_menus[0];
@@ -173,16 +141,7 @@ pub fn compile(
 
     let flow_slots: BTreeMap<String, Vec<String>> = raw_flows
         .iter()
-        .map(|(flow, _)| {
-            (
-                flow.id.clone(),
-                flow.slots
-                    .keys()
-                    .filter_map(Yaml::as_str)
-                    .map(str::to_string)
-                    .collect(),
-            )
-        })
+        .map(|(flow, _)| (flow.id.clone(), flow.slots.keys().filter_map(Yaml::as_str).map(str::to_string).collect()))
         .collect();
     let mut flows = BTreeMap::new();
     for (raw, file) in &raw_flows {
@@ -190,14 +149,7 @@ pub fn compile(
             continue;
         }
         let is_callee = called.contains(&raw.id);
-        if let Some(flow) = c.flow(
-            raw,
-            file,
-            &known_flows,
-            &flow_slots,
-            &template_names,
-            is_callee,
-        ) {
+        if let Some(flow) = c.flow(raw, file, &known_flows, &flow_slots, &template_names, is_callee) {
             flows.insert(flow.id.clone(), flow);
         }
     }
@@ -214,20 +166,8 @@ pub fn compile(
         return Err(diags);
     }
     let Some(menu) = menu else { return Err(diags) };
-    let fingerprint = super::fnv1a(
-        sources
-            .iter()
-            .flat_map(|s| [s.name.as_bytes(), s.text.as_bytes()]),
-    );
-    Ok(Bundle {
-        flows,
-        menu,
-        formats,
-        templates: env,
-        prompt_files,
-        timezone,
-        fingerprint,
-    })
+    let fingerprint = super::fnv1a(sources.iter().flat_map(|s| [s.name.as_bytes(), s.text.as_bytes()]));
+    Ok(Bundle { flows, menu, formats, templates: env, prompt_files, timezone, fingerprint })
 }
 
 /// `prompts/ai/selling.j2` → `ai/selling`.
@@ -240,32 +180,18 @@ fn new_environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
     // Prompts for the AI are plain text; everything else becomes Telegram HTML.
-    env.set_auto_escape_callback(|name| {
-        if name.starts_with("ai/") {
-            AutoEscape::None
-        } else {
-            AutoEscape::Html
-        }
-    });
-    env.add_filter("telegram_html", |text: String| {
-        Value::from_safe_string(html::sanitize(&text))
-    });
+    env.set_auto_escape_callback(|name| if name.starts_with("ai/") { AutoEscape::None } else { AutoEscape::Html });
+    env.add_filter("telegram_html", |text: String| Value::from_safe_string(html::sanitize(&text)));
     env.add_filter("plain", |text: String| html::to_plain_text(&text, false));
     env
 }
 
 fn short(err: &minijinja::Error) -> String {
-    err.detail()
-        .map(str::to_string)
-        .unwrap_or_else(|| err.kind().to_string())
+    err.detail().map(str::to_string).unwrap_or_else(|| err.kind().to_string())
 }
 
 fn join(base: &str, segment: &str) -> String {
-    if base.is_empty() {
-        segment.to_string()
-    } else {
-        format!("{base}.{segment}")
-    }
+    if base.is_empty() { segment.to_string() } else { format!("{base}.{segment}") }
 }
 
 struct Compiler<'a> {
@@ -289,8 +215,7 @@ struct StepFacts {
 
 impl<'a> Compiler<'a> {
     fn error(&mut self, file: &SourceFile, path: &str, message: impl Into<String>) -> usize {
-        self.diags
-            .push(Diagnostic::at(file, file.value_pos(path), message));
+        self.diags.push(Diagnostic::at(file, file.value_pos(path), message));
         self.diags.len() - 1
     }
 
@@ -304,33 +229,17 @@ impl<'a> Compiler<'a> {
         match serde_yaml::from_str::<Yaml>(&file.text) {
             Ok(value) => Some(value),
             Err(err) => {
-                let (line, col) = err
-                    .location()
-                    .map(|l| (l.line(), l.column()))
-                    .unwrap_or((1, 1));
+                let (line, col) = err.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
                 let message = err.to_string();
-                let message = message
-                    .split(" at line ")
-                    .next()
-                    .unwrap_or(&message)
-                    .to_string();
+                let message = message.split(" at line ").next().unwrap_or(&message).to_string();
                 let pos = super::source::Pos { line, col, len: 1 };
-                self.diags.push(Diagnostic::at(
-                    file,
-                    pos,
-                    format!("YAML syntax error: {message}"),
-                ));
+                self.diags.push(Diagnostic::at(file, pos, format!("YAML syntax error: {message}")));
                 None
             }
         }
     }
 
-    fn deserialize<T: DeserializeOwned>(
-        &mut self,
-        file: &SourceFile,
-        prefix: &str,
-        value: Yaml,
-    ) -> Option<T> {
+    fn deserialize<T: DeserializeOwned>(&mut self, file: &SourceFile, prefix: &str, value: Yaml) -> Option<T> {
         match serde_path_to_error::deserialize::<_, T>(value) {
             Ok(v) => Some(v),
             Err(err) => {
@@ -353,17 +262,8 @@ impl<'a> Compiler<'a> {
     }
 
     /// Registers an inline template and reports a syntax error at the YAML value's position.
-    fn inline_template(
-        &mut self,
-        file: &SourceFile,
-        path: &str,
-        name: String,
-        source: &str,
-    ) -> Option<String> {
-        match self
-            .env
-            .add_template_owned(name.clone(), source.to_string())
-        {
+    fn inline_template(&mut self, file: &SourceFile, path: &str, name: String, source: &str) -> Option<String> {
+        match self.env.add_template_owned(name.clone(), source.to_string()) {
             Ok(()) => Some(name),
             Err(err) => {
                 let mut pos = file.value_pos(path);
@@ -373,31 +273,20 @@ impl<'a> Compiler<'a> {
                     .chars()
                     .nth(pos.col.saturating_sub(1))
                     .is_some_and(|c| c == '|' || c == '>');
-                pos.line += if block {
-                    template_line
-                } else {
-                    template_line - 1
-                };
+                pos.line += if block { template_line } else { template_line - 1 };
                 if block || template_line > 1 {
                     let text = file.line_text(pos.line);
                     pos.col = text.chars().take_while(|c| *c == ' ').count() + 1;
                     pos.len = text.trim().chars().count().max(1);
                 }
-                self.diags.push(Diagnostic::at(
-                    file,
-                    pos,
-                    format!("template does not parse: {}", short(&err)),
-                ));
+                self.diags.push(Diagnostic::at(file, pos, format!("template does not parse: {}", short(&err))));
                 None
             }
         }
     }
 
     fn template_vars(&self, name: &str) -> Vec<String> {
-        self.env
-            .get_template(name)
-            .map(|t| t.undeclared_variables(false).into_iter().collect())
-            .unwrap_or_default()
+        self.env.get_template(name).map(|t| t.undeclared_variables(false).into_iter().collect()).unwrap_or_default()
     }
 
     /// Checks an expression's syntax and returns the names it reads.
@@ -405,11 +294,7 @@ impl<'a> Compiler<'a> {
         match self.env.compile_expression_owned(source.to_string()) {
             Ok(expr) => Some(expr.undeclared_variables(false).into_iter().collect()),
             Err(err) => {
-                self.error(
-                    file,
-                    path,
-                    format!("expression `{source}` does not parse: {}", short(&err)),
-                );
+                self.error(file, path, format!("expression `{source}` does not parse: {}", short(&err)));
                 None
             }
         }
@@ -420,36 +305,17 @@ impl<'a> Compiler<'a> {
     fn format(&mut self, file: &SourceFile, templates: &BTreeSet<String>) -> Option<Format> {
         let value = self.parse_yaml(file)?;
         let raw: RawFormat = self.deserialize(file, "", value)?;
-        let expected = file
-            .name
-            .trim_start_matches("formats/")
-            .trim_end_matches(".yaml")
-            .trim_end_matches(".yml");
+        let expected = file.name.trim_start_matches("formats/").trim_end_matches(".yaml").trim_end_matches(".yml");
         if raw.id != expected {
-            let i = self.error(
-                file,
-                "id",
-                format!(
-                    "format id `{}` does not match the file name `{}`",
-                    raw.id, file.name
-                ),
-            );
-            self.hint(
-                i,
-                Some(format!(
-                    "rename the file to formats/{}.yaml or the id to `{expected}`",
-                    raw.id
-                )),
-            );
+            let i =
+                self.error(file, "id", format!("format id `{}` does not match the file name `{}`", raw.id, file.name));
+            self.hint(i, Some(format!("rename the file to formats/{}.yaml or the id to `{expected}`", raw.id)));
         }
         if raw.length.min_words == 0 || raw.length.min_words > raw.length.max_words {
             self.error(
                 file,
                 "length",
-                format!(
-                    "length {}..{} words is not a valid range",
-                    raw.length.min_words, raw.length.max_words
-                ),
+                format!("length {}..{} words is not a valid range", raw.length.min_words, raw.length.max_words),
             );
         }
         if raw.emoji.is_empty() {
@@ -476,11 +342,7 @@ impl<'a> Compiler<'a> {
         }
         Some(Format {
             id: raw.id,
-            names: FormatNames {
-                hy: raw.names.hy,
-                ru: raw.names.ru,
-                en: raw.names.en,
-            },
+            names: FormatNames { hy: raw.names.hy, ru: raw.names.ru, en: raw.names.en },
             description: raw.description,
             emoji: raw.emoji,
             cta: raw.cta,
@@ -501,18 +363,8 @@ impl<'a> Compiler<'a> {
     fn menu(&mut self, raw: &RawMenu, file: &SourceFile, flows: &BTreeSet<String>) -> Option<Menu> {
         let before = self.diags.len();
         if !flows.contains(&raw.start_flow) {
-            let i = self.error(
-                file,
-                "start_flow",
-                format!("flow `{}` does not exist", raw.start_flow),
-            );
-            self.hint(
-                i,
-                Some(suggestion_or_list(
-                    &raw.start_flow,
-                    flows.iter().map(String::as_str),
-                )),
-            );
+            let i = self.error(file, "start_flow", format!("flow `{}` does not exist", raw.start_flow));
+            self.hint(i, Some(suggestion_or_list(&raw.start_flow, flows.iter().map(String::as_str))));
         }
         let mut texts = BTreeMap::new();
         let required: Vec<&str> = REQUIRED_TEXTS.iter().map(|(k, _)| *k).collect();
@@ -524,11 +376,7 @@ impl<'a> Compiler<'a> {
             };
             if !required.contains(&key) {
                 let i = self.diags.len();
-                self.diags.push(Diagnostic::at(
-                    file,
-                    file.key_pos(&path),
-                    format!("unknown text `{key}`"),
-                ));
+                self.diags.push(Diagnostic::at(file, file.key_pos(&path), format!("unknown text `{key}`")));
                 self.hint(i, Some(suggestion_or_list(key, required.iter().copied())));
                 continue;
             }
@@ -539,68 +387,36 @@ impl<'a> Compiler<'a> {
         for (key, purpose) in REQUIRED_TEXTS {
             if !texts.contains_key(*key) && !raw.texts.contains_key(*key) {
                 let i = self.diags.len();
-                self.diags.push(Diagnostic::at(
-                    file,
-                    file.key_pos("texts"),
-                    format!("text `{key}` is missing"),
-                ));
+                self.diags.push(Diagnostic::at(file, file.key_pos("texts"), format!("text `{key}` is missing")));
                 self.hint(i, Some(format!("shown when {purpose}")));
             }
         }
         if raw.locale.months.len() != 12 {
-            self.error(
-                file,
-                "locale.months",
-                format!("`months` needs 12 names, found {}", raw.locale.months.len()),
-            );
+            self.error(file, "locale.months", format!("`months` needs 12 names, found {}", raw.locale.months.len()));
         }
         if raw.locale.weekdays.len() != 7 {
             self.error(
                 file,
                 "locale.weekdays",
-                format!(
-                    "`weekdays` needs 7 names (Monday first), found {}",
-                    raw.locale.weekdays.len()
-                ),
+                format!("`weekdays` needs 7 names (Monday first), found {}", raw.locale.weekdays.len()),
             );
         }
         let columns = raw.reply_keyboard.columns.unwrap_or(2);
         if columns == 0 || columns > MAX_ROW {
-            self.error(
-                file,
-                "reply_keyboard.columns",
-                format!("`columns` must be 1..={MAX_ROW}, found {columns}"),
-            );
+            self.error(file, "reply_keyboard.columns", format!("`columns` must be 1..={MAX_ROW}, found {columns}"));
         }
         let mut labels = BTreeSet::new();
         let mut buttons = Vec::new();
         for (i, button) in raw.reply_keyboard.buttons.iter().enumerate() {
             let path = format!("reply_keyboard.buttons.{i}");
             if !flows.contains(&button.flow) {
-                let d = self.error(
-                    file,
-                    &format!("{path}.flow"),
-                    format!("flow `{}` does not exist", button.flow),
-                );
-                self.hint(
-                    d,
-                    Some(suggestion_or_list(
-                        &button.flow,
-                        flows.iter().map(String::as_str),
-                    )),
-                );
+                let d = self.error(file, &format!("{path}.flow"), format!("flow `{}` does not exist", button.flow));
+                self.hint(d, Some(suggestion_or_list(&button.flow, flows.iter().map(String::as_str))));
             }
             if button.label.trim().is_empty() || !labels.insert(button.label.trim().to_string()) {
-                self.error(
-                    file,
-                    &format!("{path}.label"),
-                    format!("label `{}` is empty or used twice", button.label),
-                );
+                self.error(file, &format!("{path}.label"), format!("label `{}` is empty or used twice", button.label));
             }
-            buttons.push(MenuButton {
-                label: button.label.trim().to_string(),
-                flow: button.flow.clone(),
-            });
+            buttons.push(MenuButton { label: button.label.trim().to_string(), flow: button.flow.clone() });
         }
         let reply_keyboard: Vec<Vec<MenuButton>> = {
             let mut rows = Vec::new();
@@ -628,34 +444,24 @@ impl<'a> Compiler<'a> {
                     &format!("{path}.command"),
                     format!("command `{name}` is not a valid Telegram command"),
                 );
-                self.hint(
-                    d,
-                    Some("use 1–32 lowercase latin letters, digits or underscores".to_string()),
-                );
+                self.hint(d, Some("use 1–32 lowercase latin letters, digits or underscores".to_string()));
             }
             if !names.insert(name.clone()) {
-                self.error(
-                    file,
-                    &format!("{path}.command"),
-                    format!("command `{name}` is defined twice"),
-                );
+                self.error(file, &format!("{path}.command"), format!("command `{name}` is defined twice"));
             }
             let length = command.description.chars().count();
             if length == 0 || length > MAX_COMMAND_DESCRIPTION {
-                self.error(file, &format!("{path}.description"), format!("a command description must be 1–{MAX_COMMAND_DESCRIPTION} characters, found {length}"));
+                self.error(
+                    file,
+                    &format!("{path}.description"),
+                    format!("a command description must be 1–{MAX_COMMAND_DESCRIPTION} characters, found {length}"),
+                );
             }
             let target = match (&command.flow, command.cancel) {
                 (Some(flow), false) => {
                     if !flows.contains(flow) {
-                        let d = self.error(
-                            file,
-                            &format!("{path}.flow"),
-                            format!("flow `{flow}` does not exist"),
-                        );
-                        self.hint(
-                            d,
-                            Some(suggestion_or_list(flow, flows.iter().map(String::as_str))),
-                        );
+                        let d = self.error(file, &format!("{path}.flow"), format!("flow `{flow}` does not exist"));
+                        self.hint(d, Some(suggestion_or_list(flow, flows.iter().map(String::as_str))));
                     }
                     CommandTarget::Flow(flow.clone())
                 }
@@ -670,12 +476,7 @@ impl<'a> Compiler<'a> {
                     continue;
                 }
             };
-            commands.push(Command {
-                name,
-                description: command.description.clone(),
-                target,
-                listed: command.listed,
-            });
+            commands.push(Command { name, description: command.description.clone(), target, listed: command.listed });
         }
         if self.diags.len() > before {
             return None;
@@ -704,27 +505,14 @@ impl<'a> Compiler<'a> {
         let before = self.diags.len();
         let id_re = Regex::new("^[a-z][a-z0-9_]*$").ok();
         if id_re.as_ref().is_some_and(|re| !re.is_match(&raw.id)) {
-            let d = self.error(
-                file,
-                "id",
-                format!("flow id `{}` is not a valid name", raw.id),
-            );
+            let d = self.error(file, "id", format!("flow id `{}` is not a valid name", raw.id));
             self.hint(
                 d,
-                Some(
-                    "use lowercase latin letters, digits and underscores, starting with a letter"
-                        .to_string(),
-                ),
+                Some("use lowercase latin letters, digits and underscores, starting with a letter".to_string()),
             );
         }
         let mut slots = BTreeMap::new();
-        slots.insert(
-            "error".to_string(),
-            SlotDecl {
-                kind: SlotKind::Text,
-                default: None,
-            },
-        );
+        slots.insert("error".to_string(), SlotDecl { kind: SlotKind::Text, default: None });
         for (name, decl) in &raw.slots {
             let name = name.as_str().unwrap_or("?").to_string();
             let path = format!("slots.{name}");
@@ -746,22 +534,12 @@ impl<'a> Compiler<'a> {
                         ));
                         self.hint(d, did_you_mean(&key, ["type", "default"]));
                     }
-                    let kind = map
-                        .get("type")
-                        .and_then(Yaml::as_str)
-                        .unwrap_or("any")
-                        .to_string();
-                    let default = map
-                        .get("default")
-                        .map(|v| serde_json::to_value(v).unwrap_or_default());
+                    let kind = map.get("type").and_then(Yaml::as_str).unwrap_or("any").to_string();
+                    let default = map.get("default").map(|v| serde_json::to_value(v).unwrap_or_default());
                     (kind, default)
                 }
                 _ => {
-                    self.error(
-                        file,
-                        &path,
-                        format!("slot `{name}` needs a type, such as `text`"),
-                    );
+                    self.error(file, &path, format!("slot `{name}` needs a type, such as `text`"));
                     continue;
                 }
             };
@@ -770,43 +548,25 @@ impl<'a> Compiler<'a> {
                     slots.insert(name, SlotDecl { kind, default });
                 }
                 None => {
-                    let at = if decl.is_string() {
-                        path.clone()
-                    } else {
-                        format!("{path}.type")
-                    };
+                    let at = if decl.is_string() { path.clone() } else { format!("{path}.type") };
                     let d = self.error(file, &at, format!("unknown slot type `{kind}`"));
                     self.hint(d, Some(suggestion_or_list(&kind, SlotKind::NAMES)));
                 }
             }
         }
 
-        let step_ids: Vec<String> = raw
-            .steps
-            .keys()
-            .map(|k| k.as_str().unwrap_or("?").to_string())
-            .collect();
+        let step_ids: Vec<String> = raw.steps.keys().map(|k| k.as_str().unwrap_or("?").to_string()).collect();
         let mut seen = BTreeSet::new();
         for id in &step_ids {
             if !seen.insert(id.clone()) {
-                self.error(
-                    file,
-                    &format!("steps.{id}"),
-                    format!("step `{id}` is defined twice"),
-                );
+                self.error(file, &format!("steps.{id}"), format!("step `{id}` is defined twice"));
             }
         }
         let start = match &raw.start {
             Some(start) => {
                 if !step_ids.contains(start) {
                     let d = self.error(file, "start", format!("step `{start}` does not exist"));
-                    self.hint(
-                        d,
-                        Some(suggestion_or_list(
-                            start,
-                            step_ids.iter().map(String::as_str),
-                        )),
-                    );
+                    self.hint(d, Some(suggestion_or_list(start, step_ids.iter().map(String::as_str))));
                 }
                 start.clone()
             }
@@ -849,13 +609,7 @@ impl<'a> Compiler<'a> {
         if self.diags.len() > before {
             return None;
         }
-        Some(Flow {
-            id: raw.id.clone(),
-            title: raw.title.clone(),
-            start,
-            slots,
-            steps,
-        })
+        Some(Flow { id: raw.id.clone(), title: raw.title.clone(), start, slots, steps })
     }
 
     fn step(&mut self, raw: &RawStep, ctx: &StepCtx<'_>) -> (Step, StepFacts) {
@@ -873,31 +627,16 @@ impl<'a> Compiler<'a> {
         // The message.
         let say = match (&raw.say, &raw.template) {
             (Some(_), Some(_)) => {
-                let d = self.error(
-                    file,
-                    &format!("{p}.template"),
-                    "a step has either `say` or `template`, not both",
-                );
-                self.hint(
-                    d,
-                    Some(
-                        "`say` is inline text; `template` names a file under prompts/".to_string(),
-                    ),
-                );
+                let d = self.error(file, &format!("{p}.template"), "a step has either `say` or `template`, not both");
+                self.hint(d, Some("`say` is inline text; `template` names a file under prompts/".to_string()));
                 None
             }
-            (Some(text), None) => {
-                self.inline_template(file, &format!("{p}.say"), format!("{base_name}/say"), text)
-            }
+            (Some(text), None) => self.inline_template(file, &format!("{p}.say"), format!("{base_name}/say"), text),
             (None, Some(name)) => {
                 if ctx.templates.contains(name) {
                     Some(name.clone())
                 } else {
-                    let d = self.error(
-                        file,
-                        &format!("{p}.template"),
-                        format!("template `{name}` does not exist"),
-                    );
+                    let d = self.error(file, &format!("{p}.template"), format!("template `{name}` does not exist"));
                     let hint = did_you_mean(name, ctx.templates.iter().map(String::as_str))
                         .unwrap_or_else(|| format!("create prompts/{name}.j2"));
                     self.hint(d, Some(hint));
@@ -917,11 +656,7 @@ impl<'a> Compiler<'a> {
             if let Some(decl) = ctx.slots.get(slot)
                 && !matches!(decl.kind, SlotKind::Media | SlotKind::Any)
             {
-                self.error(
-                    file,
-                    &format!("{p}.media"),
-                    format!("slot `{slot}` is not a media slot"),
-                );
+                self.error(file, &format!("{p}.media"), format!("slot `{slot}` is not a media slot"));
             }
         }
 
@@ -933,9 +668,7 @@ impl<'a> Compiler<'a> {
             self.check_slot_target(ctx, &path, &slot, None, true);
             let source = yaml_expression(expr);
             if let Some(vars) = self.expression(file, &path, &source) {
-                facts
-                    .reads
-                    .extend(vars.into_iter().map(|v| (v, path.clone())));
+                facts.reads.extend(vars.into_iter().map(|v| (v, path.clone())));
             }
             facts.sets.push(slot.clone());
             set.push((slot, source));
@@ -946,33 +679,17 @@ impl<'a> Compiler<'a> {
         for (i, button) in raw.buttons.iter().enumerate() {
             let path = format!("{p}.buttons.{i}");
             if button.label.trim().is_empty() {
-                self.error(
-                    file,
-                    &format!("{path}.label"),
-                    "a button label cannot be empty",
-                );
+                self.error(file, &format!("{path}.label"), "a button label cannot be empty");
             }
             let label = self
-                .inline_template(
-                    file,
-                    &format!("{path}.label"),
-                    format!("{base_name}/button{i}"),
-                    &button.label,
-                )
+                .inline_template(file, &format!("{path}.label"), format!("{base_name}/button{i}"), &button.label)
                 .unwrap_or_default();
             for var in self.template_vars(&label) {
                 facts.reads.push((var, format!("{path}.label")));
             }
-            let targets = [button.goto.is_some(), button.call.is_some(), button.end]
-                .iter()
-                .filter(|t| **t)
-                .count();
+            let targets = [button.goto.is_some(), button.call.is_some(), button.end].iter().filter(|t| **t).count();
             if targets > 1 {
-                self.error(
-                    file,
-                    &path,
-                    "a button has at most one of `goto`, `call` and `end`",
-                );
+                self.error(file, &path, "a button has at most one of `goto`, `call` and `end`");
             }
             let target = if let Some(goto) = &button.goto {
                 self.check_step_ref(ctx, &format!("{path}.goto"), goto);
@@ -993,9 +710,7 @@ impl<'a> Compiler<'a> {
                 self.check_slot_target(ctx, &spath, &slot, None, true);
                 let source = yaml_expression(expr);
                 if let Some(vars) = self.expression(file, &spath, &source) {
-                    facts
-                        .reads
-                        .extend(vars.into_iter().map(|v| (v, spath.clone())));
+                    facts.reads.extend(vars.into_iter().map(|v| (v, spath.clone())));
                 }
                 assigned.push(slot.clone());
                 button_set.push((slot, source));
@@ -1003,9 +718,7 @@ impl<'a> Compiler<'a> {
             if let Some(cond) = &button.condition
                 && let Some(vars) = self.expression(file, &format!("{path}.if"), cond)
             {
-                facts
-                    .reads
-                    .extend(vars.into_iter().map(|v| (v, format!("{path}.if"))));
+                facts.reads.extend(vars.into_iter().map(|v| (v, format!("{path}.if"))));
             }
             if let Target::Goto(goto) = &target {
                 facts.edges.push((goto.clone(), assigned, path.clone()));
@@ -1023,60 +736,34 @@ impl<'a> Compiler<'a> {
         }
         let columns = raw.columns.unwrap_or(1);
         if columns == 0 || columns > MAX_ROW {
-            let d = self.error(
-                file,
-                &format!("{p}.columns"),
-                format!("`columns` must be 1..={MAX_ROW}, found {columns}"),
-            );
-            self.hint(
-                d,
-                Some("Telegram shows at most 8 buttons in a row".to_string()),
-            );
+            let d =
+                self.error(file, &format!("{p}.columns"), format!("`columns` must be 1..={MAX_ROW}, found {columns}"));
+            self.hint(d, Some("Telegram shows at most 8 buttons in a row".to_string()));
         }
 
         // Generated list.
         let list = raw.list.as_ref().map(|list| {
             let path = format!("{p}.list");
             if let Some(vars) = self.expression(file, &format!("{path}.items"), &list.items) {
-                facts
-                    .reads
-                    .extend(vars.into_iter().map(|v| (v, format!("{path}.items"))));
+                facts.reads.extend(vars.into_iter().map(|v| (v, format!("{path}.items"))));
             }
             let label = self
-                .inline_template(
-                    file,
-                    &format!("{path}.label"),
-                    format!("{base_name}/list_label"),
-                    &list.label,
-                )
+                .inline_template(file, &format!("{path}.label"), format!("{base_name}/list_label"), &list.label)
                 .unwrap_or_default();
-            for var in self
-                .template_vars(&label)
-                .into_iter()
-                .filter(|v| v != "item")
-            {
+            for var in self.template_vars(&label).into_iter().filter(|v| v != "item") {
                 facts.reads.push((var, format!("{path}.label")));
             }
             if let Some(expr) = &list.value
                 && let Some(vars) = self.expression(file, &format!("{path}.value"), expr)
             {
-                facts.reads.extend(
-                    vars.into_iter()
-                        .filter(|v| v != "item")
-                        .map(|v| (v, format!("{path}.value"))),
-                );
+                facts.reads.extend(vars.into_iter().filter(|v| v != "item").map(|v| (v, format!("{path}.value"))));
             }
             if let Some(slot) = &list.save_as {
                 self.check_slot_target(ctx, &format!("{path}.save_as"), slot, None, true);
                 facts.saves.push(slot.clone());
             }
             let empty = list.empty.as_ref().and_then(|text| {
-                self.inline_template(
-                    file,
-                    &format!("{path}.empty"),
-                    format!("{base_name}/list_empty"),
-                    text,
-                )
+                self.inline_template(file, &format!("{path}.empty"), format!("{base_name}/list_empty"), text)
             });
             let page_size = list.page_size.unwrap_or(8) as usize;
             let list_columns = list.columns.unwrap_or(1);
@@ -1084,10 +771,7 @@ impl<'a> Compiler<'a> {
                 self.error(
                     file,
                     &format!("{path}.page_size"),
-                    format!(
-                        "`page_size` must be 1..={}, found {page_size}",
-                        MAX_BUTTONS - 3 - raw.buttons.len()
-                    ),
+                    format!("`page_size` must be 1..={}, found {page_size}", MAX_BUTTONS - 3 - raw.buttons.len()),
                 );
             }
             if list_columns == 0 || list_columns > MAX_ROW {
@@ -1096,10 +780,7 @@ impl<'a> Compiler<'a> {
                     &format!("{path}.columns"),
                     format!("`columns` must be 1..={MAX_ROW}, found {list_columns}"),
                 );
-                self.hint(
-                    d,
-                    Some("Telegram shows at most 8 buttons in a row".to_string()),
-                );
+                self.hint(d, Some("Telegram shows at most 8 buttons in a row".to_string()));
             }
             ListSpec {
                 items: list.items.clone(),
@@ -1113,10 +794,7 @@ impl<'a> Compiler<'a> {
         });
 
         // Input.
-        let input = raw
-            .input
-            .as_ref()
-            .and_then(|input| self.input(input, ctx, &base_name, &mut facts));
+        let input = raw.input.as_ref().and_then(|input| self.input(input, ctx, &base_name, &mut facts));
         let widget_buttons = match input.as_ref().map(|i| &i.kind) {
             Some(InputKind::Date { .. }) => 50,
             Some(InputKind::Time { .. }) => 25,
@@ -1127,24 +805,13 @@ impl<'a> Compiler<'a> {
             let d = self.error(
                 file,
                 &format!("{p}.buttons"),
-                format!(
-                    "this keyboard would have {} buttons",
-                    raw.buttons.len() + widget_buttons
-                ),
+                format!("this keyboard would have {} buttons", raw.buttons.len() + widget_buttons),
             );
-            self.hint(
-                d,
-                Some(format!(
-                    "Telegram allows at most {MAX_BUTTONS} buttons on one message"
-                )),
-            );
+            self.hint(d, Some(format!("Telegram allows at most {MAX_BUTTONS} buttons on one message")));
         }
 
         // Action.
-        let action = raw
-            .action
-            .as_ref()
-            .and_then(|action| self.action(action, ctx, &base_name, &mut facts));
+        let action = raw.action.as_ref().and_then(|action| self.action(action, ctx, &base_name, &mut facts));
 
         // Next.
         let next = match &raw.next {
@@ -1153,91 +820,51 @@ impl<'a> Compiler<'a> {
         };
         if let Some(flow) = &raw.call {
             self.check_flow_ref(ctx, &format!("{p}.call"), flow);
-            facts.saves.extend(
-                ctx.flow_slots
-                    .get(flow)
-                    .into_iter()
-                    .flatten()
-                    .filter(|s| ctx.slots.contains_key(*s))
-                    .cloned(),
-            );
+            facts
+                .saves
+                .extend(ctx.flow_slots.get(flow).into_iter().flatten().filter(|s| ctx.slots.contains_key(*s)).cloned());
         }
 
         // Consistency of the parts.
         let waits = raw.input.is_some() || !raw.buttons.is_empty() || raw.list.is_some();
         if raw.action.is_some() && waits {
-            let d = self.error(
-                file,
-                &format!("{p}.action"),
-                "a step with `action` cannot also wait for input or buttons",
-            );
-            self.hint(
-                d,
-                Some(
-                    "put the action in its own step and `next:` to the step that asks".to_string(),
-                ),
-            );
+            let d =
+                self.error(file, &format!("{p}.action"), "a step with `action` cannot also wait for input or buttons");
+            self.hint(d, Some("put the action in its own step and `next:` to the step that asks".to_string()));
         }
         if raw.menu && waits {
-            let d = self.error(file, &format!("{p}.menu"), "a message with the main menu keyboard cannot carry inline buttons or wait for input");
-            self.hint(
-                d,
-                Some("Telegram attaches one keyboard per message".to_string()),
-            );
-        }
-        if waits && say.is_none() && raw.say.is_none() && raw.template.is_none() {
             let d = self.error(
                 file,
-                p,
-                format!("step `{}` waits for the user but says nothing", ctx.step),
+                &format!("{p}.menu"),
+                "a message with the main menu keyboard cannot carry inline buttons or wait for input",
             );
+            self.hint(d, Some("Telegram attaches one keyboard per message".to_string()));
+        }
+        if waits && say.is_none() && raw.say.is_none() && raw.template.is_none() {
+            let d = self.error(file, p, format!("step `{}` waits for the user but says nothing", ctx.step));
             self.hint(d, Some("add `say:` with the question to ask".to_string()));
         }
-        if (raw.input.is_some() || raw.list.is_some() || raw.action.is_some()) && raw.next.is_none()
-        {
+        if (raw.input.is_some() || raw.list.is_some() || raw.action.is_some()) && raw.next.is_none() {
             let d = self.diags.len();
-            self.diags.push(Diagnostic::at(
-                file,
-                file.key_pos(p),
-                format!("step `{}` has no `next`", ctx.step),
-            ));
-            self.hint(
-                d,
-                Some("say where to go after the input, list choice or action".to_string()),
-            );
+            self.diags.push(Diagnostic::at(file, file.key_pos(p), format!("step `{}` has no `next`", ctx.step)));
+            self.hint(d, Some("say where to go after the input, list choice or action".to_string()));
         }
         if raw.end && (raw.next.is_some() || raw.call.is_some() || waits || raw.action.is_some()) {
-            self.error(
-                file,
-                &format!("{p}.end"),
-                "an `end: true` step only says its message and ends",
-            );
+            self.error(file, &format!("{p}.end"), "an `end: true` step only says its message and ends");
         }
         if raw.call.is_some() && (waits || raw.action.is_some()) {
-            self.error(
-                file,
-                &format!("{p}.call"),
-                "a `call` step cannot also wait or run an action",
-            );
+            self.error(file, &format!("{p}.call"), "a `call` step cannot also wait or run an action");
         }
         if !raw.end && raw.next.is_none() && raw.call.is_none() && !waits {
             let d = self.diags.len();
-            self.diags.push(Diagnostic::at(
-                file,
-                file.key_pos(p),
-                format!("step `{}` never leaves", ctx.step),
-            ));
+            self.diags.push(Diagnostic::at(file, file.key_pos(p), format!("step `{}` never leaves", ctx.step)));
             self.hint(d, Some("add `next:`, `end: true` or buttons".to_string()));
         }
         if raw.end {
-            facts
-                .edges
-                .push(("<end>".into(), Vec::new(), p.to_string()));
+            facts.edges.push(("<end>".into(), Vec::new(), p.to_string()));
         }
         if raw.call.is_some() && raw.next.is_none() {
-            facts
-                .edges
-                .push(("<end>".into(), Vec::new(), format!("{p}.call")));
+            facts.edges.push(("<end>".into(), Vec::new(), format!("{p}.call")));
         }
 
         let step = Step {
@@ -1259,45 +886,19 @@ impl<'a> Compiler<'a> {
         (step, facts)
     }
 
-    fn input(
-        &mut self,
-        raw: &RawInput,
-        ctx: &StepCtx<'_>,
-        base_name: &str,
-        facts: &mut StepFacts,
-    ) -> Option<Input> {
+    fn input(&mut self, raw: &RawInput, ctx: &StepCtx<'_>, base_name: &str, facts: &mut StepFacts) -> Option<Input> {
         let file = ctx.file;
         let path = format!("{}.input", ctx.prefix);
-        const TYPES: [&str; 10] = [
-            "text",
-            "number",
-            "photo",
-            "video",
-            "animation",
-            "document",
-            "media",
-            "date",
-            "time",
-            "choice",
-        ];
+        const TYPES: [&str; 10] =
+            ["text", "number", "photo", "video", "animation", "document", "media", "date", "time", "choice"];
         let kind_name = raw.kind.as_str();
         let kind = match kind_name {
             "text" => {
                 let pattern = raw.pattern.as_ref().and_then(|p| match Regex::new(p) {
                     Ok(re) => Some(re),
                     Err(err) => {
-                        let first = err
-                            .to_string()
-                            .lines()
-                            .last()
-                            .unwrap_or("")
-                            .trim()
-                            .to_string();
-                        self.error(
-                            file,
-                            &format!("{path}.pattern"),
-                            format!("pattern does not compile: {first}"),
-                        );
+                        let first = err.to_string().lines().last().unwrap_or("").trim().to_string();
+                        self.error(file, &format!("{path}.pattern"), format!("pattern does not compile: {first}"));
                         None
                     }
                 });
@@ -1310,19 +911,10 @@ impl<'a> Compiler<'a> {
                         format!("min_length {min} is greater than max_length {max}"),
                     );
                 }
-                InputKind::Text {
-                    min_length: raw.min_length,
-                    max_length: raw.max_length,
-                    pattern,
-                }
+                InputKind::Text { min_length: raw.min_length, max_length: raw.max_length, pattern }
             }
-            "number" => InputKind::Number {
-                min: raw.min,
-                max: raw.max,
-            },
-            "date" => InputKind::Date {
-                allow_past: raw.allow_past,
-            },
+            "number" => InputKind::Number { min: raw.min, max: raw.max },
+            "date" => InputKind::Date { allow_past: raw.allow_past },
             "time" => {
                 let step = raw.minute_step.unwrap_or(15);
                 if step == 0 || step > 60 || 60 % step != 0 {
@@ -1345,17 +937,11 @@ impl<'a> Compiler<'a> {
                     }
                 };
                 if let Some(slot) = &raw.date_slot {
-                    facts
-                        .reads
-                        .push((slot.clone(), format!("{path}.date_slot")));
+                    facts.reads.push((slot.clone(), format!("{path}.date_slot")));
                     if let Some(decl) = ctx.slots.get(slot)
                         && !matches!(decl.kind, SlotKind::Date | SlotKind::Any)
                     {
-                        self.error(
-                            file,
-                            &format!("{path}.date_slot"),
-                            format!("slot `{slot}` is not a date slot"),
-                        );
+                        self.error(file, &format!("{path}.date_slot"), format!("slot `{slot}` is not a date slot"));
                     }
                 }
                 InputKind::Time {
@@ -1382,11 +968,7 @@ impl<'a> Compiler<'a> {
             other => match media_kinds(other) {
                 Some(kinds) => InputKind::Media(kinds),
                 None => {
-                    let d = self.error(
-                        file,
-                        &format!("{path}.type"),
-                        format!("unknown input type `{other}`"),
-                    );
+                    let d = self.error(file, &format!("{path}.type"), format!("unknown input type `{other}`"));
                     self.hint(d, Some(suggestion_or_list(other, TYPES)));
                     return None;
                 }
@@ -1412,36 +994,17 @@ impl<'a> Compiler<'a> {
                     file.key_pos(&format!("{path}.{key}")),
                     format!("`{key}` does not apply to a `{kind_name}` input"),
                 ));
-                self.hint(
-                    d,
-                    Some(format!("`{key}` is for {} inputs", types.join(", "))),
-                );
+                self.hint(d, Some(format!("`{key}` is for {} inputs", types.join(", "))));
             }
         }
         if let Some(slot) = &raw.save_as {
-            self.check_slot_target(
-                ctx,
-                &format!("{path}.save_as"),
-                slot,
-                Some(kind.slot_kinds()),
-                raw.skip.is_some(),
-            );
+            self.check_slot_target(ctx, &format!("{path}.save_as"), slot, Some(kind.slot_kinds()), raw.skip.is_some());
             facts.saves.push(slot.clone());
         }
         let error = raw.error.as_ref().and_then(|text| {
-            self.inline_template(
-                file,
-                &format!("{path}.error"),
-                format!("{base_name}/input_error"),
-                text,
-            )
+            self.inline_template(file, &format!("{path}.error"), format!("{base_name}/input_error"), text)
         });
-        Some(Input {
-            kind,
-            save_as: raw.save_as.clone(),
-            error,
-            skip: raw.skip.clone(),
-        })
+        Some(Input { kind, save_as: raw.save_as.clone(), error, skip: raw.skip.clone() })
     }
 
     fn action(
@@ -1454,18 +1017,8 @@ impl<'a> Compiler<'a> {
         let file = ctx.file;
         let path = format!("{}.action", ctx.prefix);
         let Some(schema) = self.actions.iter().find(|a| a.name == raw.name) else {
-            let d = self.error(
-                file,
-                &format!("{path}.name"),
-                format!("unknown action `{}`", raw.name),
-            );
-            self.hint(
-                d,
-                Some(suggestion_or_list(
-                    &raw.name,
-                    self.actions.iter().map(|a| a.name),
-                )),
-            );
+            let d = self.error(file, &format!("{path}.name"), format!("unknown action `{}`", raw.name));
+            self.hint(d, Some(suggestion_or_list(&raw.name, self.actions.iter().map(|a| a.name))));
             return None;
         };
         let mut args = Vec::new();
@@ -1479,22 +1032,14 @@ impl<'a> Compiler<'a> {
                     file.key_pos(&apath),
                     format!("action `{}` has no argument `{name}`", schema.name),
                 ));
-                self.hint(
-                    d,
-                    Some(suggestion_or_list(
-                        &name,
-                        schema.args.iter().map(|a| a.name),
-                    )),
-                );
+                self.hint(d, Some(suggestion_or_list(&name, schema.args.iter().map(|a| a.name))));
                 continue;
             }
             let arg = match value {
                 Yaml::String(text) => match single_expression(text) {
                     Some(expr) => {
                         if let Some(vars) = self.expression(file, &apath, &expr) {
-                            facts
-                                .reads
-                                .extend(vars.into_iter().map(|v| (v, apath.clone())));
+                            facts.reads.extend(vars.into_iter().map(|v| (v, apath.clone())));
                         }
                         ArgValue::Expression(expr)
                     }
@@ -1515,14 +1060,13 @@ impl<'a> Compiler<'a> {
         }
         for spec in schema.args.iter().filter(|a| a.required) {
             if !raw.args.contains_key(spec.name) {
-                let d = self.error(
+                let at = if raw.args.is_empty() { format!("{path}.name") } else { format!("{path}.with") };
+                let d = self.diags.len();
+                self.diags.push(Diagnostic::at(
                     file,
-                    &path,
-                    format!(
-                        "action `{}` needs the argument `{}`",
-                        schema.name, spec.name
-                    ),
-                );
+                    file.key_pos(&at),
+                    format!("action `{}` needs the argument `{}`", schema.name, spec.name),
+                ));
                 self.hint(d, Some(format!("`{}`: {}", spec.name, spec.description)));
             }
         }
@@ -1532,18 +1076,9 @@ impl<'a> Compiler<'a> {
         }
         if let Some(target) = &raw.on_error {
             self.check_step_ref(ctx, &format!("{path}.on_error"), target);
-            facts.edges.push((
-                target.clone(),
-                vec!["error".into()],
-                format!("{path}.on_error"),
-            ));
+            facts.edges.push((target.clone(), vec!["error".into()], format!("{path}.on_error")));
         }
-        Some(ActionCall {
-            name: raw.name.clone(),
-            args,
-            save_as: raw.save_as.clone(),
-            on_error: raw.on_error.clone(),
-        })
+        Some(ActionCall { name: raw.name.clone(), args, save_as: raw.save_as.clone(), on_error: raw.on_error.clone() })
     }
 
     fn next(&mut self, value: &Yaml, ctx: &StepCtx<'_>, facts: &mut StepFacts) -> Vec<Branch> {
@@ -1553,27 +1088,16 @@ impl<'a> Compiler<'a> {
         match value {
             Yaml::String(target) => {
                 self.check_step_ref(ctx, &path, target);
-                branches.push(Branch {
-                    condition: None,
-                    goto: target.clone(),
-                });
+                branches.push(Branch { condition: None, goto: target.clone() });
             }
             Yaml::Sequence(items) => {
                 for (i, item) in items.iter().enumerate() {
                     let bpath = format!("{path}.{i}");
                     let Some(map) = item.as_mapping() else {
-                        self.error(
-                            file,
-                            &bpath,
-                            "a `next` branch is `{ if: <condition>, goto: <step> }`",
-                        );
+                        self.error(file, &bpath, "a `next` branch is `{ if: <condition>, goto: <step> }`");
                         continue;
                     };
-                    for key in map
-                        .keys()
-                        .filter_map(Yaml::as_str)
-                        .filter(|k| !["if", "goto"].contains(k))
-                    {
+                    for key in map.keys().filter_map(Yaml::as_str).filter(|k| !["if", "goto"].contains(k)) {
                         let d = self.diags.len();
                         self.diags.push(Diagnostic::at(
                             file,
@@ -1591,70 +1115,37 @@ impl<'a> Compiler<'a> {
                     if let Some(cond) = &condition
                         && let Some(vars) = self.expression(file, &format!("{bpath}.if"), cond)
                     {
-                        facts
-                            .late_reads
-                            .extend(vars.into_iter().map(|v| (v, format!("{bpath}.if"))));
+                        facts.late_reads.extend(vars.into_iter().map(|v| (v, format!("{bpath}.if"))));
                     }
-                    branches.push(Branch {
-                        condition,
-                        goto: goto.to_string(),
-                    });
+                    branches.push(Branch { condition, goto: goto.to_string() });
                 }
                 if branches.last().is_some_and(|b| b.condition.is_some()) {
-                    let d = self.error(
-                        file,
-                        &path,
-                        "the last `next` branch has a condition, so the flow could stop here",
-                    );
-                    self.hint(
-                        d,
-                        Some("end the list with a branch without `if:`".to_string()),
-                    );
+                    let d =
+                        self.error(file, &path, "the last `next` branch has a condition, so the flow could stop here");
+                    self.hint(d, Some("end the list with a branch without `if:`".to_string()));
                 }
             }
             _ => {
-                self.error(
-                    file,
-                    &path,
-                    "`next` is a step name or a list of `{ if, goto }` branches",
-                );
+                self.error(file, &path, "`next` is a step name or a list of `{ if, goto }` branches");
             }
         }
         for branch in &branches {
-            facts
-                .edges
-                .push((branch.goto.clone(), Vec::new(), path.clone()));
+            facts.edges.push((branch.goto.clone(), Vec::new(), path.clone()));
         }
         branches
     }
 
     fn check_step_ref(&mut self, ctx: &StepCtx<'_>, path: &str, target: &str) {
         if !ctx.steps.iter().any(|s| s == target) {
-            let d = self.error(
-                ctx.file,
-                path,
-                format!("step `{target}` does not exist in flow `{}`", ctx.flow),
-            );
-            self.hint(
-                d,
-                Some(suggestion_or_list(
-                    target,
-                    ctx.steps.iter().map(String::as_str),
-                )),
-            );
+            let d = self.error(ctx.file, path, format!("step `{target}` does not exist in flow `{}`", ctx.flow));
+            self.hint(d, Some(suggestion_or_list(target, ctx.steps.iter().map(String::as_str))));
         }
     }
 
     fn check_flow_ref(&mut self, ctx: &StepCtx<'_>, path: &str, flow: &str) {
         if !ctx.flows.contains(flow) {
             let d = self.error(ctx.file, path, format!("flow `{flow}` does not exist"));
-            self.hint(
-                d,
-                Some(suggestion_or_list(
-                    flow,
-                    ctx.flows.iter().map(String::as_str),
-                )),
-            );
+            self.hint(d, Some(suggestion_or_list(flow, ctx.flows.iter().map(String::as_str))));
         }
     }
 
@@ -1668,11 +1159,7 @@ impl<'a> Compiler<'a> {
     ) {
         match ctx.slots.get(slot) {
             None => {
-                let d = self.error(
-                    ctx.file,
-                    path,
-                    format!("slot `{slot}` is not declared in flow `{}`", ctx.flow),
-                );
+                let d = self.error(ctx.file, path, format!("slot `{slot}` is not declared in flow `{}`", ctx.flow));
                 let hint = did_you_mean(slot, ctx.slots.keys().map(String::as_str))
                     .unwrap_or_else(|| format!("declare it under `slots:`, e.g. `{slot}: text`"));
                 self.hint(d, Some(hint));
@@ -1681,19 +1168,12 @@ impl<'a> Compiler<'a> {
                 if let Some(kinds) = kinds
                     && !kinds.contains(&decl.kind)
                 {
-                    let names: Vec<String> = kinds
-                        .iter()
-                        .map(|k| format!("{k:?}").to_lowercase())
-                        .collect();
+                    let names: Vec<String> = kinds.iter().map(|k| format!("{k:?}").to_lowercase()).collect();
                     self.error(
                         ctx.file,
                         path,
-                        format!(
-                            "slot `{slot}` is `{:?}` but this input gives {}",
-                            decl.kind,
-                            names.join(" or ")
-                        )
-                        .to_lowercase(),
+                        format!("slot `{slot}` is `{:?}` but this input gives {}", decl.kind, names.join(" or "))
+                            .to_lowercase(),
                     );
                 }
             }
@@ -1718,12 +1198,7 @@ impl<'a> Compiler<'a> {
                 continue;
             }
             if let Some(f) = facts.get(&id) {
-                queue.extend(
-                    f.edges
-                        .iter()
-                        .map(|(to, _, _)| to.clone())
-                        .filter(|to| to != "<end>"),
-                );
+                queue.extend(f.edges.iter().map(|(to, _, _)| to.clone()).filter(|to| to != "<end>"));
             }
         }
         for id in facts.keys().filter(|id| !reached.contains(*id)) {
@@ -1733,24 +1208,13 @@ impl<'a> Compiler<'a> {
                 file.key_pos(&format!("steps.{id}")),
                 format!("step `{id}` can never be reached"),
             ));
-            self.hint(
-                d,
-                Some(format!(
-                    "no `next`, `goto` or `on_error` leads to it from `{start}`"
-                )),
-            );
+            self.hint(d, Some(format!("no `next`, `goto` or `on_error` leads to it from `{start}`")));
         }
-        let ends = reached.iter().any(|id| {
-            facts
-                .get(id)
-                .is_some_and(|f| f.edges.iter().any(|(to, _, _)| to == "<end>"))
-        });
+        let ends =
+            reached.iter().any(|id| facts.get(id).is_some_and(|f| f.edges.iter().any(|(to, _, _)| to == "<end>")));
         if !ends {
             let d = self.error(file, "id", format!("flow `{}` has no way to end", raw.id));
-            self.hint(
-                d,
-                Some("add a step with `end: true`, or a button with `end: true`".to_string()),
-            );
+            self.hint(d, Some("add a step with `end: true`, or a button with `end: true`".to_string()));
         }
 
         // Definite assignment: IN[start] = slots with defaults (callees: every slot).
@@ -1758,14 +1222,9 @@ impl<'a> Compiler<'a> {
         let initial: BTreeSet<String> = if is_callee {
             all.clone()
         } else {
-            slots
-                .iter()
-                .filter(|(_, d)| d.default.is_some())
-                .map(|(n, _)| n.clone())
-                .collect()
+            slots.iter().filter(|(_, d)| d.default.is_some()).map(|(n, _)| n.clone()).collect()
         };
-        let mut inn: BTreeMap<&str, BTreeSet<String>> =
-            facts.keys().map(|k| (k.as_str(), all.clone())).collect();
+        let mut inn: BTreeMap<&str, BTreeSet<String>> = facts.keys().map(|k| (k.as_str(), all.clone())).collect();
         inn.insert(start, initial.clone());
         let mut changed = true;
         while changed {
@@ -1805,18 +1264,8 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
-        let globals: HashSet<&str> = GLOBALS
-            .iter()
-            .copied()
-            .chain([
-                "formats_by_id",
-                "loop",
-                "range",
-                "namespace",
-                "dict",
-                "debug",
-            ])
-            .collect();
+        let globals: HashSet<&str> =
+            GLOBALS.iter().copied().chain(["formats_by_id", "loop", "range", "namespace", "dict", "debug"]).collect();
         let mut reported = BTreeSet::new();
         for (id, f) in facts {
             if !reached.contains(id) {
@@ -1826,11 +1275,7 @@ impl<'a> Compiler<'a> {
             known.extend(f.sets.iter().cloned());
             let mut late_known = known.clone();
             late_known.extend(f.saves.iter().cloned());
-            let reads = f
-                .reads
-                .iter()
-                .map(|r| (r, &known))
-                .chain(f.late_reads.iter().map(|r| (r, &late_known)));
+            let reads = f.reads.iter().map(|r| (r, &known)).chain(f.late_reads.iter().map(|r| (r, &late_known)));
             for ((name, path), known) in reads {
                 if globals.contains(name.as_str())
                     || known.contains(name)
@@ -1839,35 +1284,19 @@ impl<'a> Compiler<'a> {
                     continue;
                 }
                 if !slots.contains_key(name) {
-                    let d = self.error(
-                        file,
-                        path,
-                        format!("`{name}` is not a slot of flow `{}`", raw.id),
-                    );
-                    let candidates: Vec<&str> = slots
-                        .keys()
-                        .map(String::as_str)
-                        .chain(GLOBALS.iter().copied())
-                        .collect();
-                    let hint = did_you_mean(name, candidates).unwrap_or_else(|| {
-                        format!("declare it under `slots:`, e.g. `{name}: text`")
-                    });
+                    let d = self.error(file, path, format!("`{name}` is not a slot of flow `{}`", raw.id));
+                    let candidates: Vec<&str> =
+                        slots.keys().map(String::as_str).chain(GLOBALS.iter().copied()).collect();
+                    let hint = did_you_mean(name, candidates)
+                        .unwrap_or_else(|| format!("declare it under `slots:`, e.g. `{name}: text`"));
                     self.hint(d, Some(hint));
                 } else {
                     let d = self.error(
                         file,
                         path,
-                        format!(
-                            "slot `{name}` is read in step `{id}` before any step could have set it"
-                        ),
+                        format!("slot `{name}` is read in step `{id}` before any step could have set it"),
                     );
-                    self.hint(
-                        d,
-                        Some(
-                            "set it on every path that leads here, or give it a `default:`"
-                                .to_string(),
-                        ),
-                    );
+                    self.hint(d, Some("set it on every path that leads here, or give it a `default:`".to_string()));
                 }
             }
         }
@@ -1894,8 +1323,7 @@ fn yaml_expression(value: &Yaml) -> String {
         Yaml::String(s) => single_expression(s).unwrap_or_else(|| s.clone()),
         Yaml::Bool(b) => b.to_string(),
         Yaml::Null => "none".to_string(),
-        other => serde_json::to_string(&serde_json::to_value(other).unwrap_or_default())
-            .unwrap_or_default(),
+        other => serde_json::to_string(&serde_json::to_value(other).unwrap_or_default()).unwrap_or_default(),
     }
 }
 
@@ -1911,58 +1339,31 @@ fn single_expression(text: &str) -> Option<String> {
 /// Turns a serde error (with its path) into a positioned diagnostic.
 fn serde_diagnostic(file: &SourceFile, path: &str, message: &str) -> Diagnostic {
     let message = message.split(" at line ").next().unwrap_or(message);
-    let quoted = |text: &str| -> Vec<String> {
-        text.split('`')
-            .skip(1)
-            .step_by(2)
-            .map(str::to_string)
-            .collect()
-    };
+    let quoted = |text: &str| -> Vec<String> { text.split('`').skip(1).step_by(2).map(str::to_string).collect() };
     if let Some(rest) = message.strip_prefix("unknown field ") {
         let names = quoted(rest);
         let field = names.first().cloned().unwrap_or_default();
         let expected: Vec<&str> = names.iter().skip(1).map(String::as_str).collect();
         let hint = did_you_mean(&field, expected.iter().copied()).or_else(|| {
             (!expected.is_empty()).then(|| {
-                format!(
-                    "expected one of {}",
-                    expected
-                        .iter()
-                        .map(|e| format!("`{e}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+                let list: Vec<String> = expected.iter().map(|e| format!("`{e}`")).collect();
+                format!("expected one of {}", list.join(", "))
             })
         });
-        let where_ = if path.is_empty() {
-            String::new()
-        } else {
-            format!(" in `{path}`")
-        };
-        return Diagnostic::at(
-            file,
-            file.key_pos(&join(path, &field)),
-            format!("unknown key `{field}`{where_}"),
-        )
-        .with_hint_opt(hint);
+        // serde_path_to_error's path ends with the unknown field itself.
+        let parent = path.strip_suffix(field.as_str()).map(|p| p.trim_end_matches('.')).unwrap_or(path);
+        let key_path = join(parent, &field);
+        let where_ = if parent.is_empty() { String::new() } else { format!(" in `{parent}`") };
+        return Diagnostic::at(file, file.key_pos(&key_path), format!("unknown key `{field}`{where_}"))
+            .with_hint_opt(hint);
     }
     if let Some(rest) = message.strip_prefix("missing field ") {
         let field = quoted(rest).first().cloned().unwrap_or_default();
-        let where_ = if path.is_empty() {
-            String::new()
-        } else {
-            format!(" in `{path}`")
-        };
-        return Diagnostic::at(
-            file,
-            file.key_pos(path),
-            format!("missing key `{field}`{where_}"),
-        );
+        let where_ = if path.is_empty() { String::new() } else { format!(" in `{path}`") };
+        return Diagnostic::at(file, file.key_pos(path), format!("missing key `{field}`{where_}"));
     }
     if let Some(rest) = message.strip_prefix("invalid type: ") {
-        let (found, expected) = rest
-            .split_once(", expected ")
-            .unwrap_or((rest, "another type"));
+        let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, "another type"));
         let name = path.rsplit('.').next().unwrap_or(path);
         return Diagnostic::at(
             file,

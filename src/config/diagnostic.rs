@@ -32,14 +32,7 @@ impl Diagnostic {
 
     /// A problem that belongs to a file as a whole (for example, a file that cannot be read).
     pub fn in_file(name: &str, message: impl Into<String>) -> Self {
-        Diagnostic {
-            file: name.to_string(),
-            line: 1,
-            column: 1,
-            len: 1,
-            message: message.into(),
-            hint: None,
-        }
+        Diagnostic { file: name.to_string(), line: 1, column: 1, len: 1, message: message.into(), hint: None }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -57,10 +50,7 @@ impl Diagnostic {
         let mut out = format!("error: {}\n", self.message);
         let gutter = self.line.to_string().len();
         let pad = " ".repeat(gutter);
-        out.push_str(&format!(
-            "{pad}--> {}:{}:{}\n",
-            self.file, self.line, self.column
-        ));
+        out.push_str(&format!("{pad}--> {}:{}:{}\n", self.file, self.line, self.column));
         if let Some(file) = source {
             let text = file.line_text(self.line);
             if !text.is_empty() {
@@ -69,10 +59,7 @@ impl Diagnostic {
                     .take(self.column.saturating_sub(1))
                     .map(|c| if c == '\t' { '\t' } else { ' ' })
                     .collect();
-                let available = text
-                    .chars()
-                    .count()
-                    .saturating_sub(self.column.saturating_sub(1));
+                let available = text.chars().count().saturating_sub(self.column.saturating_sub(1));
                 let carets = "^".repeat(self.len.clamp(1, available.max(1)));
                 out.push_str(&format!("{pad} |\n"));
                 out.push_str(&format!("{} | {}\n", self.line, text));
@@ -99,16 +86,9 @@ pub fn did_you_mean<'a>(wrong: &str, known: impl IntoIterator<Item = &'a str>) -
 }
 
 /// Lists known names for a hint when no close match exists.
-pub fn suggestion_or_list<'a>(
-    wrong: &str,
-    known: impl IntoIterator<Item = &'a str> + Clone,
-) -> String {
+pub fn suggestion_or_list<'a>(wrong: &str, known: impl IntoIterator<Item = &'a str> + Clone) -> String {
     did_you_mean(wrong, known.clone()).unwrap_or_else(|| {
         let names: Vec<String> = known.into_iter().map(|n| format!("`{n}`")).collect();
-        if names.is_empty() {
-            "nothing is defined yet".to_string()
-        } else {
-            format!("known: {}", names.join(", "))
-        }
+        if names.is_empty() { "nothing is defined yet".to_string() } else { format!("known: {}", names.join(", ")) }
     })
 }

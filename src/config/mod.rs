@@ -38,11 +38,7 @@ pub fn render_diagnostics(diagnostics: &[Diagnostic], sources: &[SourceFile]) ->
         out.push_str(&diagnostic.render(source));
         out.push('\n');
     }
-    let noun = if diagnostics.len() == 1 {
-        "problem"
-    } else {
-        "problems"
-    };
+    let noun = if diagnostics.len() == 1 { "problem" } else { "problems" };
     out.push_str(&format!("{} {noun} found\n", diagnostics.len()));
     out
 }
@@ -55,8 +51,9 @@ pub fn load(dir: &Path, actions: &[ActionSchema], timezone: chrono_tz::Tz) -> Lo
         let root = dir.join(folder);
         if !root.is_dir() {
             diagnostics.push(
-                Diagnostic::in_file(folder, format!("folder `{folder}/` is missing in {}", dir.display()))
-                    .with_hint("point --config-dir (or CONFIG_DIR) at the folder that holds flows/, formats/ and prompts/"),
+                Diagnostic::in_file(folder, format!("folder `{folder}/` is missing in {}", dir.display())).with_hint(
+                    "point --config-dir (or CONFIG_DIR) at the folder that holds flows/, formats/ and prompts/",
+                ),
             );
             continue;
         }
@@ -67,10 +64,7 @@ pub fn load(dir: &Path, actions: &[ActionSchema], timezone: chrono_tz::Tz) -> Lo
             let name = relative_name(dir, &path);
             match std::fs::read_to_string(&path) {
                 Ok(text) => sources.push(SourceFile::new(name, path, text)),
-                Err(err) => diagnostics.push(Diagnostic::in_file(
-                    &name,
-                    format!("cannot read the file: {err}"),
-                )),
+                Err(err) => diagnostics.push(Diagnostic::in_file(&name, format!("cannot read the file: {err}"))),
             }
         }
     }
@@ -86,10 +80,7 @@ fn collect_files(dir: &Path, extension: &str, out: &mut Vec<PathBuf>) {
         let path = entry.path();
         if path.is_dir() {
             collect_files(&path, extension, out);
-        } else if path
-            .extension()
-            .is_some_and(|e| e == extension || (extension == "yaml" && e == "yml"))
-        {
+        } else if path.extension().is_some_and(|e| e == extension || (extension == "yaml" && e == "yml")) {
             out.push(path);
         }
     }
@@ -97,11 +88,7 @@ fn collect_files(dir: &Path, extension: &str, out: &mut Vec<PathBuf>) {
 
 fn relative_name(dir: &Path, path: &Path) -> String {
     let relative = path.strip_prefix(dir).unwrap_or(path);
-    relative
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
+    relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
 /// A stable 64-bit FNV-1a hash, used for the bundle fingerprint.

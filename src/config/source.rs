@@ -26,17 +26,8 @@ pub struct SourceFile {
 impl SourceFile {
     /// Wraps a file's text and indexes the positions of its YAML keys and values (if it is YAML).
     pub fn new(name: String, full_path: PathBuf, text: String) -> Self {
-        let index = if name.ends_with(".yaml") || name.ends_with(".yml") {
-            index_yaml(&text)
-        } else {
-            HashMap::new()
-        };
-        SourceFile {
-            name,
-            full_path,
-            text,
-            index,
-        }
+        let index = if name.ends_with(".yaml") || name.ends_with(".yml") { index_yaml(&text) } else { HashMap::new() };
+        SourceFile { name, full_path, text, index }
     }
 
     /// Position of the value at `path` (segments joined with `.`), falling back to the
@@ -53,11 +44,7 @@ impl SourceFile {
     fn lookup(&self, path: &str, key: bool) -> Pos {
         let mut current = path.to_string();
         loop {
-            let probe = if key {
-                format!("key:{current}")
-            } else {
-                current.clone()
-            };
+            let probe = if key { format!("key:{current}") } else { current.clone() };
             if let Some(pos) = self.index.get(&probe) {
                 return *pos;
             }
@@ -67,16 +54,11 @@ impl SourceFile {
             match current.rfind('.') {
                 Some(cut) => current.truncate(cut),
                 None => {
-                    return self
-                        .index
-                        .get(&current)
-                        .or_else(|| self.index.get(""))
-                        .copied()
-                        .unwrap_or(Pos {
-                            line: 1,
-                            col: 1,
-                            len: 1,
-                        });
+                    return self.index.get(&current).or_else(|| self.index.get("")).copied().unwrap_or(Pos {
+                        line: 1,
+                        col: 1,
+                        len: 1,
+                    });
                 }
             }
         }
@@ -91,10 +73,7 @@ impl SourceFile {
 /// Builds the path → position index by walking the parser's events. Parse errors are ignored
 /// here: serde_yaml reports them with their own positions.
 fn index_yaml(text: &str) -> HashMap<String, Pos> {
-    let mut walker = Walker {
-        index: HashMap::new(),
-        stack: Vec::new(),
-    };
+    let mut walker = Walker { index: HashMap::new(), stack: Vec::new() };
     let mut parser = Parser::new_from_str(text);
     while let Some(Ok((event, span))) = parser.next_event() {
         walker.on_event(event, span);
@@ -103,14 +82,8 @@ fn index_yaml(text: &str) -> HashMap<String, Pos> {
 }
 
 enum Frame {
-    Map {
-        path: String,
-        pending_key: Option<String>,
-    },
-    Seq {
-        path: String,
-        next_index: usize,
-    },
+    Map { path: String, pending_key: Option<String> },
+    Seq { path: String, next_index: usize },
 }
 
 struct Walker {
@@ -119,19 +92,11 @@ struct Walker {
 }
 
 fn pos_of(span: Span, text_len: usize) -> Pos {
-    Pos {
-        line: span.start.line(),
-        col: span.start.col() + 1,
-        len: text_len.max(1),
-    }
+    Pos { line: span.start.line(), col: span.start.col() + 1, len: text_len.max(1) }
 }
 
 fn join(base: &str, segment: &str) -> String {
-    if base.is_empty() {
-        segment.to_string()
-    } else {
-        format!("{base}.{segment}")
-    }
+    if base.is_empty() { segment.to_string() } else { format!("{base}.{segment}") }
 }
 
 impl Walker {
@@ -178,15 +143,9 @@ impl Walker {
                 let path = self.child_path(None, pos).unwrap_or_default();
                 self.index.entry(path.clone()).or_insert(pos);
                 if matches!(event, Event::MappingStart(..)) {
-                    self.stack.push(Frame::Map {
-                        path,
-                        pending_key: None,
-                    });
+                    self.stack.push(Frame::Map { path, pending_key: None });
                 } else {
-                    self.stack.push(Frame::Seq {
-                        path,
-                        next_index: 0,
-                    });
+                    self.stack.push(Frame::Seq { path, next_index: 0 });
                 }
             }
             Event::MappingEnd | Event::SequenceEnd => {
@@ -205,14 +164,7 @@ mod tests {
     fn indexes_keys_and_values_with_one_based_columns() {
         let text = "kind: flow\nsteps:\n  start:\n    say: Բարև\n    buttons:\n      - label: x\n        goto: end\n";
         let file = SourceFile::new("f.yaml".into(), PathBuf::new(), text.into());
-        assert_eq!(
-            file.value_pos("kind"),
-            Pos {
-                line: 1,
-                col: 7,
-                len: 4
-            }
-        );
+        assert_eq!(file.value_pos("kind"), Pos { line: 1, col: 7, len: 4 });
         assert_eq!(file.key_pos("steps.start.say").line, 4);
         assert_eq!(file.key_pos("steps.start.say").col, 5);
         let goto = file.value_pos("steps.start.buttons.0.goto");

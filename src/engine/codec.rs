@@ -83,27 +83,16 @@ pub fn decode(data: &str) -> Option<Callback> {
         'x' if rest.is_empty() => Press::Noop,
         'H' if rest.is_empty() => Press::Hours,
         'd' if rest.len() == 8 => {
-            let (year, month, day) = (
-                number(&rest[..4])?,
-                number(&rest[4..6])?,
-                number(&rest[6..])?,
-            );
+            let (year, month, day) = (number(&rest[..4])?, number(&rest[4..6])?, number(&rest[6..])?);
             chrono::NaiveDate::from_ymd_opt(year as i32, month as u32, day as u32)?;
-            Press::Day {
-                year: year as i32,
-                month: month as u32,
-                day: day as u32,
-            }
+            Press::Day { year: year as i32, month: month as u32, day: day as u32 }
         }
         'm' if rest.len() == 6 => {
             let (year, month) = (number(&rest[..4])?, number(&rest[4..])?);
             if !(1..=12).contains(&month) {
                 return None;
             }
-            Press::Month {
-                year: year as i32,
-                month: month as u32,
-            }
+            Press::Month { year: year as i32, month: month as u32 }
         }
         'h' => {
             let hour = number(rest)?;
@@ -117,10 +106,7 @@ pub fn decode(data: &str) -> Option<Callback> {
             if hour > 23 || minute > 59 {
                 return None;
             }
-            Press::Time {
-                hour: hour as u32,
-                minute: minute as u32,
-            }
+            Press::Time { hour: hour as u32, minute: minute as u32 }
         }
         _ => return None,
     };
@@ -139,20 +125,10 @@ mod tests {
             Press::Item(123_456),
             Press::Page(7),
             Press::Skip,
-            Press::Day {
-                year: 2026,
-                month: 2,
-                day: 28,
-            },
-            Press::Month {
-                year: 2027,
-                month: 1,
-            },
+            Press::Day { year: 2026, month: 2, day: 28 },
+            Press::Month { year: 2027, month: 1 },
             Press::Hour(23),
-            Press::Time {
-                hour: 9,
-                minute: 45,
-            },
+            Press::Time { hour: 9, minute: 45 },
             Press::Hours,
             Press::Noop,
             Press::Choice(3),
@@ -160,13 +136,7 @@ mod tests {
         for press in presses {
             let data = encode(u32::MAX, press);
             assert!(data.len() <= MAX_CALLBACK_BYTES, "{data}");
-            assert_eq!(
-                decode(&data),
-                Some(Callback {
-                    nonce: u32::MAX,
-                    press
-                })
-            );
+            assert_eq!(decode(&data), Some(Callback { nonce: u32::MAX, press }));
         }
     }
 

@@ -115,11 +115,8 @@ pub fn escape(text: &str) -> String {
 /// text is kept. Numeric and known named entities are decoded to characters; `&amp;`, `&lt;`,
 /// `&gt;` and `&quot;` are kept. Never panics and is idempotent.
 pub fn sanitize(input: &str) -> String {
-    let mut sanitizer = Sanitizer {
-        out: String::with_capacity(input.len() + input.len() / 8 + 8),
-        stack: Vec::new(),
-        has_text: false,
-    };
+    let mut sanitizer =
+        Sanitizer { out: String::with_capacity(input.len() + input.len() / 8 + 8), stack: Vec::new(), has_text: false };
     for token in lex(input) {
         match token {
             Token::Text(text) => sanitizer.push_text(text),
@@ -171,9 +168,7 @@ pub fn to_plain_text(html: &str, ansi: bool) -> String {
                         out.push_str(ANSI_RESET);
                     }
                 }
-                ("a", TagKind::Open) => {
-                    links.push((tag.attr("href").map(str::to_owned), out.len()))
-                }
+                ("a", TagKind::Open) => links.push((tag.attr("href").map(str::to_owned), out.len())),
                 ("a", TagKind::Close) => {
                     if let Some((Some(href), start)) = links.pop() {
                         let text = out.get(start..).unwrap_or_default();
@@ -214,11 +209,7 @@ pub fn split_for_telegram(html: &str, limit: usize) -> Vec<String> {
     let mut start = 0;
     while start < atoms.len() {
         let fit_end = greedy_end(&atoms, start, limit);
-        let cut = if fit_end >= atoms.len() {
-            atoms.len()
-        } else {
-            choose_cut(&atoms, start, fit_end)
-        };
+        let cut = if fit_end >= atoms.len() { atoms.len() } else { choose_cut(&atoms, start, fit_end) };
         let piece = atoms.get(start..cut).unwrap_or_default();
         let chunk = render_chunk(piece, &mut open);
         if piece.iter().any(Atom::is_content) {
@@ -269,10 +260,7 @@ struct Attr {
 impl Tag<'_> {
     /// The value of the first attribute called `name`, if it has one.
     fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|attr| attr.name == name)
-            .and_then(|attr| attr.value.as_deref())
+        self.attrs.iter().find(|attr| attr.name == name).and_then(|attr| attr.value.as_deref())
     }
 
     fn has_attr(&self, name: &str) -> bool {
@@ -352,9 +340,7 @@ fn parse_tag(s: &str) -> Option<Tag<'_>> {
     if !bytes.get(name_start).is_some_and(u8::is_ascii_alphabetic) {
         return None;
     }
-    let mut i = scan_while(bytes, name_start, |b| {
-        b.is_ascii_alphanumeric() || b == b'-'
-    });
+    let mut i = scan_while(bytes, name_start, |b| b.is_ascii_alphanumeric() || b == b'-');
     let name = s.get(name_start..i)?.to_ascii_lowercase();
     let mut attrs = Vec::new();
     let mut need_space = true;
@@ -365,11 +351,7 @@ fn parse_tag(s: &str) -> Option<Tag<'_>> {
         match *bytes.get(i)? {
             b'>' => {
                 i += 1;
-                break if closing {
-                    TagKind::Close
-                } else {
-                    TagKind::Open
-                };
+                break if closing { TagKind::Close } else { TagKind::Open };
             }
             b'/' if !closing && bytes.get(i + 1) == Some(&b'>') => {
                 i += 2;
@@ -384,12 +366,7 @@ fn parse_tag(s: &str) -> Option<Tag<'_>> {
             _ => return None,
         }
     };
-    Some(Tag {
-        raw: s.get(..i)?,
-        name,
-        kind,
-        attrs,
-    })
+    Some(Tag { raw: s.get(..i)?, name, kind, attrs })
 }
 
 /// Parses one attribute starting at byte `i` of `s`; returns it, the index just after it, and
@@ -436,15 +413,9 @@ fn parse_entity(s: &str) -> Option<(char, usize)> {
             if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
                 return None;
             }
-            u32::from_str_radix(digits, radix)
-                .ok()
-                .and_then(char::from_u32)
-                .filter(|&c| c != '\0')?
+            u32::from_str_radix(digits, radix).ok().and_then(char::from_u32).filter(|&c| c != '\0')?
         }
-        None => NAMED_ENTITIES
-            .iter()
-            .find(|(name, _)| *name == body)
-            .map(|&(_, c)| c)?,
+        None => NAMED_ENTITIES.iter().find(|(name, _)| *name == body).map(|&(_, c)| c)?,
     };
     Some((ch, semi + 1))
 }
@@ -528,10 +499,7 @@ impl Sanitizer {
         if let Some(html) = &rendered {
             self.out.push_str(html);
         }
-        self.stack.push(OpenElement {
-            name: tag.name.clone(),
-            emitted: rendered.is_some(),
-        });
+        self.stack.push(OpenElement { name: tag.name.clone(), emitted: rendered.is_some() });
     }
 
     /// Closes the innermost open element called `name` and everything opened inside it;
@@ -555,13 +523,7 @@ impl Sanitizer {
         if !self.has_text {
             return;
         }
-        let trailing = self
-            .out
-            .bytes()
-            .rev()
-            .take_while(|&b| b == b'\n')
-            .take(2)
-            .count();
+        let trailing = self.out.bytes().rev().take_while(|&b| b == b'\n').take(2).count();
         for _ in trailing..2 {
             self.out.push('\n');
         }
@@ -570,29 +532,15 @@ impl Sanitizer {
     /// The canonical opening tag to emit for an allowed `tag`, or `None` to drop it.
     fn render_open(&self, tag: &Tag<'_>) -> Option<String> {
         let name = tag.name.as_str();
-        let parent = self
-            .stack
-            .iter()
-            .rev()
-            .find(|element| element.emitted)
-            .map(|element| element.name.as_str());
-        let inside = |names: &[&str]| {
-            self.stack
-                .iter()
-                .any(|element| element.emitted && names.contains(&element.name.as_str()))
-        };
+        let parent = self.stack.iter().rev().find(|element| element.emitted).map(|element| element.name.as_str());
+        let inside =
+            |names: &[&str]| self.stack.iter().any(|element| element.emitted && names.contains(&element.name.as_str()));
         let code_in_pre = name == "code" && parent == Some("pre");
-        if !code_in_pre
-            && (inside(&["code", "pre"])
-                || (EXCLUSIVE_TAGS.contains(&name) && inside(EXCLUSIVE_TAGS)))
-        {
+        if !code_in_pre && (inside(&["code", "pre"]) || (EXCLUSIVE_TAGS.contains(&name) && inside(EXCLUSIVE_TAGS))) {
             return None;
         }
         match name {
-            "a" => tag
-                .attr("href")
-                .and_then(safe_href)
-                .map(|href| format!("<a href=\"{href}\">")),
+            "a" => tag.attr("href").and_then(safe_href).map(|href| format!("<a href=\"{href}\">")),
             "span" => (tag.attr("class").map(str::trim) == Some("tg-spoiler"))
                 .then(|| "<span class=\"tg-spoiler\">".to_owned()),
             "code" => Some(match tag.attr("class").and_then(code_language) {
@@ -600,9 +548,7 @@ impl Sanitizer {
                 _ => "<code>".to_owned(),
             }),
             "blockquote" if inside(&["blockquote"]) => None,
-            "blockquote" if tag.has_attr("expandable") => {
-                Some("<blockquote expandable>".to_owned())
-            }
+            "blockquote" if tag.has_attr("expandable") => Some("<blockquote expandable>".to_owned()),
             "tg-emoji" => tag
                 .attr("emoji-id")
                 .map(str::trim)
@@ -626,10 +572,7 @@ fn is_allowed(name: &str) -> bool {
 fn safe_href(href: &str) -> Option<String> {
     let href = href.trim();
     let has_scheme = ["http://", "https://", "tg://"].iter().any(|scheme| {
-        href.len() > scheme.len()
-            && href
-                .get(..scheme.len())
-                .is_some_and(|prefix| prefix.eq_ignore_ascii_case(scheme))
+        href.len() > scheme.len() && href.get(..scheme.len()).is_some_and(|prefix| prefix.eq_ignore_ascii_case(scheme))
     });
     let plain = !href.chars().any(|c| c.is_whitespace() || c.is_control());
     let escaped = escape(href);
@@ -640,9 +583,7 @@ fn safe_href(href: &str) -> Option<String> {
 fn code_language(class: &str) -> Option<&str> {
     class.trim().strip_prefix("language-").filter(|language| {
         (1..=MAX_LANGUAGE_LEN).contains(&language.len())
-            && language
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'#' | b'.'))
+            && language.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'#' | b'.'))
     })
 }
 
@@ -682,10 +623,7 @@ fn atomize(html: &str) -> Vec<Atom<'_>> {
             Token::Text(text) => atoms.extend(text.chars().map(Atom::Char)),
             Token::Entity(ch) | Token::Stray(ch) => atoms.push(Atom::Char(ch)),
             Token::Tag(tag) => match tag.kind {
-                TagKind::Open => atoms.push(Atom::Open {
-                    name: tag.name,
-                    html: tag.raw,
-                }),
+                TagKind::Open => atoms.push(Atom::Open { name: tag.name, html: tag.raw }),
                 TagKind::Close => atoms.push(Atom::Close { name: tag.name }),
                 TagKind::SelfClosing => {}
             },
@@ -716,8 +654,7 @@ fn is_line_break_at(atoms: &[Atom<'_>], index: usize) -> bool {
 
 /// A newline whose next visible character is also a newline.
 fn is_paragraph_break_at(atoms: &[Atom<'_>], index: usize) -> bool {
-    is_line_break_at(atoms, index)
-        && atoms.iter().skip(index + 1).find_map(Atom::as_char) == Some('\n')
+    is_line_break_at(atoms, index) && atoms.iter().skip(index + 1).find_map(Atom::as_char) == Some('\n')
 }
 
 fn is_space_at(atoms: &[Atom<'_>], index: usize) -> bool {
@@ -730,8 +667,7 @@ fn choose_cut(atoms: &[Atom<'_>], start: usize, end: usize) -> usize {
     let Some(first) = (start..end).find(|&i| atoms.get(i).is_some_and(Atom::is_content)) else {
         return end;
     };
-    let rules: [fn(&[Atom<'_>], usize) -> bool; 3] =
-        [is_paragraph_break_at, is_line_break_at, is_space_at];
+    let rules: [fn(&[Atom<'_>], usize) -> bool; 3] = [is_paragraph_break_at, is_line_break_at, is_space_at];
     for rule in rules {
         if let Some(cut) = (first + 1..=end).rfind(|&i| rule(atoms, i)) {
             return trim_back(atoms, first, cut);
@@ -743,10 +679,7 @@ fn choose_cut(atoms: &[Atom<'_>], start: usize, end: usize) -> usize {
 /// Moves a cut back over trailing whitespace and opening tags, keeping the chunk's first
 /// visible character (at index `first`).
 fn trim_back(atoms: &[Atom<'_>], first: usize, mut cut: usize) -> usize {
-    while cut > first + 1
-        && atoms
-            .get(cut - 1)
-            .is_some_and(|atom| atom.is_space() || matches!(atom, Atom::Open { .. }))
+    while cut > first + 1 && atoms.get(cut - 1).is_some_and(|atom| atom.is_space() || matches!(atom, Atom::Open { .. }))
     {
         cut -= 1;
     }
@@ -783,11 +716,7 @@ fn render_chunk<'a>(piece: &'a [Atom<'a>], open: &mut Vec<(&'a str, &'a str)>) -
 
 /// Skips the whitespace and closing tags that follow a cut (the previous chunk already closed
 /// those tags) and returns where the next chunk starts.
-fn skip_gap<'a>(
-    atoms: &'a [Atom<'a>],
-    mut index: usize,
-    open: &mut Vec<(&'a str, &'a str)>,
-) -> usize {
+fn skip_gap<'a>(atoms: &'a [Atom<'a>], mut index: usize, open: &mut Vec<(&'a str, &'a str)>) -> usize {
     while let Some(atom) = atoms.get(index) {
         match atom {
             Atom::Close { name } => {
@@ -835,9 +764,7 @@ mod tests {
         while let Some(ch) = rest.chars().next() {
             match ch {
                 '<' => {
-                    let end = rest
-                        .find('>')
-                        .ok_or_else(|| format!("unterminated tag in {html:?}"))?;
+                    let end = rest.find('>').ok_or_else(|| format!("unterminated tag in {html:?}"))?;
                     let inner = &rest[1..end];
                     if let Some(name) = inner.strip_prefix('/') {
                         if stack.pop().as_deref() != Some(name) {
@@ -845,24 +772,21 @@ mod tests {
                         }
                     } else {
                         let (name, attrs) = inner.split_once(' ').unwrap_or((inner, ""));
-                        check_open_tag(name, attrs, &stack)
-                            .map_err(|e| format!("{e} in {html:?}"))?;
+                        check_open_tag(name, attrs, &stack).map_err(|e| format!("{e} in {html:?}"))?;
                         stack.push(name.to_owned());
                     }
                     rest = &rest[end + 1..];
                 }
                 '&' => {
-                    let end = rest
-                        .find(';')
-                        .ok_or_else(|| format!("bare & in {html:?}"))?;
+                    let end = rest.find(';').ok_or_else(|| format!("bare & in {html:?}"))?;
                     let body = &rest[1..end];
                     let ok = matches!(body, "lt" | "gt" | "amp" | "quot")
-                        || body.strip_prefix("#x").is_some_and(|h| {
-                            !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit())
-                        })
-                        || body.strip_prefix('#').is_some_and(|d| {
-                            !d.is_empty() && d.chars().all(|c| c.is_ascii_digit())
-                        });
+                        || body
+                            .strip_prefix("#x")
+                            .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
+                        || body
+                            .strip_prefix('#')
+                            .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()));
                     if !ok {
                         return Err(format!("bad entity &{body}; in {html:?}"));
                     }
@@ -872,11 +796,7 @@ mod tests {
                 _ => rest = &rest[ch.len_utf8()..],
             }
         }
-        if stack.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("unclosed {stack:?} in {html:?}"))
-        }
+        if stack.is_empty() { Ok(()) } else { Err(format!("unclosed {stack:?} in {html:?}")) }
     }
 
     fn check_open_tag(name: &str, attrs: &str, stack: &[String]) -> Result<(), String> {
@@ -889,25 +809,23 @@ mod tests {
         };
         let parent = stack.last().map(String::as_str);
         let attrs_ok = match name {
-            "b" | "strong" | "i" | "em" | "u" | "ins" | "s" | "strike" | "del" | "tg-spoiler"
-            | "pre" => attrs.is_empty(),
+            "b" | "strong" | "i" | "em" | "u" | "ins" | "s" | "strike" | "del" | "tg-spoiler" | "pre" => {
+                attrs.is_empty()
+            }
             "span" => attrs == "class=\"tg-spoiler\"",
             "a" => quoted("href=\"").is_some_and(|url| {
                 let lower = url.to_ascii_lowercase();
-                validate(&url).is_ok()
-                    && ["http://", "https://", "tg://"]
-                        .iter()
-                        .any(|s| lower.starts_with(s))
+                validate(&url).is_ok() && ["http://", "https://", "tg://"].iter().any(|s| lower.starts_with(s))
             }),
             "code" => {
                 attrs.is_empty()
                     || (parent == Some("pre")
-                        && quoted("class=\"language-")
-                            .is_some_and(|l| !l.is_empty() && !l.contains('&')))
+                        && quoted("class=\"language-").is_some_and(|l| !l.is_empty() && !l.contains('&')))
             }
             "blockquote" => attrs.is_empty() || attrs == "expandable",
-            "tg-emoji" => quoted("emoji-id=\"")
-                .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())),
+            "tg-emoji" => {
+                quoted("emoji-id=\"").is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+            }
             _ => return Err(format!("tag <{name}> is not allowed")),
         };
         if !attrs_ok {
@@ -915,9 +833,7 @@ mod tests {
         }
         let inside = |names: &[&str]| stack.iter().any(|open| names.contains(&open.as_str()));
         let code_in_pre = name == "code" && parent == Some("pre");
-        if !code_in_pre
-            && (inside(&["code", "pre"]) || (EXCLUSIVE.contains(&name) && inside(&EXCLUSIVE)))
-        {
+        if !code_in_pre && (inside(&["code", "pre"]) || (EXCLUSIVE.contains(&name) && inside(&EXCLUSIVE))) {
             return Err(format!("<{name}> not allowed inside {stack:?}"));
         }
         if name == "blockquote" && inside(&["blockquote"]) {
@@ -940,10 +856,7 @@ mod tests {
 
     #[test]
     fn escape_replaces_special_characters() {
-        assert_eq!(
-            escape("a < b & c > \"d\" 'e'"),
-            "a &lt; b &amp; c &gt; &quot;d&quot; 'e'"
-        );
+        assert_eq!(escape("a < b & c > \"d\" 'e'"), "a &lt; b &amp; c &gt; &quot;d&quot; 'e'");
         assert_eq!(escape("Բարև 😀"), "Բարև 😀");
         assert_eq!(escape(""), "");
     }
@@ -956,19 +869,10 @@ mod tests {
             sanitize("<strong>a</strong><em>b</em><ins>c</ins><del>d</del>"),
             "<strong>a</strong><em>b</em><ins>c</ins><del>d</del>"
         );
-        assert_eq!(
-            sanitize("<tg-spoiler>x</tg-spoiler>"),
-            "<tg-spoiler>x</tg-spoiler>"
-        );
-        assert_eq!(
-            sanitize("<span class=\"tg-spoiler\">x</span>"),
-            "<span class=\"tg-spoiler\">x</span>"
-        );
+        assert_eq!(sanitize("<tg-spoiler>x</tg-spoiler>"), "<tg-spoiler>x</tg-spoiler>");
+        assert_eq!(sanitize("<span class=\"tg-spoiler\">x</span>"), "<span class=\"tg-spoiler\">x</span>");
         assert_eq!(sanitize("<span style=\"color:red\">x</span>"), "x");
-        assert_eq!(
-            sanitize("<blockquote expandable>q</blockquote>"),
-            "<blockquote expandable>q</blockquote>"
-        );
+        assert_eq!(sanitize("<blockquote expandable>q</blockquote>"), "<blockquote expandable>q</blockquote>");
         assert_eq!(sanitize("<b class=\"x\">y</b>"), "<b>y</b>");
         assert_eq!(
             sanitize("<tg-emoji emoji-id=\"5368324170671202286\">😀</tg-emoji>"),
@@ -978,10 +882,7 @@ mod tests {
 
     #[test]
     fn sanitize_escapes_unknown_tags_and_bare_characters() {
-        assert_eq!(
-            sanitize("<script>alert(1)</script>"),
-            "&lt;script&gt;alert(1)&lt;/script&gt;"
-        );
+        assert_eq!(sanitize("<script>alert(1)</script>"), "&lt;script&gt;alert(1)&lt;/script&gt;");
         assert_eq!(sanitize("a < b & c"), "a &lt; b &amp; c");
         assert_eq!(sanitize("1 > 0"), "1 &gt; 0");
         assert_eq!(sanitize("<!-- note -->"), "&lt;!-- note --&gt;");
@@ -1003,42 +904,21 @@ mod tests {
     fn sanitize_filters_links() {
         assert_eq!(sanitize("<a href=\"javascript:alert(1)\">x</a>"), "x");
         assert_eq!(sanitize("<a>x</a>"), "x");
-        assert_eq!(
-            sanitize("<a href='https://t.me/x' target=_blank>x</a>"),
-            "<a href=\"https://t.me/x\">x</a>"
-        );
-        assert_eq!(
-            sanitize("<a href=https://t.me/x>x</a>"),
-            "<a href=\"https://t.me/x\">x</a>"
-        );
-        assert_eq!(
-            sanitize("<a href=\"tg://user?id=1\">u</a>"),
-            "<a href=\"tg://user?id=1\">u</a>"
-        );
-        assert_eq!(
-            sanitize("<a href=\"https://x.y/?a=1&b=2\">l</a>"),
-            "<a href=\"https://x.y/?a=1&amp;b=2\">l</a>"
-        );
-        assert_eq!(
-            sanitize("<a href=\"https://a\"><a href=\"https://b\">x</a></a>"),
-            "<a href=\"https://a\">x</a>"
-        );
+        assert_eq!(sanitize("<a href='https://t.me/x' target=_blank>x</a>"), "<a href=\"https://t.me/x\">x</a>");
+        assert_eq!(sanitize("<a href=https://t.me/x>x</a>"), "<a href=\"https://t.me/x\">x</a>");
+        assert_eq!(sanitize("<a href=\"tg://user?id=1\">u</a>"), "<a href=\"tg://user?id=1\">u</a>");
+        assert_eq!(sanitize("<a href=\"https://x.y/?a=1&b=2\">l</a>"), "<a href=\"https://x.y/?a=1&amp;b=2\">l</a>");
+        assert_eq!(sanitize("<a href=\"https://a\"><a href=\"https://b\">x</a></a>"), "<a href=\"https://a\">x</a>");
     }
 
     #[test]
     fn sanitize_handles_code_blocks() {
         let block = "<pre><code class=\"language-rust\">fn main() {}</code></pre>";
         assert_eq!(sanitize(block), block);
-        assert_eq!(
-            sanitize("<code class=\"language-rust\">x</code>"),
-            "<code>x</code>"
-        );
+        assert_eq!(sanitize("<code class=\"language-rust\">x</code>"), "<code>x</code>");
         assert_eq!(sanitize("<pre><b>x</b></pre>"), "<pre>x</pre>");
         assert_eq!(sanitize("<code>a <i>b</i></code>"), "<code>a b</code>");
-        assert_eq!(
-            sanitize("<code>if a < b && c</code>"),
-            "<code>if a &lt; b &amp;&amp; c</code>"
-        );
+        assert_eq!(sanitize("<code>if a < b && c</code>"), "<code>if a &lt; b &amp;&amp; c</code>");
     }
 
     #[test]
@@ -1054,10 +934,7 @@ mod tests {
         assert_eq!(sanitize("&bogus;"), "&amp;bogus;");
         assert_eq!(sanitize("&amp &lt;"), "&amp;amp &lt;");
         assert_eq!(sanitize("&lt;&gt;&amp;&quot;"), "&lt;&gt;&amp;&quot;");
-        assert_eq!(
-            sanitize("&#0;&#xD800;&#99999999999;"),
-            "&amp;#0;&amp;#xD800;&amp;#99999999999;"
-        );
+        assert_eq!(sanitize("&#0;&#xD800;&#99999999999;"), "&amp;#0;&amp;#xD800;&amp;#99999999999;");
     }
 
     #[test]
@@ -1120,10 +997,7 @@ mod tests {
         assert_eq!(visible_utf16_len("Բարև"), 4);
         assert_eq!(visible_utf16_len("<b>Բ</b>&amp;"), 2);
         assert_eq!(visible_utf16_len("&#x1F600;&lt;"), 3);
-        assert_eq!(
-            visible_utf16_len("<a href=\"https://very.long/url\">x</a>"),
-            1
-        );
+        assert_eq!(visible_utf16_len("<a href=\"https://very.long/url\">x</a>"), 1);
         assert_eq!(visible_utf16_len(""), 0);
     }
 
@@ -1131,18 +1005,9 @@ mod tests {
     fn plain_text_rendering() {
         let html = "<b>Hi</b> &amp; <a href=\"https://x.y\">link</a>";
         assert_eq!(to_plain_text(html, false), "Hi & link (https://x.y)");
-        assert_eq!(
-            to_plain_text(html, true),
-            "\x1b[1mHi\x1b[0m & link (https://x.y)"
-        );
-        assert_eq!(
-            to_plain_text("<a href=\"https://x.y\">https://x.y</a>", false),
-            "https://x.y"
-        );
-        assert_eq!(
-            to_plain_text("<b>a<b>b</b>c</b>", true),
-            "\x1b[1mabc\x1b[0m"
-        );
+        assert_eq!(to_plain_text(html, true), "\x1b[1mHi\x1b[0m & link (https://x.y)");
+        assert_eq!(to_plain_text("<a href=\"https://x.y\">https://x.y</a>", false), "https://x.y");
+        assert_eq!(to_plain_text("<b>a<b>b</b>c</b>", true), "\x1b[1mabc\x1b[0m");
         assert_eq!(to_plain_text("<b>open", true), "\x1b[1mopen\x1b[0m");
         assert_eq!(to_plain_text("<i>Բ</i>&nbsp;&#x1F600;", false), "Բ\u{a0}😀");
     }
@@ -1155,10 +1020,7 @@ mod tests {
 
     #[test]
     fn split_prefers_paragraphs_then_lines_then_spaces() {
-        assert_eq!(
-            split_for_telegram("aaa bbb\n\nccc ddd", 12),
-            ["aaa bbb", "ccc ddd"]
-        );
+        assert_eq!(split_for_telegram("aaa bbb\n\nccc ddd", 12), ["aaa bbb", "ccc ddd"]);
         assert_eq!(split_for_telegram("aaa\nbbb ccc", 9), ["aaa", "bbb ccc"]);
         assert_eq!(split_for_telegram("aaaa bbbb", 6), ["aaaa", "bbbb"]);
         assert_eq!(split_for_telegram("abcdefghij", 4), ["abcd", "efgh", "ij"]);
@@ -1166,15 +1028,9 @@ mod tests {
 
     #[test]
     fn split_reopens_tags() {
+        assert_eq!(split_for_telegram("<b>aaaa bbbb</b>", 4), ["<b>aaaa</b>", "<b>bbbb</b>"]);
         assert_eq!(
-            split_for_telegram("<b>aaaa bbbb</b>", 4),
-            ["<b>aaaa</b>", "<b>bbbb</b>"]
-        );
-        assert_eq!(
-            split_for_telegram(
-                "<pre><code class=\"language-rust\">line1\nline2</code></pre>",
-                6
-            ),
+            split_for_telegram("<pre><code class=\"language-rust\">line1\nline2</code></pre>", 6),
             [
                 "<pre><code class=\"language-rust\">line1</code></pre>",
                 "<pre><code class=\"language-rust\">line2</code></pre>"
@@ -1182,29 +1038,21 @@ mod tests {
         );
         assert_eq!(
             split_for_telegram("<a href=\"https://x\">one two</a>", 4),
-            [
-                "<a href=\"https://x\">one</a>",
-                "<a href=\"https://x\">two</a>"
-            ]
+            ["<a href=\"https://x\">one</a>", "<a href=\"https://x\">two</a>"]
         );
     }
 
     #[test]
     fn split_never_breaks_characters_or_entities() {
         assert_eq!(split_for_telegram("😀😀😀", 3), ["😀", "😀", "😀"]);
-        assert_eq!(
-            split_for_telegram("a&amp;b&lt;c", 2),
-            ["a&amp;", "b&lt;", "c"]
-        );
+        assert_eq!(split_for_telegram("a&amp;b&lt;c", 2), ["a&amp;", "b&lt;", "c"]);
     }
 
     #[test]
     fn split_keeps_limits_and_text() {
         let mut html = String::new();
         for i in 0..200 {
-            html.push_str(&format!(
-                "<b>Բարև {i}</b> world 😀 &amp; <i>more <u>text</u></i>"
-            ));
+            html.push_str(&format!("<b>Բարև {i}</b> world 😀 &amp; <i>more <u>text</u></i>"));
             html.push_str(if i % 7 == 0 {
                 "\n\n"
             } else if i % 3 == 0 {
@@ -1217,10 +1065,7 @@ mod tests {
             let chunks = split_for_telegram(&html, limit);
             assert!(chunks.len() > 1 || limit == 4096 || visible_utf16_len(&html) <= limit);
             for chunk in &chunks {
-                assert!(
-                    visible_utf16_len(chunk) <= limit,
-                    "chunk too long: {chunk:?}"
-                );
+                assert!(visible_utf16_len(chunk) <= limit, "chunk too long: {chunk:?}");
                 assert!(validate(chunk).is_ok(), "{:?}", validate(chunk));
             }
             let joined: String = chunks.iter().map(|chunk| visible(chunk)).collect();
@@ -1279,9 +1124,7 @@ mod tests {
         let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
         for round in 0..2000 {
             let count = rng.below(24);
-            let input: String = (0..count)
-                .map(|_| FRAGMENTS[rng.below(FRAGMENTS.len())])
-                .collect();
+            let input: String = (0..count).map(|_| FRAGMENTS[rng.below(FRAGMENTS.len())]).collect();
             let once = sanitize(&input);
             assert_eq!(sanitize(&once), once, "not idempotent for {input:?}");
             if let Err(error) = validate(&once) {
@@ -1292,20 +1135,13 @@ mod tests {
             let limit = 2 + round % 12;
             let chunks = split_for_telegram(&input, limit);
             for chunk in &chunks {
-                assert!(
-                    visible_utf16_len(chunk) <= limit,
-                    "chunk {chunk:?} of {input:?}"
-                );
+                assert!(visible_utf16_len(chunk) <= limit, "chunk {chunk:?} of {input:?}");
                 if let Err(error) = validate(chunk) {
                     panic!("invalid chunk for {input:?}: {error}");
                 }
             }
             let joined: String = chunks.iter().map(|chunk| visible(chunk)).collect();
-            assert_eq!(
-                without_spaces(&joined),
-                without_spaces(&visible(&once)),
-                "text lost for {input:?}"
-            );
+            assert_eq!(without_spaces(&joined), without_spaces(&visible(&once)), "text lost for {input:?}");
         }
     }
 }

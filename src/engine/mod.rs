@@ -13,9 +13,7 @@ pub mod widgets;
 use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
 use minijinja::Value;
 
-use crate::config::bundle::{
-    ArgValue, Bundle, CommandTarget, InputKind, MediaKind, SlotKind, Step, Target,
-};
+use crate::config::bundle::{ArgValue, Bundle, CommandTarget, InputKind, MediaKind, SlotKind, Step, Target};
 use codec::{Press, decode, encode};
 use event::{ActionOutcome, Effect, Event, EventKind, InlineButton, Keyboard, Media, OutMessage};
 use session::{Frame, ListItem, PendingAction, Session, View, Wait};
@@ -44,9 +42,7 @@ pub fn step(bundle: &Bundle, session: &Session, event: &Event) -> (Session, Vec<
     run.s.updated_at = event.now;
     run.forget_vanished_step();
     run.handle(&event.kind);
-    let Run {
-        s, mut fx, answer, ..
-    } = run;
+    let Run { s, mut fx, answer, .. } = run;
     if let Some(text) = answer {
         fx.insert(0, Effect::Answer { text });
     }
@@ -75,10 +71,7 @@ struct Refusal {
 
 impl Refusal {
     fn new(key: &'static str) -> Self {
-        Refusal {
-            key,
-            vars: Vec::new(),
-        }
+        Refusal { key, vars: Vec::new() }
     }
     fn with(mut self, name: &'static str, value: impl Into<Value>) -> Self {
         self.vars.push((name, value.into()));
@@ -97,10 +90,7 @@ impl<'a> Run<'a> {
                 self.message_id = *message_id;
                 self.press(data);
             }
-            EventKind::ActionResult {
-                request_id,
-                outcome,
-            } => self.action_result(*request_id, outcome),
+            EventKind::ActionResult { request_id, outcome } => self.action_result(*request_id, outcome),
             EventKind::Timer { .. } => {}
         }
     }
@@ -109,13 +99,7 @@ impl<'a> Run<'a> {
 
     fn command(&mut self, name: &str) {
         let name = name.trim_start_matches('/').split('@').next().unwrap_or("");
-        let target = self
-            .bundle
-            .menu
-            .commands
-            .iter()
-            .find(|c| c.name == name)
-            .map(|c| c.target.clone());
+        let target = self.bundle.menu.commands.iter().find(|c| c.name == name).map(|c| c.target.clone());
         match target {
             Some(CommandTarget::Flow(flow)) => self.start_flow(&flow),
             Some(CommandTarget::Cancel) => self.cancel(),
@@ -125,14 +109,8 @@ impl<'a> Run<'a> {
 
     fn text(&mut self, text: &str) {
         let trimmed = text.trim();
-        let menu_flow = self
-            .bundle
-            .menu
-            .reply_keyboard
-            .iter()
-            .flatten()
-            .find(|b| b.label == trimmed)
-            .map(|b| b.flow.clone());
+        let menu_flow =
+            self.bundle.menu.reply_keyboard.iter().flatten().find(|b| b.label == trimmed).map(|b| b.flow.clone());
         if let Some(flow) = menu_flow {
             return self.start_flow(&flow);
         }
@@ -158,10 +136,7 @@ impl<'a> Run<'a> {
                         self.accept(step, value)
                     } else {
                         let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
-                        self.refuse(
-                            step,
-                            Refusal::new("media_expected").with("kinds", names.join(", ")),
-                        )
+                        self.refuse(step, Refusal::new("media_expected").with("kinds", names.join(", ")))
                     }
                 }
                 Some(_) => self.refuse(step, Refusal::new("text_expected")),
@@ -175,9 +150,7 @@ impl<'a> Run<'a> {
     fn press(&mut self, data: &str) {
         let Some(callback) = decode(data) else {
             self.answer = Some(self.text_of("invalid_button", &[]));
-            self.fx.push(Effect::Warn {
-                message: format!("undecodable callback data {data:?}"),
-            });
+            self.fx.push(Effect::Warn { message: format!("undecodable callback data {data:?}") });
             return;
         };
         let step = self.current_step();
@@ -188,11 +161,7 @@ impl<'a> Run<'a> {
             if callback.press == Press::Noop {
                 return;
             }
-            let key = if matches!(self.s.wait, Wait::Action { .. }) {
-                "busy"
-            } else {
-                "outdated"
-            };
+            let key = if matches!(self.s.wait, Wait::Action { .. }) { "busy" } else { "outdated" };
             self.answer = Some(self.text_of(key, &[]));
             // Re-show the current step so the admin has working buttons again.
             if self.s.wait == Wait::User
@@ -228,8 +197,7 @@ impl<'a> Run<'a> {
                 }
                 None => self.answer = Some(self.text_of("outdated", &[])),
             },
-            Press::Item(index) => match (step.list.as_ref(), self.s.view.items.get(index).cloned())
-            {
+            Press::Item(index) => match (step.list.as_ref(), self.s.view.items.get(index).cloned()) {
                 (Some(list), Some(item)) => {
                     if let Some(slot) = &list.save_as {
                         self.save(slot, item.value);
@@ -259,18 +227,13 @@ impl<'a> Run<'a> {
                         self.answer = Some(self.text_of("date_past", &[]));
                         return;
                     }
-                    self.accept(
-                        step,
-                        serde_json::Value::from(date.format("%Y-%m-%d").to_string()),
-                    );
+                    self.accept(step, serde_json::Value::from(date.format("%Y-%m-%d").to_string()));
                 }
                 _ => self.answer = Some(self.text_of("outdated", &[])),
             },
             Press::Month { year, month } => {
                 let earliest = match step.input.as_ref().map(|i| &i.kind) {
-                    Some(InputKind::Date { allow_past }) => {
-                        widgets::earliest_month(self.today(), *allow_past)
-                    }
+                    Some(InputKind::Date { allow_past }) => widgets::earliest_month(self.today(), *allow_past),
                     _ => return,
                 };
                 self.edit_in_place = true;
@@ -292,9 +255,7 @@ impl<'a> Run<'a> {
                 match step.input.as_ref().map(|i| &i.kind) {
                     Some(kind @ InputKind::Time { .. }) => match self.parse_text(kind, &text) {
                         Ok(value) => self.accept(step, value),
-                        Err(refusal) => {
-                            self.answer = Some(self.text_of(refusal.key, &refusal.vars))
-                        }
+                        Err(refusal) => self.answer = Some(self.text_of(refusal.key, &refusal.vars)),
                     },
                     _ => self.answer = Some(self.text_of("outdated", &[])),
                 }
@@ -310,9 +271,7 @@ impl<'a> Run<'a> {
 
     fn action_result(&mut self, request_id: u64, outcome: &ActionOutcome) {
         if self.s.wait != (Wait::Action { request_id }) {
-            self.fx.push(Effect::Warn {
-                message: format!("ignored the stale result of action request {request_id}"),
-            });
+            self.fx.push(Effect::Warn { message: format!("ignored the stale result of action request {request_id}") });
             return;
         }
         let Some(step) = self.current_step() else {
@@ -331,17 +290,11 @@ impl<'a> Run<'a> {
                 self.advance(step);
             }
             ActionOutcome::Failed { message } => {
-                self.s
-                    .slots
-                    .insert("error".into(), serde_json::Value::from(message.as_str()));
+                self.s.slots.insert("error".into(), serde_json::Value::from(message.as_str()));
                 match &action.on_error {
                     Some(target) => self.goto(target),
                     None => {
-                        self.say_text(
-                            "action_failed",
-                            &[("error", Value::from(message.as_str()))],
-                            true,
-                        );
+                        self.say_text("action_failed", &[("error", Value::from(message.as_str()))], true);
                         self.stop();
                     }
                 }
@@ -362,10 +315,7 @@ impl<'a> Run<'a> {
         self.s.pending = None;
         self.reset_view();
         self.apply_defaults(flow_id);
-        self.s.stack.push(Frame {
-            flow: flow.id.clone(),
-            step: flow.start.clone(),
-        });
+        self.s.stack.push(Frame { flow: flow.id.clone(), step: flow.start.clone() });
         self.enter();
     }
 
@@ -375,10 +325,7 @@ impl<'a> Run<'a> {
             return;
         };
         self.apply_defaults(flow_id);
-        self.s.stack.push(Frame {
-            flow: flow.id.clone(),
-            step: flow.start.clone(),
-        });
+        self.s.stack.push(Frame { flow: flow.id.clone(), step: flow.start.clone() });
         self.enter();
     }
 
@@ -438,8 +385,7 @@ impl<'a> Run<'a> {
         loop {
             self.hops += 1;
             if self.hops > MAX_HOPS {
-                return self
-                    .internal_error("too many steps in one turn: the flow loops".to_string());
+                return self.internal_error("too many steps in one turn: the flow loops".to_string());
             }
             let Some(step) = self.current_step() else {
                 return;
@@ -470,10 +416,7 @@ impl<'a> Run<'a> {
                             args.insert(name.clone(), v);
                         }
                         Err(err) => {
-                            return self.internal_error(format!(
-                                "argument `{name}` of `{}`: {err}",
-                                action.name
-                            ));
+                            return self.internal_error(format!("argument `{name}` of `{}`: {err}", action.name));
                         }
                     }
                 }
@@ -483,11 +426,7 @@ impl<'a> Run<'a> {
                     let keep: Vec<String> = args
                         .get("keep")
                         .and_then(|k| k.as_array())
-                        .map(|k| {
-                            k.iter()
-                                .filter_map(|v| v.as_str().map(str::to_string))
-                                .collect()
-                        })
+                        .map(|k| k.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
                         .unwrap_or_default();
                     self.s.slots.retain(|name, _| keep.contains(name));
                     let ctx = self.ctx(&[]);
@@ -510,16 +449,8 @@ impl<'a> Run<'a> {
                 let request_id = self.s.next_request;
                 self.s.next_request += 1;
                 self.s.wait = Wait::Action { request_id };
-                self.s.pending = Some(PendingAction {
-                    request_id,
-                    name: action.name.clone(),
-                    args: args.clone(),
-                });
-                self.fx.push(Effect::RunAction {
-                    request_id,
-                    name: action.name.clone(),
-                    args,
-                });
+                self.s.pending = Some(PendingAction { request_id, name: action.name.clone(), args: args.clone() });
+                self.fx.push(Effect::RunAction { request_id, name: action.name.clone(), args });
                 return;
             }
             if step.say.is_some() || step.waits_for_user() {
@@ -535,10 +466,7 @@ impl<'a> Run<'a> {
                     return self.internal_error(format!("flow `{flow}` does not exist"));
                 };
                 self.apply_defaults(flow);
-                self.s.stack.push(Frame {
-                    flow: callee.id.clone(),
-                    step: callee.start.clone(),
-                });
+                self.s.stack.push(Frame { flow: callee.id.clone(), step: callee.start.clone() });
                 continue;
             }
             if step.end {
@@ -635,24 +563,16 @@ impl<'a> Run<'a> {
 
     fn parse_text(&self, kind: &InputKind, text: &str) -> Result<serde_json::Value, Refusal> {
         match kind {
-            InputKind::Text {
-                min_length,
-                max_length,
-                pattern,
-            } => {
+            InputKind::Text { min_length, max_length, pattern } => {
                 if text.is_empty() {
                     return Err(Refusal::new("text_expected"));
                 }
                 let length = text.chars().count() as u32;
                 if let Some(min) = min_length.filter(|min| length < *min) {
-                    return Err(Refusal::new("text_too_short")
-                        .with("min", min)
-                        .with("length", length));
+                    return Err(Refusal::new("text_too_short").with("min", min).with("length", length));
                 }
                 if let Some(max) = max_length.filter(|max| length > *max) {
-                    return Err(Refusal::new("text_too_long")
-                        .with("max", max)
-                        .with("length", length));
+                    return Err(Refusal::new("text_too_long").with("max", max).with("length", length));
                 }
                 if let Some(re) = pattern.as_ref().filter(|re| !re.is_match(text)) {
                     return Err(Refusal::new("text_pattern").with("pattern", re.as_str()));
@@ -667,8 +587,7 @@ impl<'a> Run<'a> {
                     .ok()
                     .filter(|n: &f64| n.is_finite())
                     .ok_or_else(|| Refusal::new("number_invalid"))?;
-                let out_of_range =
-                    min.is_some_and(|m| number < m) || max.is_some_and(|m| number > m);
+                let out_of_range = min.is_some_and(|m| number < m) || max.is_some_and(|m| number > m);
                 if out_of_range {
                     return Err(Refusal::new("number_range")
                         .with("min", min.map(number_value).unwrap_or_default())
@@ -677,9 +596,7 @@ impl<'a> Run<'a> {
                 if number.fract() == 0.0 && number.abs() < 1e15 {
                     return Ok(serde_json::Value::from(number as i64));
                 }
-                Ok(serde_json::Number::from_f64(number)
-                    .map(serde_json::Value::Number)
-                    .unwrap_or_default())
+                Ok(serde_json::Number::from_f64(number).map(serde_json::Value::Number).unwrap_or_default())
             }
             InputKind::Media(kinds) => {
                 let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
@@ -706,8 +623,7 @@ impl<'a> Run<'a> {
                 options
                     .iter()
                     .find(|o| {
-                        o.label.to_lowercase() == wanted
-                            || o.value.as_str().is_some_and(|v| v.to_lowercase() == wanted)
+                        o.label.to_lowercase() == wanted || o.value.as_str().is_some_and(|v| v.to_lowercase() == wanted)
                     })
                     .map(|o| o.value.clone())
                     .ok_or_else(|| Refusal::new("choice_invalid"))
@@ -743,11 +659,7 @@ impl<'a> Run<'a> {
             Err(err) => return self.internal_error(err),
         };
         if let Some(prefix) = prefix {
-            text = if text.is_empty() {
-                prefix
-            } else {
-                format!("{prefix}\n\n{text}")
-            };
+            text = if text.is_empty() { prefix } else { format!("{prefix}\n\n{text}") };
         }
         let media = step
             .media_slot
@@ -757,26 +669,14 @@ impl<'a> Run<'a> {
         if text.trim().is_empty() && media.is_none() {
             text = "…".to_string();
         }
-        let message = OutMessage {
-            text: html::sanitize(&text),
-            media,
-            keyboard,
-        };
+        let message = OutMessage { text: html::sanitize(&text), media, keyboard };
         match self.message_id {
-            Some(message_id) if step.edit || self.edit_in_place => self.fx.push(Effect::Edit {
-                message_id,
-                message,
-            }),
+            Some(message_id) if step.edit || self.edit_in_place => self.fx.push(Effect::Edit { message_id, message }),
             _ => self.fx.push(Effect::Send { message }),
         }
     }
 
-    fn keyboard(
-        &mut self,
-        step: &Step,
-        ctx: &Value,
-        text: &mut String,
-    ) -> Result<Keyboard, String> {
+    fn keyboard(&mut self, step: &Step, ctx: &Value, text: &mut String) -> Result<Keyboard, String> {
         if step.menu {
             return Ok(self.menu_keyboard());
         }
@@ -814,9 +714,7 @@ impl<'a> Run<'a> {
             let items = render::eval(self.bundle, &list.items, ctx)?;
             let mut generated = Vec::new();
             if !items.is_undefined() && !items.is_none() {
-                let iter = items
-                    .try_iter()
-                    .map_err(|e| format!("list items `{}`: {e}", list.items))?;
+                let iter = items.try_iter().map_err(|e| format!("list items `{}`: {e}", list.items))?;
                 for item in iter {
                     let item_ctx = self.ctx(&[("item", item.clone())]);
                     let label = render::render(self.bundle, &list.label, &item_ctx)?;
@@ -824,10 +722,7 @@ impl<'a> Run<'a> {
                         Some(expr) => render::to_json(&render::eval(self.bundle, expr, &item_ctx)?),
                         None => render::to_json(&item),
                     };
-                    generated.push(ListItem {
-                        label: html::to_plain_text(&label, false).trim().to_string(),
-                        value,
-                    });
+                    generated.push(ListItem { label: html::to_plain_text(&label, false).trim().to_string(), value });
                 }
             }
             if generated.is_empty() {
@@ -847,16 +742,9 @@ impl<'a> Run<'a> {
                 .enumerate()
                 .skip(start)
                 .take(list.page_size)
-                .map(|(i, item)| InlineButton {
-                    label: item.label.clone(),
-                    data: encode(nonce, Press::Item(i)),
-                })
+                .map(|(i, item)| InlineButton { label: item.label.clone(), data: encode(nonce, Press::Item(i)) })
                 .collect();
-            rows.extend(
-                shown
-                    .chunks(list.columns.max(1) as usize)
-                    .map(<[InlineButton]>::to_vec),
-            );
+            rows.extend(shown.chunks(list.columns.max(1) as usize).map(<[InlineButton]>::to_vec));
             if pages > 1 {
                 rows.push(widgets::pager_row(nonce, page, pages, &words));
             }
@@ -870,48 +758,25 @@ impl<'a> Run<'a> {
                     let month = self.s.view.month.unwrap_or((today.year(), today.month()));
                     rows.extend(widgets::calendar(nonce, month, today, *allow_past, &words));
                 }
-                InputKind::Time {
-                    minute_step,
-                    first_hour,
-                    last_hour,
-                    date_slot,
-                } => {
+                InputKind::Time { minute_step, first_hour, last_hour, date_slot } => {
                     let floor = self.time_floor(date_slot.as_deref());
                     match self.s.view.hour {
-                        Some(hour) => rows.extend(widgets::minute_grid(
-                            nonce,
-                            hour,
-                            *minute_step,
-                            floor,
-                            &words,
-                        )),
-                        None => {
-                            rows.extend(widgets::hour_grid(nonce, *first_hour, *last_hour, floor))
-                        }
+                        Some(hour) => rows.extend(widgets::minute_grid(nonce, hour, *minute_step, floor, &words)),
+                        None => rows.extend(widgets::hour_grid(nonce, *first_hour, *last_hour, floor)),
                     }
                 }
                 InputKind::Choice(options) => {
                     let cells: Vec<InlineButton> = options
                         .iter()
                         .enumerate()
-                        .map(|(i, o)| InlineButton {
-                            label: o.label.clone(),
-                            data: encode(nonce, Press::Choice(i)),
-                        })
+                        .map(|(i, o)| InlineButton { label: o.label.clone(), data: encode(nonce, Press::Choice(i)) })
                         .collect();
-                    rows.extend(
-                        cells
-                            .chunks(step.columns.max(1) as usize)
-                            .map(<[InlineButton]>::to_vec),
-                    );
+                    rows.extend(cells.chunks(step.columns.max(1) as usize).map(<[InlineButton]>::to_vec));
                 }
                 _ => {}
             }
             if let Some(skip) = &input.skip {
-                rows.push(vec![InlineButton {
-                    label: skip.clone(),
-                    data: encode(nonce, Press::Skip),
-                }]);
+                rows.push(vec![InlineButton { label: skip.clone(), data: encode(nonce, Press::Skip) }]);
             }
         }
 
@@ -928,26 +793,13 @@ impl<'a> Run<'a> {
                 data: encode(nonce, Press::Button(i)),
             });
         }
-        rows.extend(
-            statics
-                .chunks(step.columns.max(1) as usize)
-                .map(<[InlineButton]>::to_vec),
-        );
-        Ok(if rows.is_empty() {
-            Keyboard::None
-        } else {
-            Keyboard::Inline(rows)
-        })
+        rows.extend(statics.chunks(step.columns.max(1) as usize).map(<[InlineButton]>::to_vec));
+        Ok(if rows.is_empty() { Keyboard::None } else { Keyboard::Inline(rows) })
     }
 
     fn menu_keyboard(&self) -> Keyboard {
         Keyboard::Reply(
-            self.bundle
-                .menu
-                .reply_keyboard
-                .iter()
-                .map(|row| row.iter().map(|b| b.label.clone()).collect())
-                .collect(),
+            self.bundle.menu.reply_keyboard.iter().map(|row| row.iter().map(|b| b.label.clone()).collect()).collect(),
         )
     }
 
@@ -955,22 +807,11 @@ impl<'a> Run<'a> {
     fn say_text(&mut self, key: &str, vars: &[(&str, Value)], with_menu: bool) {
         match self.text_of(key, vars) {
             Some(text) => {
-                let keyboard = if with_menu {
-                    self.menu_keyboard()
-                } else {
-                    Keyboard::None
-                };
-                self.fx.push(Effect::Send {
-                    message: OutMessage {
-                        text: html::sanitize(&text),
-                        media: None,
-                        keyboard,
-                    },
-                });
+                let keyboard = if with_menu { self.menu_keyboard() } else { Keyboard::None };
+                self.fx
+                    .push(Effect::Send { message: OutMessage { text: html::sanitize(&text), media: None, keyboard } });
             }
-            None => self.fx.push(Effect::Warn {
-                message: format!("menu text `{key}` could not be rendered"),
-            }),
+            None => self.fx.push(Effect::Warn { message: format!("menu text `{key}` could not be rendered") }),
         }
     }
 
@@ -980,25 +821,14 @@ impl<'a> Run<'a> {
     }
 
     fn menu_text(&self, key: &str, ctx: &Value) -> Result<String, String> {
-        let template = self
-            .bundle
-            .menu
-            .texts
-            .get(key)
-            .ok_or_else(|| format!("menu text `{key}` is not defined"))?;
+        let template = self.bundle.menu.texts.get(key).ok_or_else(|| format!("menu text `{key}` is not defined"))?;
         render::render(self.bundle, template, ctx)
     }
 
     /// A run-time configuration failure: tell the admin, log it, and go idle.
     fn internal_error(&mut self, message: String) {
-        let place = self
-            .s
-            .current()
-            .map(|f| format!("{}/{}", f.flow, f.step))
-            .unwrap_or_default();
-        self.fx.push(Effect::Warn {
-            message: format!("{place}: {message}"),
-        });
+        let place = self.s.current().map(|f| format!("{}/{}", f.flow, f.step)).unwrap_or_default();
+        self.fx.push(Effect::Warn { message: format!("{place}: {message}") });
         self.s.stack.clear();
         self.say_text("internal_error", &[], true);
         self.stop();
@@ -1020,10 +850,7 @@ impl<'a> Run<'a> {
     }
 
     fn reset_view(&mut self) {
-        self.s.view = View {
-            fingerprint: self.s.view.fingerprint,
-            ..View::default()
-        };
+        self.s.view = View { fingerprint: self.s.view.fingerprint, ..View::default() };
     }
 
     fn set_from_expr(&mut self, slot: &str, expr: &str) -> bool {
@@ -1042,9 +869,7 @@ impl<'a> Run<'a> {
 
     fn save(&mut self, slot: &str, value: serde_json::Value) {
         let value = match (render::slot_kind(self.bundle, &self.s, slot), value) {
-            (Some(SlotKind::Html), serde_json::Value::String(text)) => {
-                serde_json::Value::String(html::sanitize(&text))
-            }
+            (Some(SlotKind::Html), serde_json::Value::String(text)) => serde_json::Value::String(html::sanitize(&text)),
             (_, value) => value,
         };
         self.s.slots.insert(slot.to_string(), value);
@@ -1054,10 +879,7 @@ impl<'a> Run<'a> {
         if let Some(flow) = self.bundle.flow(flow_id) {
             for (name, decl) in &flow.slots {
                 if let Some(default) = &decl.default {
-                    self.s
-                        .slots
-                        .entry(name.clone())
-                        .or_insert_with(|| default.clone());
+                    self.s.slots.entry(name.clone()).or_insert_with(|| default.clone());
                 }
             }
         }
@@ -1065,11 +887,7 @@ impl<'a> Run<'a> {
 
     /// A session whose step vanished in a config reload goes idle instead of failing.
     fn forget_vanished_step(&mut self) {
-        let vanished = self
-            .s
-            .stack
-            .iter()
-            .any(|f| self.bundle.step(&f.flow, &f.step).is_none());
+        let vanished = self.s.stack.iter().any(|f| self.bundle.step(&f.flow, &f.step).is_none());
         if vanished {
             self.s.stack.clear();
             self.s.wait = Wait::Nothing;
@@ -1080,19 +898,13 @@ impl<'a> Run<'a> {
 
 /// A number for a message: whole numbers without ".0".
 fn number_value(n: f64) -> Value {
-    if n.fract() == 0.0 && n.abs() < 1e15 {
-        Value::from(n as i64)
-    } else {
-        Value::from(n)
-    }
+    if n.fract() == 0.0 && n.abs() < 1e15 { Value::from(n as i64) } else { Value::from(n) }
 }
 
 /// Reads a date typed as `DD.MM.YYYY`, `D.M.YYYY`, `DD/MM/YYYY` or `YYYY-MM-DD`.
 pub fn parse_date(text: &str) -> Option<NaiveDate> {
     let text = text.trim();
-    ["%Y-%m-%d", "%d.%m.%Y", "%d/%m/%Y", "%d-%m-%Y"]
-        .iter()
-        .find_map(|fmt| NaiveDate::parse_from_str(text, fmt).ok())
+    ["%Y-%m-%d", "%d.%m.%Y", "%d/%m/%Y", "%d-%m-%Y"].iter().find_map(|fmt| NaiveDate::parse_from_str(text, fmt).ok())
 }
 
 /// Reads a time typed as `HH:MM`, `H:MM` or `HH.MM`.

@@ -34,18 +34,13 @@ pub fn slot_kind(bundle: &Bundle, session: &Session, slot: &str) -> Option<SlotK
 pub fn context(bundle: &Bundle, session: &Session, now: i64, extra: &[(&str, Value)]) -> Value {
     let mut map: BTreeMap<&str, Value> = BTreeMap::new();
     let local = local_time(bundle, now);
-    map.insert(
-        "now",
-        Value::from(local.format("%Y-%m-%dT%H:%M:%S%:z").to_string()),
-    );
+    map.insert("now", Value::from(local.format("%Y-%m-%dT%H:%M:%S%:z").to_string()));
     map.insert("today", Value::from(local.format("%Y-%m-%d").to_string()));
     map.insert("user_id", Value::from(session.user_id));
     map.insert("error", Value::from(()));
     for (name, value) in &session.slots {
         let converted = match (slot_kind(bundle, session, name), value) {
-            (Some(SlotKind::Html), serde_json::Value::String(text)) => {
-                Value::from_safe_string(html::sanitize(text))
-            }
+            (Some(SlotKind::Html), serde_json::Value::String(text)) => Value::from_safe_string(html::sanitize(text)),
             _ => Value::from(Serde(value)),
         };
         map.insert(name.as_str(), converted);
@@ -58,19 +53,13 @@ pub fn context(bundle: &Bundle, session: &Session, now: i64, extra: &[(&str, Val
 
 /// Renders a named template.
 pub fn render(bundle: &Bundle, template: &str, ctx: &Value) -> Result<String, String> {
-    let tmpl = bundle
-        .templates
-        .get_template(template)
-        .map_err(|e| describe(&e))?;
+    let tmpl = bundle.templates.get_template(template).map_err(|e| describe(&e))?;
     tmpl.render(ctx).map_err(|e| describe(&e))
 }
 
 /// Evaluates an expression.
 pub fn eval(bundle: &Bundle, expr: &str, ctx: &Value) -> Result<Value, String> {
-    let compiled = bundle
-        .templates
-        .compile_expression(expr)
-        .map_err(|e| describe(&e))?;
+    let compiled = bundle.templates.compile_expression(expr).map_err(|e| describe(&e))?;
     compiled.eval(ctx).map_err(|e| describe(&e))
 }
 

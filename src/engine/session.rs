@@ -28,11 +28,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(chat_id: i64, user_id: i64) -> Self {
-        Session {
-            chat_id,
-            user_id,
-            ..Session::default()
-        }
+        Session { chat_id, user_id, ..Session::default() }
     }
 
     /// The current flow and step, if a flow runs.

@@ -16,10 +16,7 @@ pub struct WidgetWords<'a> {
 }
 
 fn button(nonce: u32, label: impl Into<String>, press: Press) -> InlineButton {
-    InlineButton {
-        label: label.into(),
-        data: encode(nonce, press),
-    }
+    InlineButton { label: label.into(), data: encode(nonce, press) }
 }
 
 fn shift_month(year: i32, month: u32, delta: i32) -> (i32, u32) {
@@ -42,44 +39,20 @@ pub fn calendar(
     words: &WidgetWords<'_>,
 ) -> Vec<Vec<InlineButton>> {
     let mut rows = Vec::with_capacity(8);
-    let month_name = words
-        .months
-        .get(month as usize - 1)
-        .map(String::as_str)
-        .unwrap_or("?");
+    let month_name = words.months.get(month as usize - 1).map(String::as_str).unwrap_or("?");
     let (prev_year, prev_month) = shift_month(year, month, -1);
     let (next_year, next_month) = shift_month(year, month, 1);
     let can_go_back = allow_past || (prev_year, prev_month) >= (today.year(), today.month());
     rows.push(vec![
         if can_go_back {
-            button(
-                nonce,
-                words.prev,
-                Press::Month {
-                    year: prev_year,
-                    month: prev_month,
-                },
-            )
+            button(nonce, words.prev, Press::Month { year: prev_year, month: prev_month })
         } else {
             button(nonce, " ", Press::Noop)
         },
         button(nonce, format!("{month_name} {year}"), Press::Noop),
-        button(
-            nonce,
-            words.next,
-            Press::Month {
-                year: next_year,
-                month: next_month,
-            },
-        ),
+        button(nonce, words.next, Press::Month { year: next_year, month: next_month }),
     ]);
-    rows.push(
-        words
-            .weekdays
-            .iter()
-            .map(|d| button(nonce, d.as_str(), Press::Noop))
-            .collect(),
-    );
+    rows.push(words.weekdays.iter().map(|d| button(nonce, d.as_str(), Press::Noop)).collect());
 
     let Some(first) = NaiveDate::from_ymd_opt(year, month, 1) else {
         return rows;
@@ -88,23 +61,11 @@ pub fn calendar(
     let mut week: Vec<InlineButton> = (0..lead).map(|_| button(nonce, " ", Press::Noop)).collect();
     let mut day = first;
     while day.month() == month {
-        let label = if day == today {
-            format!("{}{}", words.today_marker, day.day())
-        } else {
-            day.day().to_string()
-        };
+        let label = if day == today { format!("{}{}", words.today_marker, day.day()) } else { day.day().to_string() };
         let cell = if !allow_past && day < today {
             button(nonce, "·", Press::Noop)
         } else {
-            button(
-                nonce,
-                label,
-                Press::Day {
-                    year,
-                    month,
-                    day: day.day(),
-                },
-            )
+            button(nonce, label, Press::Day { year, month, day: day.day() })
         };
         week.push(cell);
         if week.len() == 7 {
@@ -125,20 +86,11 @@ pub fn calendar(
 }
 
 /// The hour grid: `first..=last`, six per row; hours before `not_before` (hour, minute) are disabled.
-pub fn hour_grid(
-    nonce: u32,
-    first: u32,
-    last: u32,
-    not_before: Option<(u32, u32)>,
-) -> Vec<Vec<InlineButton>> {
+pub fn hour_grid(nonce: u32, first: u32, last: u32, not_before: Option<(u32, u32)>) -> Vec<Vec<InlineButton>> {
     let cells: Vec<InlineButton> = (first..=last.min(23))
         .map(|hour| {
             let open = not_before.is_none_or(|(h, _)| hour >= h);
-            if open {
-                button(nonce, format!("{hour:02}"), Press::Hour(hour))
-            } else {
-                button(nonce, "·", Press::Noop)
-            }
+            if open { button(nonce, format!("{hour:02}"), Press::Hour(hour)) } else { button(nonce, "·", Press::Noop) }
         })
         .collect();
     cells.chunks(6).map(<[InlineButton]>::to_vec).collect()
@@ -158,11 +110,7 @@ pub fn minute_grid(
         .map(|minute| {
             let open = not_before.is_none_or(|(h, m)| (hour, minute) >= (h, m));
             if open {
-                button(
-                    nonce,
-                    format!("{hour:02}:{minute:02}"),
-                    Press::Time { hour, minute },
-                )
+                button(nonce, format!("{hour:02}:{minute:02}"), Press::Time { hour, minute })
             } else {
                 button(nonce, "·", Press::Noop)
             }
@@ -174,27 +122,15 @@ pub fn minute_grid(
 }
 
 /// The pager row under a long list: previous, "page/pages", next.
-pub fn pager_row(
-    nonce: u32,
-    page: usize,
-    pages: usize,
-    words: &WidgetWords<'_>,
-) -> Vec<InlineButton> {
-    let prev = if page > 0 {
-        button(nonce, words.prev, Press::Page(page - 1))
-    } else {
-        button(nonce, " ", Press::Noop)
-    };
+pub fn pager_row(nonce: u32, page: usize, pages: usize, words: &WidgetWords<'_>) -> Vec<InlineButton> {
+    let prev =
+        if page > 0 { button(nonce, words.prev, Press::Page(page - 1)) } else { button(nonce, " ", Press::Noop) };
     let next = if page + 1 < pages {
         button(nonce, words.next, Press::Page(page + 1))
     } else {
         button(nonce, " ", Press::Noop)
     };
-    vec![
-        prev,
-        button(nonce, format!("{}/{}", page + 1, pages), Press::Noop),
-        next,
-    ]
+    vec![prev, button(nonce, format!("{}/{}", page + 1, pages), Press::Noop), next]
 }
 
 #[cfg(test)]
@@ -217,23 +153,16 @@ mod tests {
             "Դեկտեմբեր",
         ];
         let days = ["Երկ", "Երք", "Չրք", "Հնգ", "Ուրբ", "Շբթ", "Կիր"];
-        (
-            months.iter().map(|s| s.to_string()).collect(),
-            days.iter().map(|s| s.to_string()).collect(),
-        )
+        (months.iter().map(|s| s.to_string()).collect(), days.iter().map(|s| s.to_string()).collect())
     }
 
     #[test]
     fn november_2026_starts_on_sunday_and_disables_the_past() {
         let (months, weekdays) = words();
-        let w = WidgetWords {
-            months: &months,
-            weekdays: &weekdays,
-            today_marker: "•",
-            prev: "◀",
-            next: "▶",
-            back: "↩",
-        };
+        let w =
+            WidgetWords {
+                months: &months, weekdays: &weekdays, today_marker: "•", prev: "◀", next: "▶", back: "↩"
+            };
         let today = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap_or_default();
         let rows = calendar(5, (2026, 11), today, false, &w);
         assert_eq!(rows[0][1].label, "Նոյեմբեր 2026");
@@ -258,14 +187,10 @@ mod tests {
     #[test]
     fn minute_grid_respects_not_before() {
         let (months, weekdays) = words();
-        let w = WidgetWords {
-            months: &months,
-            weekdays: &weekdays,
-            today_marker: "•",
-            prev: "◀",
-            next: "▶",
-            back: "↩",
-        };
+        let w =
+            WidgetWords {
+                months: &months, weekdays: &weekdays, today_marker: "•", prev: "◀", next: "▶", back: "↩"
+            };
         let rows = minute_grid(1, 10, 15, Some((10, 20)), &w);
         let labels: Vec<&str> = rows.iter().flatten().map(|b| b.label.as_str()).collect();
         assert_eq!(labels, vec!["·", "·", "10:30", "10:45", "↩"]);
