@@ -50,11 +50,25 @@ fn main() {
             screen.apply(effects);
         }
     }
+    report("step+commit", &mut latencies, conversations);
+
+    // For reference: a bare durable redb commit of one session on this machine.
+    let session = driver.session(1000, 1000).expect("session");
+    let mut bare = Vec::with_capacity(latencies.len());
+    for _ in 0..latencies.len() {
+        let started = Instant::now();
+        driver.store.save_session(&session).expect("save");
+        bare.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    report("bare redb commit (reference)", &mut bare, conversations);
+}
+
+fn report(what: &str, latencies: &mut [f64], conversations: usize) {
     latencies.sort_by(f64::total_cmp);
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     let mean = latencies.iter().sum::<f64>() / latencies.len() as f64;
     println!(
-        "step+commit: {} events over {conversations} conversations: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms, mean {:.3} ms",
+        "{what}: {} events over {conversations} conversations: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms, mean {:.3} ms",
         latencies.len(),
         pct(0.50),
         pct(0.90),

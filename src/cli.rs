@@ -34,9 +34,10 @@ pub enum Command {
     },
     /// Talk to the bot in the terminal, on the real store (no Telegram token needed).
     Chat {
-        /// The Telegram user id to act as (also the chat id).
-        #[arg(long, default_value_t = 1)]
-        user: i64,
+        /// The Telegram user id to act as (also the chat id); default: the first of
+        /// AUTHORIZED_USERS, or 1.
+        #[arg(long)]
+        user: Option<i64>,
     },
     /// Run conversation scripts (default: tests/conversations/*.yaml under the config dir).
     Test {
@@ -119,6 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Chat { user } => {
+            let user = user.or(settings.authorized_users.first().copied()).unwrap_or(1);
             let bundle = load_bundle(&settings)?;
             let store = Store::open(&settings.store_path())?;
             if settings.openai_api_key.is_none() {
@@ -166,14 +168,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn doctor(settings: &Settings) -> anyhow::Result<ExitCode> {
-    let mut healthy = true;
-    match settings.tz() {
-        Ok(tz) => println!("ok    time zone {tz}"),
-        Err(err) => {
-            healthy = false;
-            println!("FAIL  {err}");
-        }
+    let problems = settings.problems();
+    let mut healthy = problems.is_empty();
+    for problem in &problems {
+        println!("FAIL  {problem}");
     }
+    if let Ok(tz) = settings.tz() {
+        println!("ok    time zone {tz}");
+    }
+    let set = |v: bool| if v { "set" } else { "not set" };
+    println!(
+        "note  BOT_TOKEN {}, CHANNEL_ID {}, AUTHORIZED_USERS {} ids (used by `run`, which arrives with the Telegram release)",
+        set(settings.bot_token.is_some()),
+        settings.channel_id.as_deref().unwrap_or("not set"),
+        settings.authorized_users.len()
+    );
     let loaded = config::load(&settings.config_dir, CATALOGUE, settings.tz().unwrap_or(chrono_tz::Asia::Yerevan));
     match &loaded.result {
         Ok(bundle) => println!("ok    config {}: {}", settings.config_dir.display(), bundle.summary()),

@@ -203,7 +203,13 @@ pub fn run(
     ansi: bool,
 ) -> anyhow::Result<()> {
     let mut screen = Screen::default();
-    writeln!(output, "postflow chat — user {chat_id}, config {}. {}", driver.bundle.summary(), "Type :help for help.")?;
+    writeln!(output, "postflow chat — user {chat_id}, config {}. Type :help for help.", driver.bundle.summary())?;
+    driver.store.touch_user(&crate::store::User {
+        id: chat_id,
+        username: None,
+        name: Some("console".to_string()),
+        last_active: chrono::Utc::now().timestamp(),
+    })?;
     let session = driver.session(chat_id, chat_id)?;
     if let Some(frame) = session.current() {
         writeln!(output, "(resuming: flow `{}`, step `{}`)", frame.flow, frame.step)?;

@@ -8,7 +8,7 @@ use crate::config::Bundle;
 use crate::engine::event::{ActionOutcome, Effect, Event, EventKind};
 use crate::engine::session::{Session, Wait};
 use crate::engine::{self};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Turn};
 
 /// The engine, its configuration and its store.
 pub struct Driver {
@@ -26,35 +26,50 @@ impl Driver {
         Ok(self.store.load_session(chat_id)?.unwrap_or_else(|| Session::new(chat_id, user_id)))
     }
 
-    /// Handles one event: every engine step is committed before its effects are carried out;
-    /// actions run inline and their results are fed back as events. Returns the effects the
-    /// adapter must show (sends, edits, answers, ends), in order.
+    /// Handles one event and returns the effects the adapter must show (sends, edits, answers,
+    /// ends), in order. Actions run inline and their results are fed back as events.
+    ///
+    /// Everything the event changes — the session, posts written by actions, the action log —
+    /// commits in one durable transaction before anything is returned. If the process dies
+    /// earlier, the store still holds the state before the event, so the event can simply be
+    /// handled again; nothing is half-done and nothing is done twice.
     pub fn handle(&self, event: Event) -> Result<Vec<Effect>, StoreError> {
-        let mut session = self.session(event.chat_id, event.user_id)?;
+        let turn = self.store.begin_turn()?;
+        let mut session =
+            turn.load_session(event.chat_id)?.unwrap_or_else(|| Session::new(event.chat_id, event.user_id));
         let mut shown = Vec::new();
-        // A crash may have left an action requested but not carried out: finish it first.
+        // A session saved while waiting for an action (by an adapter that runs slow actions
+        // outside the turn) gets the action carried out first.
         if let (Wait::Action { request_id }, Some(pending)) = (&session.wait, &session.pending)
             && *request_id == pending.request_id
         {
-            let outcome = self.run_action(&event, pending.request_id, &pending.name, &pending.args)?;
-            let resume =
-                Event { kind: EventKind::ActionResult { request_id: pending.request_id, outcome }, ..event.clone() };
-            session = self.apply(session, resume, &mut shown)?;
+            let (request_id, name, args) = (pending.request_id, pending.name.clone(), pending.args.clone());
+            let outcome = self.run_action(&turn, &event, request_id, &name, &args)?;
+            let resume = Event { kind: EventKind::ActionResult { request_id, outcome }, ..event.clone() };
+            session = self.apply(&turn, session, resume, &mut shown)?;
         }
-        self.apply(session, event, &mut shown)?;
+        let session = self.apply(&turn, session, event, &mut shown)?;
+        turn.save_session(&session)?;
+        turn.commit()?;
         Ok(shown)
     }
 
-    fn apply(&self, mut session: Session, event: Event, shown: &mut Vec<Effect>) -> Result<Session, StoreError> {
+    /// Runs the engine until no action is left.
+    fn apply(
+        &self,
+        turn: &Turn,
+        mut session: Session,
+        event: Event,
+        shown: &mut Vec<Effect>,
+    ) -> Result<Session, StoreError> {
         let mut queue = vec![event];
         while let Some(event) = queue.pop() {
             let (next, effects) = engine::step(&self.bundle, &session, &event);
-            self.store.save_session(&next)?;
             session = next;
             for effect in effects {
                 match effect {
                     Effect::RunAction { request_id, name, args } => {
-                        let outcome = self.run_action(&event, request_id, &name, &args)?;
+                        let outcome = self.run_action(turn, &event, request_id, &name, &args)?;
                         queue.push(Event { kind: EventKind::ActionResult { request_id, outcome }, ..event.clone() });
                     }
                     Effect::Warn { message } => {
@@ -70,18 +85,19 @@ impl Driver {
     /// Runs an action once per (chat, request): a replay returns the recorded result.
     fn run_action(
         &self,
+        turn: &Turn,
         event: &Event,
         request_id: u64,
         name: &str,
         args: &serde_json::Value,
     ) -> Result<ActionOutcome, StoreError> {
-        if let Some(recorded) = self.store.action_result(event.chat_id, request_id)? {
+        if let Some(recorded) = turn.action_result(event.chat_id, request_id)? {
             tracing::info!(chat_id = event.chat_id, request_id, action = name, "replaying a recorded action result");
             return Ok(outcome_from_record(recorded));
         }
         let ctx = ActionContext {
             bundle: &self.bundle,
-            store: &self.store,
+            store: turn,
             chat_id: event.chat_id,
             user_id: event.user_id,
             request_id,
@@ -90,24 +106,17 @@ impl Driver {
         let started = std::time::Instant::now();
         let result = actions::run(&ctx, name, args);
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let outcome = match result {
+        let (outcome, record) = match result {
             Ok(value) => {
                 tracing::debug!(chat_id = event.chat_id, action = name, elapsed_ms, "action done");
-                ActionOutcome::Ok { value }
+                (ActionOutcome::Ok { value: value.clone() }, serde_json::json!({ "ok": value }))
             }
             Err(message) => {
                 tracing::warn!(chat_id = event.chat_id, action = name, elapsed_ms, "action failed: {message}");
-                ActionOutcome::Failed { message }
+                (ActionOutcome::Failed { message: message.clone() }, serde_json::json!({ "failed": message }))
             }
         };
-        // draft.save records itself in the same transaction as the post; record the rest here.
-        if self.store.action_result(event.chat_id, request_id)?.is_none() {
-            let record = match &outcome {
-                ActionOutcome::Ok { value } => serde_json::json!({ "ok": value }),
-                ActionOutcome::Failed { message } => serde_json::json!({ "failed": message }),
-            };
-            self.store.record_action(event.chat_id, request_id, &record)?;
-        }
+        turn.record_action(event.chat_id, request_id, &record)?;
         Ok(outcome)
     }
 }
@@ -116,9 +125,5 @@ fn outcome_from_record(recorded: serde_json::Value) -> ActionOutcome {
     if let Some(message) = recorded.get("failed").and_then(|m| m.as_str()) {
         return ActionOutcome::Failed { message: message.to_string() };
     }
-    match recorded.get("ok") {
-        Some(value) => ActionOutcome::Ok { value: value.clone() },
-        // Actions that record themselves store their result directly.
-        None => ActionOutcome::Ok { value: recorded },
-    }
+    ActionOutcome::Ok { value: recorded.get("ok").cloned().unwrap_or(serde_json::Value::Null) }
 }

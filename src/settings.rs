@@ -30,6 +30,38 @@ pub struct Settings {
     /// An OpenAI-compatible API key; without it the AI runs offline.
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true, global = true)]
     pub openai_api_key: Option<String>,
+
+    /// Base URL of an OpenAI-compatible server.
+    #[arg(long, env = "OPENAI_BASE_URL", global = true)]
+    pub openai_base_url: Option<String>,
+
+    /// The model to ask.
+    #[arg(long, env = "OPENAI_MODEL", default_value = "gpt-4o-mini", global = true)]
+    pub openai_model: String,
+
+    /// The Telegram bot token (used by `run`).
+    #[arg(long, env = "BOT_TOKEN", hide_env_values = true, global = true)]
+    pub bot_token: Option<String>,
+
+    /// The Bot API server (set it for a self-hosted Bot API server).
+    #[arg(long, env = "TELEGRAM_API_URL", default_value = "https://api.telegram.org", global = true)]
+    pub telegram_api_url: String,
+
+    /// The channel posts go to: `@name` or `-100…`.
+    #[arg(long, env = "CHANNEL_ID", global = true)]
+    pub channel_id: Option<String>,
+
+    /// Telegram user ids allowed to drive the bot, comma-separated.
+    #[arg(long, env = "AUTHORIZED_USERS", value_delimiter = ',', global = true)]
+    pub authorized_users: Vec<i64>,
+
+    /// Address of the HTTP server (health, metrics, click redirects, webhook).
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080", global = true)]
+    pub http_addr: String,
+
+    /// Public base URL of the HTTP server, for links in posts.
+    #[arg(long, env = "PUBLIC_BASE_URL", global = true)]
+    pub public_base_url: Option<String>,
 }
 
 /// How logs are written.
@@ -45,6 +77,43 @@ impl Settings {
         self.timezone.parse().map_err(|_| {
             anyhow::anyhow!("SCHEDULER_TIMEZONE `{}` is not a known time zone (try Asia/Yerevan)", self.timezone)
         })
+    }
+
+    /// Problems with settings that are set but malformed, in words for the operator.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(err) = self.tz() {
+            problems.push(err.to_string());
+        }
+        if let Some(channel) = &self.channel_id {
+            let named = channel.starts_with('@') && channel.len() > 5;
+            let numeric = channel.starts_with("-100") && channel[1..].bytes().all(|b| b.is_ascii_digit());
+            if !named && !numeric {
+                problems.push(format!("CHANNEL_ID `{channel}` is neither `@channelname` nor a `-100…` id"));
+            }
+        }
+        if let Some(token) = &self.bot_token
+            && !token
+                .split_once(':')
+                .is_some_and(|(id, rest)| id.bytes().all(|b| b.is_ascii_digit()) && rest.len() >= 30)
+        {
+            problems.push("BOT_TOKEN does not look like a token from @BotFather (`123456:ABC…`)".to_string());
+        }
+        for (name, url) in [
+            ("TELEGRAM_API_URL", Some(&self.telegram_api_url)),
+            ("OPENAI_BASE_URL", self.openai_base_url.as_ref()),
+            ("PUBLIC_BASE_URL", self.public_base_url.as_ref()),
+        ] {
+            if let Some(url) = url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                problems.push(format!("{name} `{url}` is not an http(s) URL"));
+            }
+        }
+        if self.http_addr.parse::<std::net::SocketAddr>().is_err() {
+            problems.push(format!("HTTP_ADDR `{}` is not an address such as 127.0.0.1:8080", self.http_addr));
+        }
+        problems
     }
 
     /// Resolves the store path relative to the working directory.

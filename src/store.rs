@@ -165,70 +165,33 @@ impl Store {
 
     pub fn load_session(&self, chat_id: i64) -> Result<Option<Session>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(SESSIONS)?;
-        let Some(bytes) = table.get(chat_id)? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(bytes.value())
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt(format!("session of chat {chat_id}: {e}")))
+        read_session(&txn.open_table(SESSIONS)?, chat_id)
     }
 
     /// Saves a session durably (the call returns after the commit).
     pub fn save_session(&self, session: &Session) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let txn = self.db.begin_write()?;
-        txn.open_table(SESSIONS)?.insert(session.chat_id, bytes.as_slice())?;
-        txn.commit()?;
-        Ok(())
+        let turn = self.begin_turn()?;
+        turn.save_session(session)?;
+        turn.commit()
     }
 
     /// Inserts a post with the next id, or replaces it when `post.id` is already set.
-    pub fn save_post(&self, mut post: Post) -> Result<Post, StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(POSTS)?;
-            if post.id == 0 {
-                post.id = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
-            }
-            let bytes = serde_json::to_vec(&post).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            table.insert(post.id, bytes.as_slice())?;
-        }
-        txn.commit()?;
+    pub fn save_post(&self, post: Post) -> Result<Post, StoreError> {
+        let turn = self.begin_turn()?;
+        let post = turn.save_post(post)?;
+        turn.commit()?;
         Ok(post)
     }
 
     pub fn post(&self, id: u64) -> Result<Option<Post>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(POSTS)?;
-        let Some(bytes) = table.get(id)? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(bytes.value()).map(Some).map_err(|e| StoreError::Corrupt(format!("post {id}: {e}")))
-    }
-
-    /// Deletes a post.
-    pub fn delete_post(&self, id: u64) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write()?;
-        let existed = txn.open_table(POSTS)?.remove(id)?.is_some();
-        txn.commit()?;
-        Ok(existed)
+        read_post(&txn.open_table(POSTS)?, id)
     }
 
     /// Every post, newest first.
     pub fn posts(&self) -> Result<Vec<Post>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(POSTS)?;
-        let mut posts = Vec::new();
-        for entry in table.iter()? {
-            let (id, bytes) = entry?;
-            posts.push(
-                serde_json::from_slice::<Post>(bytes.value())
-                    .map_err(|e| StoreError::Corrupt(format!("post {}: {e}", id.value())))?,
-            );
-        }
-        posts.reverse();
-        Ok(posts)
+        read_posts(&txn.open_table(POSTS)?)
     }
 
     /// Records that an authorised user was active.
@@ -254,39 +217,106 @@ impl Store {
     /// The recorded result of an action request, if it already ran.
     pub fn action_result(&self, chat_id: i64, request_id: u64) -> Result<Option<serde_json::Value>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(ACTION_LOG)?;
-        let Some(bytes) = table.get((chat_id, request_id))? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(bytes.value()).map(Some).map_err(|e| StoreError::Corrupt(e.to_string()))
+        read_action(&txn.open_table(ACTION_LOG)?, chat_id, request_id)
+    }
+}
+
+/// One event's writes: everything an event changes (session, posts, action log) commits in one
+/// durable transaction, or not at all.
+pub struct Turn {
+    txn: redb::WriteTransaction,
+}
+
+impl Store {
+    /// Starts a turn. Turns are serialised: one writer at a time.
+    pub fn begin_turn(&self) -> Result<Turn, StoreError> {
+        Ok(Turn { txn: self.db.begin_write()? })
+    }
+}
+
+impl Turn {
+    pub fn load_session(&self, chat_id: i64) -> Result<Option<Session>, StoreError> {
+        read_session(&self.txn.open_table(SESSIONS)?, chat_id)
     }
 
-    /// Records an action's result so a replay after a crash does not repeat its side effects.
-    pub fn record_action(&self, chat_id: i64, request_id: u64, result: &serde_json::Value) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let txn = self.db.begin_write()?;
-        txn.open_table(ACTION_LOG)?.insert((chat_id, request_id), bytes.as_slice())?;
-        txn.commit()?;
+    pub fn save_session(&self, session: &Session) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.txn.open_table(SESSIONS)?.insert(session.chat_id, bytes.as_slice())?;
         Ok(())
     }
 
-    /// Saves a post and records the action result in one transaction.
-    pub fn save_post_for_action(&self, mut post: Post, chat_id: i64, request_id: u64) -> Result<Post, StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(POSTS)?;
-            if post.id == 0 {
-                post.id = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
-            }
-            let bytes = serde_json::to_vec(&post).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            table.insert(post.id, bytes.as_slice())?;
-            let result = serde_json::to_vec(&serde_json::json!({ "id": post.id, "status": post.status }))
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            txn.open_table(ACTION_LOG)?.insert((chat_id, request_id), result.as_slice())?;
+    pub fn post(&self, id: u64) -> Result<Option<Post>, StoreError> {
+        read_post(&self.txn.open_table(POSTS)?, id)
+    }
+
+    /// Every post, newest first.
+    pub fn posts(&self) -> Result<Vec<Post>, StoreError> {
+        read_posts(&self.txn.open_table(POSTS)?)
+    }
+
+    /// Inserts a post with the next id, or replaces it when `post.id` is already set.
+    pub fn save_post(&self, mut post: Post) -> Result<Post, StoreError> {
+        let mut table = self.txn.open_table(POSTS)?;
+        if post.id == 0 {
+            post.id = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
         }
-        txn.commit()?;
+        let bytes = serde_json::to_vec(&post).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        table.insert(post.id, bytes.as_slice())?;
         Ok(post)
     }
+
+    pub fn delete_post(&self, id: u64) -> Result<bool, StoreError> {
+        Ok(self.txn.open_table(POSTS)?.remove(id)?.is_some())
+    }
+
+    pub fn action_result(&self, chat_id: i64, request_id: u64) -> Result<Option<serde_json::Value>, StoreError> {
+        read_action(&self.txn.open_table(ACTION_LOG)?, chat_id, request_id)
+    }
+
+    pub fn record_action(&self, chat_id: i64, request_id: u64, result: &serde_json::Value) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.txn.open_table(ACTION_LOG)?.insert((chat_id, request_id), bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// Makes the turn durable.
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.txn.commit()?;
+        Ok(())
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: impl FnOnce() -> String) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{}: {e}", what())))
+}
+
+fn read_session(table: &impl ReadableTable<i64, &'static [u8]>, chat_id: i64) -> Result<Option<Session>, StoreError> {
+    let Some(bytes) = table.get(chat_id)? else { return Ok(None) };
+    decode(bytes.value(), || format!("session of chat {chat_id}")).map(Some)
+}
+
+fn read_post(table: &impl ReadableTable<u64, &'static [u8]>, id: u64) -> Result<Option<Post>, StoreError> {
+    let Some(bytes) = table.get(id)? else { return Ok(None) };
+    decode(bytes.value(), || format!("post {id}")).map(Some)
+}
+
+fn read_posts(table: &impl ReadableTable<u64, &'static [u8]>) -> Result<Vec<Post>, StoreError> {
+    let mut posts = Vec::new();
+    for entry in table.iter()? {
+        let (id, bytes) = entry?;
+        posts.push(decode(bytes.value(), || format!("post {}", id.value()))?);
+    }
+    posts.reverse();
+    Ok(posts)
+}
+
+fn read_action(
+    table: &impl ReadableTable<(i64, u64), &'static [u8]>,
+    chat_id: i64,
+    request_id: u64,
+) -> Result<Option<serde_json::Value>, StoreError> {
+    let Some(bytes) = table.get((chat_id, request_id))? else { return Ok(None) };
+    decode(bytes.value(), || format!("action {request_id} of chat {chat_id}")).map(Some)
 }
 
 #[cfg(test)]
@@ -347,12 +377,24 @@ mod tests {
     }
 
     #[test]
-    fn action_results_make_retries_idempotent() {
+    fn a_turn_commits_everything_or_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb")).unwrap();
-        let saved = store.save_post_for_action(post(), 5, 3).unwrap();
-        let recorded = store.action_result(5, 3).unwrap().unwrap();
-        assert_eq!(recorded["id"], saved.id);
-        assert_eq!(store.action_result(5, 4).unwrap(), None);
+        {
+            let turn = store.begin_turn().unwrap();
+            turn.save_post(post()).unwrap();
+            turn.record_action(5, 3, &serde_json::json!({ "id": 1 })).unwrap();
+            turn.save_session(&Session::new(5, 5)).unwrap();
+            // Dropped without commit: as if the process died here.
+        }
+        assert!(store.posts().unwrap().is_empty());
+        assert_eq!(store.action_result(5, 3).unwrap(), None);
+        assert_eq!(store.load_session(5).unwrap(), None);
+        let turn = store.begin_turn().unwrap();
+        let saved = turn.save_post(post()).unwrap();
+        turn.record_action(5, 3, &serde_json::json!({ "id": saved.id })).unwrap();
+        turn.commit().unwrap();
+        assert_eq!(store.action_result(5, 3).unwrap().unwrap()["id"], saved.id);
+        assert_eq!(store.posts().unwrap().len(), 1);
     }
 }

@@ -12,6 +12,25 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Compares texts and, on a difference, names the first differing line.
+fn assert_same_text(got: &str, expected: &str) {
+    if got == expected {
+        return;
+    }
+    let (got_lines, expected_lines): (Vec<&str>, Vec<&str>) = (got.lines().collect(), expected.lines().collect());
+    let line = got_lines
+        .iter()
+        .zip(&expected_lines)
+        .position(|(g, e)| g != e)
+        .unwrap_or(got_lines.len().min(expected_lines.len()));
+    panic!(
+        "output differs from examples/broken/expected.txt at line {}:\n  got:      {:?}\n  expected: {:?}\n(run with BLESS=1 to accept the new output)",
+        line + 1,
+        got_lines.get(line),
+        expected_lines.get(line)
+    );
+}
+
 fn check_ok(dir: &Path) {
     let loaded = config::load(dir, CATALOGUE, chrono_tz::Asia::Yerevan);
     if let Err(diagnostics) = &loaded.result {
@@ -45,7 +64,7 @@ fn broken_example_reports_every_mistake_exactly() {
         std::fs::write(&expected_path, &rendered).unwrap();
     }
     let expected = std::fs::read_to_string(&expected_path).unwrap();
-    assert_eq!(rendered, expected, "run with BLESS=1 to accept the new output");
+    assert_same_text(&rendered, &expected);
     // At least eight different kinds of mistakes, each with a real position.
     assert!(diagnostics.len() >= 8);
     assert!(diagnostics.iter().all(|d| d.line >= 1 && d.column >= 1 && !d.file.is_empty()));
@@ -60,7 +79,7 @@ fn the_binary_prints_the_same_report_and_fails() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let expected = std::fs::read_to_string(root().join("examples/broken/expected.txt")).unwrap();
-    assert_eq!(String::from_utf8_lossy(&output.stderr), expected);
+    assert_same_text(&String::from_utf8_lossy(&output.stderr), &expected);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use crate::config::Bundle;
 use crate::config::bundle::{ActionSchema, ArgSpec};
 use crate::engine::BUILTIN_SESSION_CLEAR;
 use crate::engine::event::Media;
-use crate::store::{Post, PostStatus, Store};
+use crate::store::{Post, PostStatus, Turn};
 
 /// Every action a flow may call.
 pub const CATALOGUE: &[ActionSchema] = &[
@@ -66,7 +66,8 @@ pub const CATALOGUE: &[ActionSchema] = &[
 /// What an action may use.
 pub struct ActionContext<'a> {
     pub bundle: &'a Bundle,
-    pub store: &'a Store,
+    /// The event's store transaction: what an action writes commits with the session.
+    pub store: &'a Turn,
     pub chat_id: i64,
     pub user_id: i64,
     pub request_id: u64,
@@ -152,7 +153,7 @@ fn draft_save(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, String> {
         created_at: existing.as_ref().map_or(ctx.now, |p| p.created_at),
         updated_at: ctx.now,
     };
-    let saved = ctx.store.save_post_for_action(post, ctx.chat_id, ctx.request_id).map_err(|e| e.to_string())?;
+    let saved = ctx.store.save_post(post).map_err(|e| e.to_string())?;
     Ok(json!({ "id": saved.id, "status": "draft" }))
 }
 

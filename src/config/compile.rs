@@ -27,7 +27,7 @@ pub fn compile(
     timezone: chrono_tz::Tz,
     diagnostics: Vec<Diagnostic>,
 ) -> Result<Bundle, Vec<Diagnostic>> {
-    let mut c = Compiler { diags: diagnostics, env: new_environment(), actions };
+    let mut c = Compiler { diags: diagnostics, env: new_environment(), actions, format_ids: BTreeSet::new() };
     let mut prompt_files = 0;
     for file in sources.iter().filter(|f| f.name.starts_with("prompts/")) {
         prompt_files += 1;
@@ -55,6 +55,7 @@ pub fn compile(
         }
     }
     let formats: Vec<Format> = formats.into_iter().map(|(f, _)| f).collect();
+    c.format_ids = formats.iter().map(|f| f.id.clone()).collect();
 
     // Read every flows/ file first, so references between flows can be checked.
     let mut raw_flows: Vec<(RawFlow, &SourceFile)> = Vec::new();
@@ -198,6 +199,8 @@ struct Compiler<'a> {
     diags: Vec<Diagnostic>,
     env: Environment<'static>,
     actions: &'a [ActionSchema],
+    /// Ids of the formats that compiled, for literal `format:` arguments.
+    format_ids: BTreeSet<String>,
 }
 
 /// What a step reads, for the slot analysis: (name, path of the field that reads it).
@@ -1052,7 +1055,14 @@ impl<'a> Compiler<'a> {
                         }
                         ArgValue::Template(name)
                     }
-                    None => ArgValue::Literal(serde_json::Value::from(text.as_str())),
+                    None => {
+                        if name == "format" && !self.format_ids.contains(text) {
+                            let d = self.error(file, &apath, format!("unknown format `{text}`"));
+                            let hint = suggestion_or_list(text, self.format_ids.iter().map(String::as_str));
+                            self.hint(d, Some(hint));
+                        }
+                        ArgValue::Literal(serde_json::Value::from(text.as_str()))
+                    }
                 },
                 other => ArgValue::Literal(serde_json::to_value(other).unwrap_or_default()),
             };
