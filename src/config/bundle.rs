@@ -240,6 +240,17 @@ pub struct Menu {
     pub weekdays: Vec<String>,
     pub reply_keyboard: Vec<Vec<MenuButton>>,
     pub commands: Vec<Command>,
+    /// Widget labels from `texts`, rendered once at compile time.
+    pub widget_labels: WidgetLabels,
+}
+
+/// Labels the calendar, time picker and pager show.
+#[derive(Debug, Clone, Default)]
+pub struct WidgetLabels {
+    pub prev: String,
+    pub next: String,
+    pub back: String,
+    pub today_marker: String,
 }
 
 /// A main-menu button.

@@ -166,7 +166,19 @@ pub fn compile(
         diags.dedup();
         return Err(diags);
     }
-    let Some(menu) = menu else { return Err(diags) };
+    let Some(mut menu) = menu else { return Err(diags) };
+    let label = |key: &str| -> String {
+        env.get_template(&format!("text:{key}"))
+            .and_then(|t| t.render(()))
+            .map(|t| html::to_plain_text(&t, false))
+            .unwrap_or_default()
+    };
+    menu.widget_labels = WidgetLabels {
+        prev: label("pager_prev"),
+        next: label("pager_next"),
+        back: label("back"),
+        today_marker: label("today_marker"),
+    };
     let fingerprint = super::fnv1a(sources.iter().flat_map(|s| [s.name.as_bytes(), s.text.as_bytes()]));
     Ok(Bundle { flows, menu, formats, templates: env, prompt_files, timezone, fingerprint })
 }
@@ -491,6 +503,7 @@ impl<'a> Compiler<'a> {
             weekdays: raw.locale.weekdays.clone(),
             reply_keyboard,
             commands,
+            widget_labels: WidgetLabels::default(),
         })
     }
 

@@ -40,20 +40,72 @@ pub const MAX_CALLBACK_BYTES: usize = 64;
 
 /// Encodes a press; the result is ASCII and at most 24 bytes long.
 pub fn encode(nonce: u32, press: Press) -> String {
-    let body = match press {
-        Press::Button(n) => format!("b{n}"),
-        Press::Item(n) => format!("i{n}"),
-        Press::Page(n) => format!("p{n}"),
-        Press::Skip => "s".to_string(),
-        Press::Day { year, month, day } => format!("d{year:04}{month:02}{day:02}"),
-        Press::Month { year, month } => format!("m{year:04}{month:02}"),
-        Press::Hour(h) => format!("h{h}"),
-        Press::Time { hour, minute } => format!("t{hour:02}{minute:02}"),
-        Press::Hours => "H".to_string(),
-        Press::Noop => "x".to_string(),
-        Press::Choice(n) => format!("c{n}"),
-    };
-    format!("{nonce:x}.{body}")
+    let mut out = String::with_capacity(24);
+    push_hex(&mut out, nonce);
+    out.push('.');
+    match press {
+        Press::Button(n) => tagged(&mut out, 'b', n as u64, 1),
+        Press::Item(n) => tagged(&mut out, 'i', n as u64, 1),
+        Press::Page(n) => tagged(&mut out, 'p', n as u64, 1),
+        Press::Choice(n) => tagged(&mut out, 'c', n as u64, 1),
+        Press::Skip => out.push('s'),
+        Press::Noop => out.push('x'),
+        Press::Hours => out.push('H'),
+        Press::Day { year, month, day } => {
+            tagged(&mut out, 'd', year.max(0) as u64, 4);
+            push_decimal(&mut out, month as u64, 2);
+            push_decimal(&mut out, day as u64, 2);
+        }
+        Press::Month { year, month } => {
+            tagged(&mut out, 'm', year.max(0) as u64, 4);
+            push_decimal(&mut out, month as u64, 2);
+        }
+        Press::Hour(h) => tagged(&mut out, 'h', h as u64, 1),
+        Press::Time { hour, minute } => {
+            tagged(&mut out, 't', hour as u64, 2);
+            push_decimal(&mut out, minute as u64, 2);
+        }
+    }
+    out
+}
+
+fn tagged(out: &mut String, tag: char, n: u64, width: usize) {
+    out.push(tag);
+    push_decimal(out, n, width);
+}
+
+/// Appends `n` in decimal, zero-padded to `width` digits.
+fn push_decimal(out: &mut String, n: u64, width: usize) {
+    let mut digits = [0u8; 20];
+    let mut len = 0;
+    let mut rest = n;
+    loop {
+        digits[len] = b'0' + (rest % 10) as u8;
+        len += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for _ in len..width {
+        out.push('0');
+    }
+    for digit in digits[..len].iter().rev() {
+        out.push(char::from(*digit));
+    }
+}
+
+/// Appends `n` in lowercase hexadecimal without padding.
+fn push_hex(out: &mut String, n: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut started = false;
+    for shift in (0..8).rev() {
+        let nibble = ((n >> (shift * 4)) & 0xf) as usize;
+        if nibble != 0 || started || shift == 0 {
+            started = true;
+            out.push(char::from(HEX[nibble]));
+        }
+    }
 }
 
 /// Decodes callback data; anything malformed or out of range is `None`.
@@ -162,6 +214,20 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn every_press_round_trips(nonce in any::<u32>(), n in 0usize..1_000_000, y in 0i32..9999, m in 1u32..=12, d in 1u32..=28, h in 0u32..24, mi in 0u32..60) {
+            let presses = [
+                Press::Button(n), Press::Item(n), Press::Page(n), Press::Choice(n),
+                Press::Day { year: y, month: m, day: d }, Press::Month { year: y, month: m },
+                Press::Hour(h), Press::Time { hour: h, minute: mi },
+            ];
+            for press in presses {
+                let data = encode(nonce, press);
+                prop_assert_eq!(&data[..data.find('.').unwrap_or(0)], format!("{nonce:x}"));
+                prop_assert_eq!(decode(&data), Some(Callback { nonce, press }));
+            }
+        }
+
         #[test]
         fn decode_never_panics(data in ".{0,80}") {
             let _ = decode(&data);

@@ -10,6 +10,8 @@ pub mod render;
 pub mod session;
 pub mod widgets;
 
+use std::cell::RefCell;
+
 use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
 use minijinja::Value;
 
@@ -29,6 +31,7 @@ const MAX_HOPS: usize = 64;
 pub fn step(bundle: &Bundle, session: &Session, event: &Event) -> (Session, Vec<Effect>) {
     let mut run = Run {
         bundle,
+        base: RefCell::new(None),
         s: session.clone(),
         fx: Vec::new(),
         now: event.now,
@@ -51,6 +54,8 @@ pub fn step(bundle: &Bundle, session: &Session, event: &Event) -> (Session, Vec<
 
 struct Run<'a> {
     bundle: &'a Bundle,
+    /// The template context, built on first use and dropped whenever a slot changes.
+    base: RefCell<Option<Value>>,
     s: Session,
     fx: Vec<Effect>,
     now: i64,
@@ -290,7 +295,7 @@ impl<'a> Run<'a> {
                 self.advance(step);
             }
             ActionOutcome::Failed { message } => {
-                self.s.slots.insert("error".into(), serde_json::Value::from(message.as_str()));
+                self.save("error", serde_json::Value::from(message.as_str()));
                 match &action.on_error {
                     Some(target) => self.goto(target),
                     None => {
@@ -310,12 +315,12 @@ impl<'a> Run<'a> {
             return;
         };
         self.s.stack.clear();
-        self.s.slots.clear();
+        self.retain_slots(|_| false);
         self.s.wait = Wait::Nothing;
         self.s.pending = None;
         self.reset_view();
-        self.apply_defaults(flow_id);
         self.s.stack.push(Frame { flow: flow.id.clone(), step: flow.start.clone() });
+        self.apply_defaults(flow_id);
         self.enter();
     }
 
@@ -324,14 +329,14 @@ impl<'a> Run<'a> {
             self.internal_error(format!("flow `{flow_id}` does not exist"));
             return;
         };
-        self.apply_defaults(flow_id);
         self.s.stack.push(Frame { flow: flow.id.clone(), step: flow.start.clone() });
+        self.apply_defaults(flow_id);
         self.enter();
     }
 
     fn cancel(&mut self) {
         self.s.stack.clear();
-        self.s.slots.clear();
+        self.retain_slots(|_| false);
         self.stop();
         self.say_text("cancelled", &[], true);
     }
@@ -428,7 +433,7 @@ impl<'a> Run<'a> {
                         .and_then(|k| k.as_array())
                         .map(|k| k.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
                         .unwrap_or_default();
-                    self.s.slots.retain(|name, _| keep.contains(name));
+                    self.retain_slots(|name| keep.iter().any(|k| k == name));
                     let ctx = self.ctx(&[]);
                     match self.pick_branch(step, &ctx) {
                         Ok(Some(target)) => {
@@ -465,8 +470,8 @@ impl<'a> Run<'a> {
                 let Some(callee) = self.bundle.flow(flow) else {
                     return self.internal_error(format!("flow `{flow}` does not exist"));
                 };
-                self.apply_defaults(flow);
                 self.s.stack.push(Frame { flow: callee.id.clone(), step: callee.start.clone() });
+                self.apply_defaults(flow);
                 continue;
             }
             if step.end {
@@ -688,25 +693,14 @@ impl<'a> Run<'a> {
         self.s.view.fingerprint = self.bundle.fingerprint;
         let nonce = self.s.nonce;
         let menu = &self.bundle.menu;
-        let text_or = |key: &str, fallback: &str| -> String {
-            menu.texts
-                .get(key)
-                .and_then(|t| render::render(self.bundle, t, ctx).ok())
-                .unwrap_or_else(|| fallback.to_string())
-        };
-        let (prev, next, back, marker) = (
-            text_or("pager_prev", "◀"),
-            text_or("pager_next", "▶"),
-            text_or("back", "↩"),
-            text_or("today_marker", "•"),
-        );
+        let labels = &menu.widget_labels;
         let words = WidgetWords {
             months: &menu.months,
             weekdays: &menu.weekdays,
-            today_marker: &marker,
-            prev: &prev,
-            next: &next,
-            back: &back,
+            today_marker: &labels.today_marker,
+            prev: &labels.prev,
+            next: &labels.next,
+            back: &labels.back,
         };
         let mut rows: Vec<Vec<InlineButton>> = Vec::new();
 
@@ -837,7 +831,23 @@ impl<'a> Run<'a> {
     // ----- helpers ------------------------------------------------------------------------
 
     fn ctx(&self, extra: &[(&str, Value)]) -> Value {
-        render::context(self.bundle, &self.s, self.now, extra)
+        let mut cache = self.base.borrow_mut();
+        let base = cache.get_or_insert_with(|| render::Scope::value(self.bundle, &self.s, self.now));
+        render::with_extra(base, extra)
+    }
+
+    fn scope(&self) -> Option<Value> {
+        self.base.borrow().clone()
+    }
+
+    /// Empties or filters the slots; the template context is rebuilt.
+    fn retain_slots(&mut self, keep: impl Fn(&str) -> bool) {
+        self.s.slots.retain(|name, _| keep(name));
+        if let Some(scope) = self.scope()
+            && let Some(scope) = scope.downcast_object_ref::<render::Scope>()
+        {
+            scope.reset(self.bundle, &self.s);
+        }
     }
 
     fn current_step(&self) -> Option<&'a Step> {
@@ -872,14 +882,21 @@ impl<'a> Run<'a> {
             (Some(SlotKind::Html), serde_json::Value::String(text)) => serde_json::Value::String(html::sanitize(&text)),
             (_, value) => value,
         };
+        if let Some(scope) = self.scope()
+            && let Some(scope) = scope.downcast_object_ref::<render::Scope>()
+        {
+            scope.set(slot, render::slot_kind(self.bundle, &self.s, slot), &value);
+        }
         self.s.slots.insert(slot.to_string(), value);
     }
 
     fn apply_defaults(&mut self, flow_id: &str) {
         if let Some(flow) = self.bundle.flow(flow_id) {
             for (name, decl) in &flow.slots {
-                if let Some(default) = &decl.default {
-                    self.s.slots.entry(name.clone()).or_insert_with(|| default.clone());
+                if let Some(default) = &decl.default
+                    && !self.s.slots.contains_key(name)
+                {
+                    self.save(name, default.clone());
                 }
             }
         }
