@@ -64,7 +64,7 @@ impl Driver {
     ) -> Result<Session, StoreError> {
         let mut queue = vec![event];
         while let Some(event) = queue.pop() {
-            let (next, effects) = engine::step(&self.bundle, &session, &event);
+            let (next, effects) = engine::step_owned(&self.bundle, session, &event);
             session = next;
             for effect in effects {
                 match effect {

@@ -119,7 +119,10 @@ impl Step {
 
 /// A static inline button.
 pub struct Button {
+    /// Template name of the label.
     pub label: String,
+    /// The label itself when it has no template syntax (no rendering needed).
+    pub plain_label: Option<String>,
     pub target: Target,
     pub set: Vec<(String, String)>,
     pub condition: Option<String>,

@@ -14,6 +14,9 @@ use super::raw::*;
 use super::source::SourceFile;
 use crate::engine::{html, media_kinds, render::GLOBALS};
 
+/// Expressions are also kept as templates named with this prefix and their source.
+pub const EXPRESSION_PREFIX: &str = "=expr:";
+
 /// Telegram allows at most 8 buttons in a row and 100 on a keyboard.
 const MAX_ROW: u8 = 8;
 const MAX_BUTTONS: usize = 100;
@@ -306,13 +309,20 @@ impl<'a> Compiler<'a> {
 
     /// Checks an expression's syntax and returns the names it reads.
     fn expression(&mut self, file: &SourceFile, path: &str, source: &str) -> Option<Vec<String>> {
-        match self.env.compile_expression_owned(source.to_string()) {
+        let vars = match self.env.compile_expression_owned(source.to_string()) {
             Ok(expr) => Some(expr.undeclared_variables(false).into_iter().collect()),
             Err(err) => {
                 self.error(file, path, format!("expression `{source}` does not parse: {}", short(&err)));
                 None
             }
+        };
+        // Also keep it parsed, so the engine does not parse it again for every evaluation.
+        if vars.is_some() {
+            let _ = self
+                .env
+                .add_template_owned(format!("{EXPRESSION_PREFIX}{source}"), format!("{{% set result = ({source}) %}}"));
         }
+        vars
     }
 
     // ----- formats ------------------------------------------------------------------------
@@ -742,8 +752,11 @@ impl<'a> Compiler<'a> {
             if target == Target::End {
                 facts.edges.push(("<end>".into(), Vec::new(), path.clone()));
             }
+            let plain_label = (!button.label.contains("{{") && !button.label.contains("{%"))
+                .then(|| html::to_plain_text(&button.label, false).trim().to_string());
             buttons.push(Button {
                 label,
+                plain_label,
                 target,
                 set: button_set,
                 condition: button.condition.clone(),

@@ -10,7 +10,7 @@ pub mod render;
 pub mod session;
 pub mod widgets;
 
-use std::cell::RefCell;
+use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
 use minijinja::Value;
@@ -29,10 +29,17 @@ const MAX_HOPS: usize = 64;
 
 /// Applies one event to a session and returns the new session and the effects to carry out.
 pub fn step(bundle: &Bundle, session: &Session, event: &Event) -> (Session, Vec<Effect>) {
+    step_owned(bundle, session.clone(), event)
+}
+
+/// [`step`] for a caller that gives up its session (saves a copy).
+pub fn step_owned(bundle: &Bundle, mut session: Session, event: &Event) -> (Session, Vec<Effect>) {
+    let scope = Arc::new(render::Scope::new(bundle, &mut session, event.now));
     let mut run = Run {
         bundle,
-        base: RefCell::new(None),
-        s: session.clone(),
+        scope_value: Value::from_dyn_object(scope.clone()),
+        scope,
+        s: session,
         fx: Vec::new(),
         now: event.now,
         message_id: None,
@@ -45,7 +52,8 @@ pub fn step(bundle: &Bundle, session: &Session, event: &Event) -> (Session, Vec<
     run.s.updated_at = event.now;
     run.forget_vanished_step();
     run.handle(&event.kind);
-    let Run { s, mut fx, answer, .. } = run;
+    let Run { mut s, mut fx, answer, scope, .. } = run;
+    s.slots = scope.take();
     if let Some(text) = answer {
         fx.insert(0, Effect::Answer { text });
     }
@@ -54,8 +62,9 @@ pub fn step(bundle: &Bundle, session: &Session, event: &Event) -> (Session, Vec<
 
 struct Run<'a> {
     bundle: &'a Bundle,
-    /// The template context, built on first use and dropped whenever a slot changes.
-    base: RefCell<Option<Value>>,
+    /// The slots of this event and the template context over them.
+    scope: Arc<render::Scope>,
+    scope_value: Value,
     s: Session,
     fx: Vec<Effect>,
     now: i64,
@@ -639,7 +648,7 @@ impl<'a> Run<'a> {
     /// The earliest (hour, minute) allowed when the time's date (from `date_slot`) is today.
     fn time_floor(&self, date_slot: Option<&str>) -> Option<(u32, u32)> {
         let slot = date_slot?;
-        let date = self.s.slots.get(slot)?.as_str().and_then(parse_date)?;
+        let date = self.scope.get(slot)?.as_str().and_then(parse_date)?;
         let local = render::local_time(self.bundle, self.now);
         (date == local.date_naive())
             .then(|| (local.hour(), local.minute() + 1))
@@ -669,8 +678,8 @@ impl<'a> Run<'a> {
         let media = step
             .media_slot
             .as_ref()
-            .and_then(|slot| self.s.slots.get(slot))
-            .and_then(|value| serde_json::from_value::<Media>(value.clone()).ok());
+            .and_then(|slot| self.scope.get(slot))
+            .and_then(|value| serde_json::from_value::<Media>(value).ok());
         if text.trim().is_empty() && media.is_none() {
             text = "…".to_string();
         }
@@ -781,11 +790,13 @@ impl<'a> Run<'a> {
             {
                 continue;
             }
-            let label = render::render(self.bundle, &button.label, ctx)?;
-            statics.push(InlineButton {
-                label: html::to_plain_text(&label, false).trim().to_string(),
-                data: encode(nonce, Press::Button(i)),
-            });
+            let label = match &button.plain_label {
+                Some(plain) => plain.clone(),
+                None => {
+                    html::to_plain_text(&render::render(self.bundle, &button.label, ctx)?, false).trim().to_string()
+                }
+            };
+            statics.push(InlineButton { label, data: encode(nonce, Press::Button(i)) });
         }
         rows.extend(statics.chunks(step.columns.max(1) as usize).map(<[InlineButton]>::to_vec));
         Ok(if rows.is_empty() { Keyboard::None } else { Keyboard::Inline(rows) })
@@ -831,23 +842,12 @@ impl<'a> Run<'a> {
     // ----- helpers ------------------------------------------------------------------------
 
     fn ctx(&self, extra: &[(&str, Value)]) -> Value {
-        let mut cache = self.base.borrow_mut();
-        let base = cache.get_or_insert_with(|| render::Scope::value(self.bundle, &self.s, self.now));
-        render::with_extra(base, extra)
+        render::with_extra(&self.scope_value, extra)
     }
 
-    fn scope(&self) -> Option<Value> {
-        self.base.borrow().clone()
-    }
-
-    /// Empties or filters the slots; the template context is rebuilt.
+    /// Empties or filters the slots.
     fn retain_slots(&mut self, keep: impl Fn(&str) -> bool) {
-        self.s.slots.retain(|name, _| keep(name));
-        if let Some(scope) = self.scope()
-            && let Some(scope) = scope.downcast_object_ref::<render::Scope>()
-        {
-            scope.reset(self.bundle, &self.s);
-        }
+        self.scope.retain(keep);
     }
 
     fn current_step(&self) -> Option<&'a Step> {
@@ -878,23 +878,19 @@ impl<'a> Run<'a> {
     }
 
     fn save(&mut self, slot: &str, value: serde_json::Value) {
-        let value = match (render::slot_kind(self.bundle, &self.s, slot), value) {
-            (Some(SlotKind::Html), serde_json::Value::String(text)) => serde_json::Value::String(html::sanitize(&text)),
+        let html = render::slot_kind(self.bundle, &self.s, slot) == Some(SlotKind::Html);
+        let value = match (html, value) {
+            (true, serde_json::Value::String(text)) => serde_json::Value::String(html::sanitize(&text)),
             (_, value) => value,
         };
-        if let Some(scope) = self.scope()
-            && let Some(scope) = scope.downcast_object_ref::<render::Scope>()
-        {
-            scope.set(slot, render::slot_kind(self.bundle, &self.s, slot), &value);
-        }
-        self.s.slots.insert(slot.to_string(), value);
+        self.scope.set(slot, html, value);
     }
 
     fn apply_defaults(&mut self, flow_id: &str) {
         if let Some(flow) = self.bundle.flow(flow_id) {
             for (name, decl) in &flow.slots {
                 if let Some(default) = &decl.default
-                    && !self.s.slots.contains_key(name)
+                    && !self.scope.contains(name)
                 {
                     self.save(name, default.clone());
                 }

@@ -1,6 +1,6 @@
 //! Template rendering and expression evaluation over a session's slots.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, OnceLock};
 
 use chrono::{DateTime, TimeZone};
@@ -54,41 +54,74 @@ impl Clock {
     }
 }
 
-/// The template context of one event: every slot (HTML slots marked safe — they are cleaned
-/// when saved), the clock and the user. Slots are converted once and updated one by one as the
-/// engine saves them; the clock is formatted only if a template reads it.
+/// The template context of one event. It holds the session's slots for the duration of the
+/// event (the engine reads and writes them through it) and converts a slot to a template value
+/// only when a template reads it; the clock is formatted only if a template reads it.
 #[derive(Debug)]
 pub struct Scope {
-    names: Mutex<BTreeMap<String, Value>>,
+    slots: Mutex<BTreeMap<String, serde_json::Value>>,
+    converted: Mutex<BTreeMap<String, Value>>,
+    /// Slots declared `html` in a flow on the stack: shown unescaped (after cleaning).
+    html: Mutex<BTreeSet<String>>,
+    user_id: i64,
     clock: OnceLock<Clock>,
     timezone: chrono_tz::Tz,
     now: i64,
 }
 
-impl Scope {
-    /// A context value over the session's slots.
-    pub fn value(bundle: &Bundle, session: &Session, now: i64) -> Value {
-        let scope =
-            Scope { names: Mutex::new(BTreeMap::new()), clock: OnceLock::new(), timezone: bundle.timezone, now };
-        scope.reset(bundle, session);
-        Value::from_object(scope)
-    }
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
 
-    /// Converts every slot again (after slots were cleared or filtered).
-    pub fn reset(&self, bundle: &Bundle, session: &Session) {
-        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
-        names.clear();
-        names.insert("user_id".into(), Value::from(session.user_id));
-        names.insert("error".into(), Value::from(()));
-        for (name, value) in &session.slots {
-            names.insert(name.clone(), slot_value(slot_kind(bundle, session, name), value));
+impl Scope {
+    /// Takes the session's slots into a new scope (give them back with [`Scope::take`]).
+    pub fn new(bundle: &Bundle, session: &mut Session, now: i64) -> Self {
+        let html = session
+            .stack
+            .iter()
+            .filter_map(|frame| bundle.flow(&frame.flow))
+            .flat_map(|flow| flow.slots.iter().filter(|(_, d)| d.kind == SlotKind::Html).map(|(n, _)| n.clone()))
+            .collect();
+        Scope {
+            slots: Mutex::new(std::mem::take(&mut session.slots)),
+            converted: Mutex::new(BTreeMap::new()),
+            html: Mutex::new(html),
+            user_id: session.user_id,
+            clock: OnceLock::new(),
+            timezone: bundle.timezone,
+            now,
         }
     }
 
-    /// Updates one slot.
-    pub fn set(&self, name: &str, kind: Option<SlotKind>, value: &serde_json::Value) {
-        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
-        names.insert(name.to_string(), slot_value(kind, value));
+    pub fn get(&self, name: &str) -> Option<serde_json::Value> {
+        lock(&self.slots).get(name).cloned()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        lock(&self.slots).contains_key(name)
+    }
+
+    /// Saves a slot; `html` says whether it is an HTML slot.
+    pub fn set(&self, name: &str, html: bool, value: serde_json::Value) {
+        lock(&self.converted).remove(name);
+        let mut names = lock(&self.html);
+        if html {
+            names.insert(name.to_string());
+        } else {
+            names.remove(name);
+        }
+        lock(&self.slots).insert(name.to_string(), value);
+    }
+
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        lock(&self.slots).retain(|name, _| keep(name));
+        lock(&self.converted).clear();
+    }
+
+    /// Gives the slots back.
+    pub fn take(&self) -> BTreeMap<String, serde_json::Value> {
+        lock(&self.converted).clear();
+        std::mem::take(&mut *lock(&self.slots))
     }
 }
 
@@ -98,19 +131,32 @@ impl minijinja::value::Object for Scope {
     }
 
     fn get_value_by_str(self: &std::sync::Arc<Self>, key: &str) -> Option<Value> {
-        match key {
-            "now" | "today" => {
-                let clock = self.clock.get_or_init(|| Clock::at(self.timezone, self.now));
-                Some(if key == "now" { clock.now.clone() } else { clock.today.clone() })
-            }
-            _ => self.names.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned(),
+        if let Some(value) = lock(&self.converted).get(key) {
+            return Some(value.clone());
         }
+        let value = match (key, lock(&self.slots).get(key)) {
+            (_, Some(json)) => {
+                let html = lock(&self.html).contains(key);
+                slot_value(html, json)
+            }
+            ("now" | "today", None) => {
+                let clock = self.clock.get_or_init(|| Clock::at(self.timezone, self.now));
+                if key == "now" { clock.now.clone() } else { clock.today.clone() }
+            }
+            ("user_id", None) => Value::from(self.user_id),
+            ("error", None) => Value::from(()),
+            _ => return None,
+        };
+        lock(&self.converted).insert(key.to_string(), value.clone());
+        Some(value)
     }
 }
 
-fn slot_value(kind: Option<SlotKind>, value: &serde_json::Value) -> Value {
-    match (kind, value) {
-        (Some(SlotKind::Html), serde_json::Value::String(text)) => Value::from_safe_string(text.clone()),
+/// An HTML slot is cleaned again when shown (cleaning is idempotent), so a value saved as plain
+/// text by another flow can never reach Telegram unescaped.
+fn slot_value(html: bool, value: &serde_json::Value) -> Value {
+    match (html, value) {
+        (true, serde_json::Value::String(text)) => Value::from_safe_string(crate::engine::html::sanitize(text)),
         _ => json_value(value),
     }
 }
@@ -171,6 +217,11 @@ pub fn render(bundle: &Bundle, template: &str, ctx: &Value) -> Result<String, St
 
 /// Evaluates an expression.
 pub fn eval(bundle: &Bundle, expr: &str, ctx: &Value) -> Result<Value, String> {
+    let name = format!("{}{expr}", crate::config::compile::EXPRESSION_PREFIX);
+    if let Ok(template) = bundle.templates.get_template(&name) {
+        let captured = template.render_captured(ctx).map_err(|e| describe(&e))?;
+        return Ok(captured.state().lookup("result").unwrap_or_default());
+    }
     let compiled = bundle.templates.compile_expression(expr).map_err(|e| describe(&e))?;
     compiled.eval(ctx).map_err(|e| describe(&e))
 }
