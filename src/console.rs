@@ -213,6 +213,9 @@ pub fn run(
     let session = driver.session(chat_id, chat_id)?;
     if let Some(frame) = session.current() {
         writeln!(output, "(resuming: flow `{}`, step `{}`)", frame.flow, frame.step)?;
+        let now = chrono::Utc::now().timestamp();
+        let effects = driver.handle(Event { chat_id, user_id: chat_id, now, kind: EventKind::Resume })?;
+        show_turn(&mut output, screen.apply(effects), ansi)?;
     }
     output.flush()?;
     for line in input.lines() {
@@ -232,17 +235,21 @@ pub fn run(
         };
         let now = chrono::Utc::now().timestamp();
         let effects = driver.handle(Event { chat_id, user_id: chat_id, now, kind })?;
-        let turn = screen.apply(effects);
-        for text in turn.answers.iter().flatten() {
-            writeln!(output, "(toast) {}", html::to_plain_text(text, false))?;
-        }
-        for (shown, edited) in &turn.messages {
-            write!(output, "{}", render_message(shown, *edited, ansi))?;
-        }
-        if turn.ended {
-            writeln!(output, "(conversation ended)")?;
-        }
+        show_turn(&mut output, screen.apply(effects), ansi)?;
         output.flush()?;
+    }
+    Ok(())
+}
+
+fn show_turn(output: &mut impl Write, turn: TurnOutput, ansi: bool) -> std::io::Result<()> {
+    for text in turn.answers.iter().flatten() {
+        writeln!(output, "(toast) {}", html::to_plain_text(text, false))?;
+    }
+    for (shown, edited) in &turn.messages {
+        write!(output, "{}", render_message(shown, *edited, ansi))?;
+    }
+    if turn.ended {
+        writeln!(output, "(conversation ended)")?;
     }
     Ok(())
 }

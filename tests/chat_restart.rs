@@ -81,6 +81,7 @@ fn a_killed_chat_resumes_the_conversation_and_saves_the_draft() {
 
     let mut chat = Chat::start(&store);
     chat.expect("resuming: flow `create_post`, step `keywords`");
+    chat.expect("Գրեք բանալի բառերը");
     chat.send("կաշվե պայուսակ, նոր հավաքածու, 20% զեղչ");
     chat.expect("Ավելացնե՞լ մանրամասներ");
     chat.send("Գինը՝ 25000 ֏, Երևան, Աբովյան 10");

@@ -31,6 +31,7 @@ enum Move {
     Photo,
     Document,
     WaitSeconds(i64),
+    Resume,
 }
 
 fn moves() -> impl Strategy<Value = Move> {
@@ -53,6 +54,7 @@ fn moves() -> impl Strategy<Value = Move> {
         1 => Just(Move::Photo),
         1 => Just(Move::Document),
         1 => (0i64..200_000).prop_map(Move::WaitSeconds),
+        1 => Just(Move::Resume),
     ]
 }
 
@@ -144,6 +146,7 @@ proptest! {
                 Move::Photo => EventKind::Media { media: Media { kind: postflow::config::bundle::MediaKind::Photo, file_id: "AgAD".into(), caption: None } },
                 Move::Document => EventKind::Media { media: Media { kind: postflow::config::bundle::MediaKind::Document, file_id: "BQAD".into(), caption: None } },
                 Move::WaitSeconds(s) => { now += s; continue; }
+                Move::Resume => EventKind::Resume,
             };
             let mut queue = vec![Event { chat_id: 5, user_id: 5, now, kind }];
             while let Some(event) = queue.pop() {

@@ -40,6 +40,8 @@ pub enum EventKind {
     Timer {
         name: String,
     },
+    /// The adapter (re)started and the chat is back: show the current step again.
+    Resume,
 }
 
 /// The result of an action the engine asked for.

@@ -472,9 +472,14 @@ struct Sanitizer {
 
 impl Sanitizer {
     fn push_text(&mut self, text: &str) {
-        for ch in text.chars() {
-            self.push_char(ch, false);
+        let mut rest = text;
+        while let Some(at) = rest.find(['&', '<', '>']) {
+            self.out.push_str(&rest[..at]);
+            push_escaped(&mut self.out, char::from(rest.as_bytes()[at]), false);
+            rest = &rest[at + 1..];
         }
+        self.out.push_str(rest);
+        self.has_text = self.has_text || text.chars().any(|c| !c.is_whitespace());
     }
 
     fn push_char(&mut self, ch: char, quotes: bool) {

@@ -106,6 +106,13 @@ impl<'a> Run<'a> {
             }
             EventKind::ActionResult { request_id, outcome } => self.action_result(*request_id, outcome),
             EventKind::Timer { .. } => {}
+            EventKind::Resume => {
+                if self.s.wait == Wait::User
+                    && let Some(step) = self.current_step()
+                {
+                    self.show(step, None);
+                }
+            }
         }
     }
 
