@@ -687,18 +687,8 @@ impl<'a> Compiler<'a> {
         }
 
         // set:
-        let mut set = Vec::new();
-        for (slot, expr) in &raw.set {
-            let slot = slot.as_str().unwrap_or("?").to_string();
-            let path = format!("{p}.set.{slot}");
-            self.check_slot_target(ctx, &path, &slot, None, true);
-            let source = yaml_expression(expr);
-            if let Some(vars) = self.expression(file, &path, &source) {
-                facts.reads.extend(vars.into_iter().map(|v| (v, path.clone())));
-            }
-            facts.sets.push(slot.clone());
-            set.push((slot, source));
-        }
+        let set = self.assignments(ctx, p, &raw.set, &mut facts);
+        facts.sets.extend(set.iter().map(|(slot, _)| slot.clone()));
 
         // Buttons.
         let mut buttons = Vec::new();
@@ -728,19 +718,8 @@ impl<'a> Compiler<'a> {
             } else {
                 Target::Stay
             };
-            let mut button_set = Vec::new();
-            let mut assigned = Vec::new();
-            for (slot, expr) in &button.set {
-                let slot = slot.as_str().unwrap_or("?").to_string();
-                let spath = format!("{path}.set.{slot}");
-                self.check_slot_target(ctx, &spath, &slot, None, true);
-                let source = yaml_expression(expr);
-                if let Some(vars) = self.expression(file, &spath, &source) {
-                    facts.reads.extend(vars.into_iter().map(|v| (v, spath.clone())));
-                }
-                assigned.push(slot.clone());
-                button_set.push((slot, source));
-            }
+            let button_set = self.assignments(ctx, &path, &button.set, &mut facts);
+            let assigned: Vec<String> = button_set.iter().map(|(slot, _)| slot.clone()).collect();
             if let Some(cond) = &button.condition
                 && let Some(vars) = self.expression(file, &format!("{path}.if"), cond)
             {
@@ -788,7 +767,7 @@ impl<'a> Compiler<'a> {
                 facts.reads.extend(vars.into_iter().filter(|v| v != "item").map(|v| (v, format!("{path}.value"))));
             }
             if let Some(slot) = &list.save_as {
-                self.check_slot_target(ctx, &format!("{path}.save_as"), slot, None, true);
+                self.check_slot_target(ctx, &format!("{path}.save_as"), slot, None);
                 facts.saves.push(slot.clone());
             }
             let empty = list.empty.as_ref().and_then(|text| {
@@ -915,6 +894,28 @@ impl<'a> Compiler<'a> {
         (step, facts)
     }
 
+    /// Compiles a `set:` map (of a step or a button) under `base`.
+    fn assignments(
+        &mut self,
+        ctx: &StepCtx<'_>,
+        base: &str,
+        raw: &serde_yaml::Mapping,
+        facts: &mut StepFacts,
+    ) -> Vec<(String, String)> {
+        let mut set = Vec::new();
+        for (slot, expr) in raw {
+            let slot = slot.as_str().unwrap_or("?").to_string();
+            let path = format!("{base}.set.{slot}");
+            self.check_slot_target(ctx, &path, &slot, None);
+            let source = yaml_expression(expr);
+            if let Some(vars) = self.expression(ctx.file, &path, &source) {
+                facts.reads.extend(vars.into_iter().map(|v| (v, path.clone())));
+            }
+            set.push((slot, source));
+        }
+        set
+    }
+
     fn input(&mut self, raw: &RawInput, ctx: &StepCtx<'_>, base_name: &str, facts: &mut StepFacts) -> Option<Input> {
         let file = ctx.file;
         let path = format!("{}.input", ctx.prefix);
@@ -1027,7 +1028,7 @@ impl<'a> Compiler<'a> {
             }
         }
         if let Some(slot) = &raw.save_as {
-            self.check_slot_target(ctx, &format!("{path}.save_as"), slot, Some(kind.slot_kinds()), raw.skip.is_some());
+            self.check_slot_target(ctx, &format!("{path}.save_as"), slot, Some(kind.slot_kinds()));
             facts.saves.push(slot.clone());
         }
         let error = raw.error.as_ref().and_then(|text| {
@@ -1107,7 +1108,7 @@ impl<'a> Compiler<'a> {
             }
         }
         if let Some(slot) = &raw.save_as {
-            self.check_slot_target(ctx, &format!("{path}.save_as"), slot, None, true);
+            self.check_slot_target(ctx, &format!("{path}.save_as"), slot, None);
             facts.saves.push(slot.clone());
         }
         if let Some(target) = &raw.on_error {
@@ -1185,14 +1186,7 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn check_slot_target(
-        &mut self,
-        ctx: &StepCtx<'_>,
-        path: &str,
-        slot: &str,
-        kinds: Option<&[SlotKind]>,
-        _nullable: bool,
-    ) {
+    fn check_slot_target(&mut self, ctx: &StepCtx<'_>, path: &str, slot: &str, kinds: Option<&[SlotKind]>) {
         match ctx.slots.get(slot) {
             None => {
                 let d = self.error(ctx.file, path, format!("slot `{slot}` is not declared in flow `{}`", ctx.flow));
