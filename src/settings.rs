@@ -29,7 +29,7 @@ pub struct Settings {
 
     /// An OpenAI-compatible API key; without it the AI runs offline.
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true, global = true)]
-    pub openai_api_key: Option<String>,
+    pub openai_api_key: Option<Secret>,
 
     /// Base URL of an OpenAI-compatible server.
     #[arg(long, env = "OPENAI_BASE_URL", global = true)]
@@ -41,7 +41,7 @@ pub struct Settings {
 
     /// The Telegram bot token (used by `run`).
     #[arg(long, env = "BOT_TOKEN", hide_env_values = true, global = true)]
-    pub bot_token: Option<String>,
+    pub bot_token: Option<Secret>,
 
     /// The Bot API server (set it for a self-hosted Bot API server).
     #[arg(long, env = "TELEGRAM_API_URL", default_value = "https://api.telegram.org", global = true)]
@@ -62,6 +62,30 @@ pub struct Settings {
     /// Public base URL of the HTTP server, for links in posts.
     #[arg(long, env = "PUBLIC_BASE_URL", global = true)]
     pub public_base_url: Option<String>,
+}
+
+/// A secret setting (token, API key): usable by the code, never shown by `Debug` or logs.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that needs it (an HTTP header, a URL).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(text.to_string()))
+    }
 }
 
 /// How logs are written.
@@ -94,6 +118,7 @@ impl Settings {
         }
         if let Some(token) = &self.bot_token
             && !token
+                .expose()
                 .split_once(':')
                 .is_some_and(|(id, rest)| id.bytes().all(|b| b.is_ascii_digit()) && rest.len() >= 30)
         {
@@ -131,4 +156,16 @@ pub fn init_logging(settings: &Settings) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let secret: Secret = "123456:ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef".parse().unwrap();
+        assert_eq!(format!("{secret:?}"), "Secret(***)");
+        assert_eq!(secret.expose(), "123456:ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef");
+    }
 }
