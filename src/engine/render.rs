@@ -217,6 +217,18 @@ pub fn render(bundle: &Bundle, template: &str, ctx: &Value) -> Result<String, St
 
 /// Evaluates an expression.
 pub fn eval(bundle: &Bundle, expr: &str, ctx: &Value) -> Result<Value, String> {
+    // Most expressions are a name or a dotted path (`formats`, `item.id`): look them up directly.
+    // Globals such as `formats` are not in the context: those take the general path.
+    if is_dotted_path(expr) {
+        let mut parts = expr.split('.');
+        let first = parts.next().map(|name| ctx.get_attr(name));
+        if let Some(Ok(mut value)) = first.filter(|v| v.as_ref().is_ok_and(|v| !v.is_undefined())) {
+            for part in parts {
+                value = value.get_attr(part).map_err(|e| describe(&e))?;
+            }
+            return Ok(value);
+        }
+    }
     let name = format!("{}{expr}", crate::config::compile::EXPRESSION_PREFIX);
     if let Ok(template) = bundle.templates.get_template(&name) {
         let captured = template.render_captured(ctx).map_err(|e| describe(&e))?;
@@ -224,6 +236,18 @@ pub fn eval(bundle: &Bundle, expr: &str, ctx: &Value) -> Result<Value, String> {
     }
     let compiled = bundle.templates.compile_expression(expr).map_err(|e| describe(&e))?;
     compiled.eval(ctx).map_err(|e| describe(&e))
+}
+
+/// `name` or `name.field.field`, with identifiers only (and not the literals `true`, `none`…).
+fn is_dotted_path(expr: &str) -> bool {
+    const LITERALS: [&str; 6] = ["true", "false", "none", "True", "False", "None"];
+    !expr.is_empty()
+        && !LITERALS.contains(&expr)
+        && expr.split('.').all(|part| {
+            let mut chars = part.chars();
+            chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
 }
 
 /// Converts a template value to JSON (undefined becomes null).
@@ -241,4 +265,19 @@ pub fn describe(error: &minijinja::Error) -> String {
         text = format!("{text} (in {name}, line {line})");
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_dotted_path;
+
+    #[test]
+    fn only_plain_paths_take_the_fast_path() {
+        for yes in ["formats", "item.id", "generated.text", "_x.y_2"] {
+            assert!(is_dotted_path(yes), "{yes}");
+        }
+        for no in ["", "true", "none", "a.", ".a", "a..b", "a + b", "a[0]", "x|length", "2x", "a.0"] {
+            assert!(!is_dotted_path(no), "{no}");
+        }
+    }
 }
