@@ -143,8 +143,8 @@ pub enum Typed {
     Nothing,
 }
 
-/// Turns a typed line into an event: `:photo PATH` and friends, `/commands`, a button number
-/// or label on the newest keyboard, or plain text.
+/// Turns a typed line into an event: `:photo PATH` and friends, `/commands`, a button label or
+/// number on the newest keyboard (an exact label first), or plain text.
 pub fn parse_line(line: &str, screen: &Screen) -> Typed {
     let line = line.trim_end_matches(['\r', '\n']);
     let trimmed = line.trim();
@@ -183,7 +183,9 @@ pub fn parse_line(line: &str, screen: &Screen) -> Typed {
         let buttons: Vec<_> = rows.iter().flatten().collect();
         let by_number =
             trimmed.parse::<usize>().ok().filter(|n| *n >= 1 && *n <= buttons.len()).map(|n| buttons[n - 1]);
-        if let Some(button) = by_number.or_else(|| match_label(&buttons, trimmed)) {
+        // A label typed exactly wins (in the calendar, "15" means the 15th, not button 15).
+        let exact = buttons.iter().copied().find(|b| b.label.trim() == trimmed);
+        if let Some(button) = exact.or(by_number).or_else(|| match_label(&buttons, trimmed)) {
             return Typed::Event(EventKind::Button { data: button.data.clone(), message_id: Some(shown.id) });
         }
     }
@@ -252,4 +254,62 @@ fn show_turn(output: &mut impl Write, turn: TurnOutput, ansi: bool) -> std::io::
         writeln!(output, "(conversation ended)")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::event::InlineButton;
+
+    fn screen_with(labels: &[&str]) -> Screen {
+        let buttons = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| InlineButton { label: (*l).to_string(), data: format!("1.b{i}") })
+            .collect();
+        let mut screen = Screen::default();
+        screen.apply(vec![Effect::Send {
+            message: OutMessage { text: "x".into(), media: None, keyboard: Keyboard::Inline(vec![buttons]) },
+        }]);
+        screen
+    }
+
+    fn pressed(typed: &str, screen: &Screen) -> Option<String> {
+        match parse_line(typed, screen) {
+            Typed::Event(EventKind::Button { data, .. }) => Some(data),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn typed_lines_become_the_right_events() {
+        let screen = screen_with(&["✅ Հաստատել", "3", "🔥 Վաճառող փոստ", "💡 Տեղեկատվական"]);
+        assert_eq!(pressed("1", &screen).as_deref(), Some("1.b0"), "a number presses that button");
+        assert_eq!(pressed("3", &screen).as_deref(), Some("1.b1"), "an exact label wins over a number");
+        assert_eq!(pressed("Վաճառող փոստ", &screen).as_deref(), Some("1.b2"), "the only label containing it");
+        assert_eq!(pressed("9", &screen), None);
+        assert!(
+            matches!(parse_line("/start now", &screen), Typed::Event(EventKind::Command { name, args }) if name == "start" && args == "now")
+        );
+        assert!(matches!(parse_line("բարև", &screen), Typed::Event(EventKind::Text { .. })));
+        assert!(
+            matches!(parse_line(":photo /no/such/file.jpg", &screen), Typed::Problem(p) if p.contains("no such file"))
+        );
+        assert!(matches!(parse_line(":photo", &screen), Typed::Problem(_)));
+        assert!(matches!(parse_line(":dance", &screen), Typed::Problem(_)));
+        assert_eq!(parse_line(":quit", &screen), Typed::Quit);
+        assert_eq!(parse_line("   ", &screen), Typed::Nothing);
+    }
+
+    #[test]
+    fn edits_replace_the_message_and_unknown_edits_send_anew() {
+        let mut screen = screen_with(&["a"]);
+        let message = OutMessage { text: "new".into(), media: None, keyboard: Keyboard::None };
+        let turn = screen.apply(vec![Effect::Edit { message_id: 1, message: message.clone() }]);
+        assert_eq!(turn.messages.len(), 1);
+        assert!(turn.messages[0].1, "marked as an edit");
+        assert_eq!(screen.messages.len(), 1);
+        screen.apply(vec![Effect::Edit { message_id: 99, message }]);
+        assert_eq!(screen.messages.len(), 2);
+    }
 }
