@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::ai;
 use crate::config::Bundle;
-use crate::config::bundle::{ActionSchema, ArgSpec};
+use crate::config::bundle::{ActionSchema, ArgKind, ArgSpec};
 use crate::engine::BUILTIN_SESSION_CLEAR;
 use crate::engine::event::Media;
 use crate::store::{Post, PostStatus, Turn};
@@ -15,51 +15,67 @@ pub const CATALOGUE: &[ActionSchema] = &[
     ActionSchema {
         name: BUILTIN_SESSION_CLEAR,
         description: "Clears the session's slots (built into the engine).",
-        args: &[ArgSpec { name: "keep", required: false, description: "a list of slot names to keep" }],
+        args: &[ArgSpec {
+            name: "keep",
+            kind: ArgKind::List,
+            required: false,
+            description: "a list of slot names to keep",
+        }],
     },
     ActionSchema {
         name: "ai.generate",
         description: "Writes a post draft for a format from keywords (offline template without OPENAI_API_KEY).",
         args: &[
-            ArgSpec { name: "format", required: true, description: "the format id" },
-            ArgSpec { name: "keywords", required: true, description: "the admin's keywords" },
-            ArgSpec { name: "details", required: false, description: "optional extra details" },
+            ArgSpec { name: "format", kind: ArgKind::Text, required: true, description: "the format id" },
+            ArgSpec { name: "keywords", kind: ArgKind::Text, required: true, description: "the admin's keywords" },
+            ArgSpec { name: "details", kind: ArgKind::Text, required: false, description: "optional extra details" },
         ],
     },
     ActionSchema {
         name: "draft.save",
         description: "Stores the post as a draft and returns `{id, status}`.",
         args: &[
-            ArgSpec { name: "text", required: true, description: "the post text (Telegram HTML)" },
-            ArgSpec { name: "format", required: false, description: "the format id" },
-            ArgSpec { name: "media", required: false, description: "a media slot value" },
-            ArgSpec { name: "keywords", required: false, description: "the keywords" },
-            ArgSpec { name: "details", required: false, description: "the extra details" },
+            ArgSpec { name: "text", kind: ArgKind::Text, required: true, description: "the post text (Telegram HTML)" },
+            ArgSpec { name: "format", kind: ArgKind::Text, required: false, description: "the format id" },
+            ArgSpec { name: "media", kind: ArgKind::Media, required: false, description: "a media slot value" },
+            ArgSpec { name: "keywords", kind: ArgKind::Text, required: false, description: "the keywords" },
+            ArgSpec { name: "details", kind: ArgKind::Text, required: false, description: "the extra details" },
             ArgSpec {
                 name: "desired_time",
+                kind: ArgKind::Text,
                 required: false,
                 description: "when the admin wants it out, `YYYY-MM-DDTHH:MM`",
             },
-            ArgSpec { name: "id", required: false, description: "the id of a draft to update" },
+            ArgSpec { name: "id", kind: ArgKind::Number, required: false, description: "the id of a draft to update" },
         ],
     },
     ActionSchema {
         name: "posts.list",
         description: "Lists posts, newest first, as `[{id, title, format, status, desired_time}]`.",
         args: &[
-            ArgSpec { name: "status", required: false, description: "draft, scheduled, published or failed" },
-            ArgSpec { name: "limit", required: false, description: "at most this many (default 50)" },
+            ArgSpec {
+                name: "status",
+                kind: ArgKind::Text,
+                required: false,
+                description: "draft, scheduled, published or failed",
+            },
+            ArgSpec {
+                name: "limit",
+                kind: ArgKind::Number,
+                required: false,
+                description: "at most this many (default 50)",
+            },
         ],
     },
     ActionSchema {
         name: "post.get",
         description: "Loads one post by id.",
-        args: &[ArgSpec { name: "id", required: true, description: "the post id" }],
+        args: &[ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" }],
     },
     ActionSchema {
         name: "post.delete",
         description: "Deletes a draft by id.",
-        args: &[ArgSpec { name: "id", required: true, description: "the post id" }],
+        args: &[ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" }],
     },
 ];
 

@@ -350,6 +350,38 @@ pub struct ActionSchema {
 #[derive(Debug, Clone, Copy)]
 pub struct ArgSpec {
     pub name: &'static str,
+    pub kind: ArgKind,
     pub required: bool,
     pub description: &'static str,
+}
+
+/// The type of an action argument; literal values in YAML are checked against it (values from
+/// expressions are checked by the action when it runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgKind {
+    Text,
+    Number,
+    List,
+    Media,
+}
+
+impl ArgKind {
+    /// Whether a literal YAML value fits.
+    pub fn accepts(self, value: &serde_json::Value) -> bool {
+        match self {
+            ArgKind::Text => value.is_string(),
+            ArgKind::Number => value.is_number() || value.as_str().is_some_and(|s| s.trim().parse::<f64>().is_ok()),
+            ArgKind::List => value.is_array(),
+            ArgKind::Media => value.is_object() || value.is_null(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ArgKind::Text => "text",
+            ArgKind::Number => "a number",
+            ArgKind::List => "a list",
+            ArgKind::Media => "a media value",
+        }
+    }
 }

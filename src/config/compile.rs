@@ -1055,7 +1055,7 @@ impl<'a> Compiler<'a> {
         for (key, value) in &raw.args {
             let name = key.as_str().unwrap_or("?").to_string();
             let apath = format!("{path}.with.{name}");
-            if !schema.args.iter().any(|a| a.name == name) {
+            let Some(spec) = schema.args.iter().find(|a| a.name == name) else {
                 let d = self.diags.len();
                 self.diags.push(Diagnostic::at(
                     file,
@@ -1064,7 +1064,7 @@ impl<'a> Compiler<'a> {
                 ));
                 self.hint(d, Some(suggestion_or_list(&name, schema.args.iter().map(|a| a.name))));
                 continue;
-            }
+            };
             let arg = match value {
                 Yaml::String(text) => match single_expression(text) {
                     Some(expr) => {
@@ -1093,6 +1093,15 @@ impl<'a> Compiler<'a> {
                 },
                 other => ArgValue::Literal(serde_json::to_value(other).unwrap_or_default()),
             };
+            if let ArgValue::Literal(value) = &arg
+                && !spec.kind.accepts(value)
+            {
+                self.error(
+                    file,
+                    &apath,
+                    format!("argument `{name}` of `{}` must be {}", schema.name, spec.kind.name()),
+                );
+            }
             args.push((name, arg));
         }
         for spec in schema.args.iter().filter(|a| a.required) {
