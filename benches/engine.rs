@@ -62,7 +62,11 @@ fn record(bundle: &Bundle, now: i64) -> Vec<Event> {
                 match effect {
                     Effect::Send { message } | Effect::Edit { message, .. } => {
                         if let Keyboard::Inline(rows) = message.keyboard {
-                            keyboard = rows.into_iter().flatten().map(|b| (b.label, b.data)).collect();
+                            keyboard = rows
+                                .into_iter()
+                                .flatten()
+                                .map(|b| (b.label.into_owned(), b.data.to_string()))
+                                .collect();
                         }
                     }
                     Effect::RunAction { request_id, name, .. } => {

@@ -76,7 +76,7 @@ impl Screen {
             |m| match &m.message.keyboard {
                 Keyboard::Inline(rows) => {
                     let buttons: Vec<&InlineButton> = rows.iter().flatten().collect();
-                    match_label(&buttons, label).map(|b| (m.id, b.data.clone()))
+                    match_label(&buttons, label).map(|b| (m.id, b.data.to_string()))
                 }
                 _ => None,
             },
@@ -186,7 +186,7 @@ pub fn parse_line(line: &str, screen: &Screen) -> Typed {
         // A label typed exactly wins (in the calendar, "15" means the 15th, not button 15).
         let exact = buttons.iter().copied().find(|b| b.label.trim() == trimmed);
         if let Some(button) = exact.or(by_number).or_else(|| match_label(&buttons, trimmed)) {
-            return Typed::Event(EventKind::Button { data: button.data.clone(), message_id: Some(shown.id) });
+            return Typed::Event(EventKind::Button { data: button.data.to_string(), message_id: Some(shown.id) });
         }
     }
     Typed::Event(EventKind::Text { text: line.to_string() })
@@ -265,7 +265,10 @@ mod tests {
         let buttons = labels
             .iter()
             .enumerate()
-            .map(|(i, l)| InlineButton { label: (*l).to_string(), data: format!("1.b{i}") })
+            .map(|(i, l)| InlineButton {
+                label: (*l).to_string().into(),
+                data: crate::engine::codec::encode(1, crate::engine::codec::Press::Button(i)),
+            })
             .collect();
         let mut screen = Screen::default();
         screen.apply(vec![Effect::Send {

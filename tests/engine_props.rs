@@ -157,12 +157,12 @@ proptest! {
                         Effect::Send { message } => {
                             next_id += 1;
                             if let Keyboard::Inline(rows) = &message.keyboard {
-                                keyboards.push((next_id, rows.iter().flatten().map(|b| b.data.clone()).collect()));
+                                keyboards.push((next_id, rows.iter().flatten().map(|b| b.data.to_string()).collect()));
                             }
                         }
                         Effect::Edit { message_id, message } => {
                             if let Keyboard::Inline(rows) = &message.keyboard {
-                                keyboards.push((*message_id, rows.iter().flatten().map(|b| b.data.clone()).collect()));
+                                keyboards.push((*message_id, rows.iter().flatten().map(|b| b.data.to_string()).collect()));
                             }
                         }
                         Effect::RunAction { request_id, name, .. } => queue.push(Event {

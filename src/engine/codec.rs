@@ -38,44 +38,98 @@ pub struct Callback {
 /// Telegram's limit on callback data, in bytes.
 pub const MAX_CALLBACK_BYTES: usize = 64;
 
-/// Encodes a press; the result is ASCII and at most 24 bytes long.
-pub fn encode(nonce: u32, press: Press) -> String {
-    let mut out = String::with_capacity(24);
+/// Callback data as sent to Telegram: short ASCII kept inline (no heap allocation), because a
+/// calendar carries fifty of them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CallbackData {
+    len: u8,
+    bytes: [u8; CallbackData::CAPACITY],
+}
+
+impl CallbackData {
+    /// Enough for the longest encoding: 8 hex digits, a dot, a tag and 20 digits.
+    const CAPACITY: usize = 32;
+
+    fn new() -> Self {
+        CallbackData { len: 0, bytes: [0; Self::CAPACITY] }
+    }
+
+    fn push(&mut self, byte: u8) {
+        if (self.len as usize) < Self::CAPACITY {
+            self.bytes[self.len as usize] = byte;
+            self.len += 1;
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever pushed.
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+    }
+}
+
+impl std::ops::Deref for CallbackData {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for CallbackData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for CallbackData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for CallbackData {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// Encodes a press; the result is ASCII and at most 30 bytes long.
+pub fn encode(nonce: u32, press: Press) -> CallbackData {
+    let mut out = CallbackData::new();
     push_hex(&mut out, nonce);
-    out.push('.');
+    out.push(b'.');
     match press {
-        Press::Button(n) => tagged(&mut out, 'b', n as u64, 1),
-        Press::Item(n) => tagged(&mut out, 'i', n as u64, 1),
-        Press::Page(n) => tagged(&mut out, 'p', n as u64, 1),
-        Press::Choice(n) => tagged(&mut out, 'c', n as u64, 1),
-        Press::Skip => out.push('s'),
-        Press::Noop => out.push('x'),
-        Press::Hours => out.push('H'),
+        Press::Button(n) => tagged(&mut out, b'b', n as u64, 1),
+        Press::Item(n) => tagged(&mut out, b'i', n as u64, 1),
+        Press::Page(n) => tagged(&mut out, b'p', n as u64, 1),
+        Press::Choice(n) => tagged(&mut out, b'c', n as u64, 1),
+        Press::Skip => out.push(b's'),
+        Press::Noop => out.push(b'x'),
+        Press::Hours => out.push(b'H'),
         Press::Day { year, month, day } => {
-            tagged(&mut out, 'd', year.max(0) as u64, 4);
+            tagged(&mut out, b'd', year.max(0) as u64, 4);
             push_decimal(&mut out, month as u64, 2);
             push_decimal(&mut out, day as u64, 2);
         }
         Press::Month { year, month } => {
-            tagged(&mut out, 'm', year.max(0) as u64, 4);
+            tagged(&mut out, b'm', year.max(0) as u64, 4);
             push_decimal(&mut out, month as u64, 2);
         }
-        Press::Hour(h) => tagged(&mut out, 'h', h as u64, 1),
+        Press::Hour(h) => tagged(&mut out, b'h', h as u64, 1),
         Press::Time { hour, minute } => {
-            tagged(&mut out, 't', hour as u64, 2);
+            tagged(&mut out, b't', hour as u64, 2);
             push_decimal(&mut out, minute as u64, 2);
         }
     }
     out
 }
 
-fn tagged(out: &mut String, tag: char, n: u64, width: usize) {
+fn tagged(out: &mut CallbackData, tag: u8, n: u64, width: usize) {
     out.push(tag);
     push_decimal(out, n, width);
 }
 
 /// Appends `n` in decimal, zero-padded to `width` digits.
-fn push_decimal(out: &mut String, n: u64, width: usize) {
+fn push_decimal(out: &mut CallbackData, n: u64, width: usize) {
     let mut digits = [0u8; 20];
     let mut len = 0;
     let mut rest = n;
@@ -88,22 +142,22 @@ fn push_decimal(out: &mut String, n: u64, width: usize) {
         }
     }
     for _ in len..width {
-        out.push('0');
+        out.push(b'0');
     }
     for digit in digits[..len].iter().rev() {
-        out.push(char::from(*digit));
+        out.push(*digit);
     }
 }
 
 /// Appends `n` in lowercase hexadecimal without padding.
-fn push_hex(out: &mut String, n: u32) {
+fn push_hex(out: &mut CallbackData, n: u32) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut started = false;
     for shift in (0..8).rev() {
         let nibble = ((n >> (shift * 4)) & 0xf) as usize;
         if nibble != 0 || started || shift == 0 {
             started = true;
-            out.push(char::from(HEX[nibble]));
+            out.push(HEX[nibble]);
         }
     }
 }
@@ -189,6 +243,7 @@ mod tests {
             let data = encode(u32::MAX, press);
             assert!(data.len() <= MAX_CALLBACK_BYTES, "{data}");
             assert_eq!(decode(&data), Some(Callback { nonce: u32::MAX, press }));
+            assert_eq!(decode(&data.to_string()), Some(Callback { nonce: u32::MAX, press }));
         }
     }
 
@@ -223,7 +278,7 @@ mod tests {
             ];
             for press in presses {
                 let data = encode(nonce, press);
-                prop_assert_eq!(&data[..data.find('.').unwrap_or(0)], format!("{nonce:x}"));
+                prop_assert_eq!(data[..data.find('.').unwrap_or(0)].to_string(), format!("{nonce:x}"));
                 prop_assert_eq!(decode(&data), Some(Callback { nonce, press }));
             }
         }

@@ -1,7 +1,10 @@
 //! What comes into the engine (events) and what it asks the adapters to do (effects).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
+use super::codec::CallbackData;
 use crate::config::bundle::MediaKind;
 
 /// Something that happened in a chat, with the time it happened.
@@ -64,8 +67,9 @@ pub struct Media {
 /// An inline button as it is sent: a label and engine-generated callback data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InlineButton {
-    pub label: String,
-    pub data: String,
+    /// Borrowed for the widgets' fixed labels (days, hours), so a calendar allocates little.
+    pub label: Cow<'static, str>,
+    pub data: CallbackData,
 }
 
 /// The keyboard attached to a message.
@@ -84,7 +88,7 @@ impl Keyboard {
     pub fn labels(&self) -> Vec<&str> {
         match self {
             Keyboard::None => Vec::new(),
-            Keyboard::Inline(rows) => rows.iter().flatten().map(|b| b.label.as_str()).collect(),
+            Keyboard::Inline(rows) => rows.iter().flatten().map(|b| b.label.as_ref()).collect(),
             Keyboard::Reply(rows) => rows.iter().flatten().map(String::as_str).collect(),
         }
     }

@@ -752,7 +752,7 @@ impl<'a> Run<'a> {
                 .enumerate()
                 .skip(start)
                 .take(list.page_size)
-                .map(|(i, item)| InlineButton { label: item.label.clone(), data: encode(nonce, Press::Item(i)) })
+                .map(|(i, item)| InlineButton { label: item.label.clone().into(), data: encode(nonce, Press::Item(i)) })
                 .collect();
             rows.extend(shown.chunks(list.columns.max(1) as usize).map(<[InlineButton]>::to_vec));
             if pages > 1 {
@@ -779,14 +779,17 @@ impl<'a> Run<'a> {
                     let cells: Vec<InlineButton> = options
                         .iter()
                         .enumerate()
-                        .map(|(i, o)| InlineButton { label: o.label.clone(), data: encode(nonce, Press::Choice(i)) })
+                        .map(|(i, o)| InlineButton {
+                            label: o.label.clone().into(),
+                            data: encode(nonce, Press::Choice(i)),
+                        })
                         .collect();
                     rows.extend(cells.chunks(step.columns.max(1) as usize).map(<[InlineButton]>::to_vec));
                 }
                 _ => {}
             }
             if let Some(skip) = &input.skip {
-                rows.push(vec![InlineButton { label: skip.clone(), data: encode(nonce, Press::Skip) }]);
+                rows.push(vec![InlineButton { label: skip.clone().into(), data: encode(nonce, Press::Skip) }]);
             }
         }
 
@@ -803,7 +806,7 @@ impl<'a> Run<'a> {
                     html::to_plain_text(&render::render(self.bundle, &button.label, ctx)?, false).trim().to_string()
                 }
             };
-            statics.push(InlineButton { label, data: encode(nonce, Press::Button(i)) });
+            statics.push(InlineButton { label: label.into(), data: encode(nonce, Press::Button(i)) });
         }
         rows.extend(statics.chunks(step.columns.max(1) as usize).map(<[InlineButton]>::to_vec));
         Ok(if rows.is_empty() { Keyboard::None } else { Keyboard::Inline(rows) })

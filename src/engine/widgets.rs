@@ -1,5 +1,7 @@
 //! Keyboard widgets configured from YAML: the calendar, the time picker and the list pager.
 
+use std::borrow::Cow;
+
 use chrono::{Datelike, NaiveDate};
 
 use super::codec::{Press, encode};
@@ -15,7 +17,19 @@ pub struct WidgetWords<'a> {
     pub back: &'a str,
 }
 
-fn button(nonce: u32, label: impl Into<String>, press: Press) -> InlineButton {
+/// Day-of-month labels, so the calendar does not format them each time.
+const DAY_LABELS: [&str; 32] = [
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16", "17", "18", "19", "20",
+    "21", "22", "23", "24", "25", "26", "27", "28", "29", "30", "31",
+];
+
+/// Hour labels of the time picker.
+const HOUR_LABELS: [&str; 24] = [
+    "00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12", "13", "14", "15", "16", "17", "18",
+    "19", "20", "21", "22", "23",
+];
+
+fn button(nonce: u32, label: impl Into<Cow<'static, str>>, press: Press) -> InlineButton {
     InlineButton { label: label.into(), data: encode(nonce, press) }
 }
 
@@ -45,14 +59,14 @@ pub fn calendar(
     let can_go_back = allow_past || (prev_year, prev_month) >= (today.year(), today.month());
     rows.push(vec![
         if can_go_back {
-            button(nonce, words.prev, Press::Month { year: prev_year, month: prev_month })
+            button(nonce, words.prev.to_string(), Press::Month { year: prev_year, month: prev_month })
         } else {
             button(nonce, " ", Press::Noop)
         },
         button(nonce, format!("{month_name} {year}"), Press::Noop),
-        button(nonce, words.next, Press::Month { year: next_year, month: next_month }),
+        button(nonce, words.next.to_string(), Press::Month { year: next_year, month: next_month }),
     ]);
-    rows.push(words.weekdays.iter().map(|d| button(nonce, d.as_str(), Press::Noop)).collect());
+    rows.push(words.weekdays.iter().map(|d| button(nonce, d.clone(), Press::Noop)).collect());
 
     let Some(first) = NaiveDate::from_ymd_opt(year, month, 1) else {
         return rows;
@@ -61,7 +75,11 @@ pub fn calendar(
     let mut week: Vec<InlineButton> = (0..lead).map(|_| button(nonce, " ", Press::Noop)).collect();
     let mut day = first;
     while day.month() == month {
-        let label = if day == today { format!("{}{}", words.today_marker, day.day()) } else { day.day().to_string() };
+        let label: Cow<'static, str> = if day == today {
+            Cow::Owned(format!("{}{}", words.today_marker, day.day()))
+        } else {
+            Cow::Borrowed(DAY_LABELS[day.day() as usize % DAY_LABELS.len()])
+        };
         let cell = if !allow_past && day < today {
             button(nonce, "·", Press::Noop)
         } else {
@@ -90,7 +108,11 @@ pub fn hour_grid(nonce: u32, first: u32, last: u32, not_before: Option<(u32, u32
     let cells: Vec<InlineButton> = (first..=last.min(23))
         .map(|hour| {
             let open = not_before.is_none_or(|(h, _)| hour >= h);
-            if open { button(nonce, format!("{hour:02}"), Press::Hour(hour)) } else { button(nonce, "·", Press::Noop) }
+            if open {
+                button(nonce, HOUR_LABELS[hour as usize % HOUR_LABELS.len()], Press::Hour(hour))
+            } else {
+                button(nonce, "·", Press::Noop)
+            }
         })
         .collect();
     cells.chunks(6).map(<[InlineButton]>::to_vec).collect()
@@ -117,16 +139,19 @@ pub fn minute_grid(
         })
         .collect();
     let mut rows: Vec<Vec<InlineButton>> = cells.chunks(4).map(<[InlineButton]>::to_vec).collect();
-    rows.push(vec![button(nonce, words.back, Press::Hours)]);
+    rows.push(vec![button(nonce, words.back.to_string(), Press::Hours)]);
     rows
 }
 
 /// The pager row under a long list: previous, "page/pages", next.
 pub fn pager_row(nonce: u32, page: usize, pages: usize, words: &WidgetWords<'_>) -> Vec<InlineButton> {
-    let prev =
-        if page > 0 { button(nonce, words.prev, Press::Page(page - 1)) } else { button(nonce, " ", Press::Noop) };
+    let prev = if page > 0 {
+        button(nonce, words.prev.to_string(), Press::Page(page - 1))
+    } else {
+        button(nonce, " ", Press::Noop)
+    };
     let next = if page + 1 < pages {
-        button(nonce, words.next, Press::Page(page + 1))
+        button(nonce, words.next.to_string(), Press::Page(page + 1))
     } else {
         button(nonce, " ", Press::Noop)
     };
@@ -171,7 +196,7 @@ mod tests {
         // 1 November 2026 is a Sunday: six blanks then "·" (past).
         assert_eq!(rows[2][5].label, " ");
         assert_eq!(rows[2][6].label, "·");
-        let labels: Vec<&str> = rows.iter().flatten().map(|b| b.label.as_str()).collect();
+        let labels: Vec<&str> = rows.iter().flatten().map(|b| b.label.as_ref()).collect();
         assert!(labels.contains(&"•26"));
         assert!(labels.contains(&"30"));
         assert!(!labels.contains(&"25"));
@@ -192,7 +217,7 @@ mod tests {
                 months: &months, weekdays: &weekdays, today_marker: "•", prev: "◀", next: "▶", back: "↩"
             };
         let rows = minute_grid(1, 10, 15, Some((10, 20)), &w);
-        let labels: Vec<&str> = rows.iter().flatten().map(|b| b.label.as_str()).collect();
+        let labels: Vec<&str> = rows.iter().flatten().map(|b| b.label.as_ref()).collect();
         assert_eq!(labels, vec!["·", "·", "10:30", "10:45", "↩"]);
     }
 }
