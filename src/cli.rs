@@ -123,9 +123,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let user = user.or(settings.authorized_users.first().copied()).unwrap_or(1);
             let bundle = load_bundle(&settings)?;
             let store = Store::open(&settings.store_path())?;
-            if settings.openai_api_key.is_none() {
-                tracing::info!("no OPENAI_API_KEY: the AI runs offline (drafts from the formats' templates)");
-            }
+            // This release always drafts offline; say so where the admin looks.
+            tracing::info!(
+                key_set = settings.openai_api_key.is_some(),
+                "the AI runs offline: drafts come from the formats' templates"
+            );
+            println!("AI: offline — drafts are built from each format's offline template and your keywords.");
             let driver = Driver::new(bundle, store);
             let stdin = std::io::stdin();
             let ansi = std::io::stdout().is_terminal();
