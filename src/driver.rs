@@ -40,8 +40,8 @@ impl Driver {
         let mut shown = Vec::new();
         // A session saved while waiting for an action (by an adapter that runs slow actions
         // outside the turn) gets the action carried out first.
-        if let (Wait::Action { request_id }, Some(pending)) = (&session.wait, &session.pending)
-            && *request_id == pending.request_id
+        if let (Wait::Action { .. }, Some(pending)) = (&session.wait, &session.pending)
+            && engine::pending_is_current(&self.bundle, &session)
         {
             let (request_id, name, args) = (pending.request_id, pending.name.clone(), pending.args.clone());
             let outcome = self.run_action(&turn, &event, request_id, &name, &args)?;

@@ -157,7 +157,8 @@ pub struct Input {
     pub save_as: Option<String>,
     /// Template name of a custom error message for this input.
     pub error: Option<String>,
-    pub skip: Option<String>,
+    /// The skip button: `Some(None)` uses the menu's `skip` text.
+    pub skip: Option<Option<String>>,
 }
 
 /// Kinds of input and their checks.
@@ -254,6 +255,7 @@ pub struct WidgetLabels {
     pub next: String,
     pub back: String,
     pub today_marker: String,
+    pub skip: String,
 }
 
 /// A main-menu button.

@@ -110,6 +110,14 @@ pub fn compile(
         }
     }
     let known_flows: BTreeSet<String> = flow_ids.keys().cloned().collect();
+    let entry_flows: BTreeSet<&str> = raw_menus
+        .iter()
+        .flat_map(|(menu, _)| {
+            std::iter::once(menu.start_flow.as_str())
+                .chain(menu.reply_keyboard.buttons.iter().map(|b| b.flow.as_str()))
+                .chain(menu.commands.iter().filter_map(|c| c.flow.as_deref()))
+        })
+        .collect();
     let called: BTreeSet<String> = raw_flows
         .iter()
         .flat_map(|(flow, _)| flow.steps.values())
@@ -152,7 +160,8 @@ pub fn compile(
         if flows.contains_key(&raw.id) {
             continue;
         }
-        let is_callee = called.contains(&raw.id);
+        // A flow that is also an entry point (menu, command, /start) starts with cleared slots.
+        let is_callee = called.contains(&raw.id) && !entry_flows.contains(raw.id.as_str());
         if let Some(flow) = c.flow(raw, file, &known_flows, &flow_slots, &template_names, is_callee) {
             flows.insert(flow.id.clone(), flow);
         }
@@ -181,6 +190,7 @@ pub fn compile(
         next: label("pager_next"),
         back: label("back"),
         today_marker: label("today_marker"),
+        skip: label("skip"),
     };
     let fingerprint = super::fnv1a(sources.iter().flat_map(|s| [s.name.as_bytes(), s.text.as_bytes()]));
     Ok(Bundle { flows, menu, formats, templates: env, prompt_files, timezone, fingerprint })
@@ -228,6 +238,8 @@ struct StepFacts {
     late_reads: Reads,
     sets: Vec<String>,
     saves: Vec<String>,
+    /// `session.clear` keeps only these slots (after the step's own assignments).
+    clears: Option<Vec<String>>,
     edges: Vec<(String, Vec<String>, String)>,
 }
 
@@ -646,6 +658,7 @@ impl<'a> Compiler<'a> {
             late_reads: Vec::new(),
             sets: Vec::new(),
             saves: Vec::new(),
+            clears: None,
             edges: Vec::new(),
         };
         let base_name = format!("@{}/{}", ctx.flow, ctx.step);
@@ -803,12 +816,17 @@ impl<'a> Compiler<'a> {
 
         // Input.
         let input = raw.input.as_ref().and_then(|input| self.input(input, ctx, &base_name, &mut facts));
+        // The largest keyboard the step can show: calendar (3 + 7 + 6 weeks × 7), the time
+        // picker's bigger grid, choice options, a list page with its pager, and a skip button.
         let widget_buttons = match input.as_ref().map(|i| &i.kind) {
-            Some(InputKind::Date { .. }) => 50,
-            Some(InputKind::Time { .. }) => 25,
+            Some(InputKind::Date { .. }) => 52,
+            Some(InputKind::Time { minute_step, first_hour, last_hour, .. }) => {
+                ((last_hour - first_hour + 1) as usize).max((60 / minute_step.max(&1)) as usize + 1)
+            }
             Some(InputKind::Choice(options)) => options.len(),
             _ => 0,
-        };
+        } + usize::from(input.as_ref().is_some_and(|i| i.skip.is_some()))
+            + list.as_ref().map_or(0, |l| l.page_size + 3);
         if raw.buttons.len() + widget_buttons > MAX_BUTTONS {
             let d = self.error(
                 file,
@@ -839,6 +857,17 @@ impl<'a> Compiler<'a> {
             let d =
                 self.error(file, &format!("{p}.action"), "a step with `action` cannot also wait for input or buttons");
             self.hint(d, Some("put the action in its own step and `next:` to the step that asks".to_string()));
+        }
+        if raw.edit && (raw.menu || raw.media.is_some()) {
+            let d = self.error(
+                file,
+                &format!("{p}.edit"),
+                "a message with the main menu or with media cannot be edited in place",
+            );
+            self.hint(
+                d,
+                Some("Telegram edits only text messages with inline buttons; remove `edit: true`".to_string()),
+            );
         }
         if raw.menu && waits {
             let d = self.error(
@@ -1005,7 +1034,7 @@ impl<'a> Compiler<'a> {
             },
         };
         // Options that do not apply to this type are mistakes, not silently ignored.
-        let misplaced: [(&str, bool, &[&str]); 9] = [
+        let misplaced: [(&str, bool, &[&str]); 10] = [
             ("min_length", raw.min_length.is_some(), &["text"]),
             ("max_length", raw.max_length.is_some(), &["text"]),
             ("pattern", raw.pattern.is_some(), &["text"]),
@@ -1015,6 +1044,7 @@ impl<'a> Compiler<'a> {
             ("allow_past", raw.allow_past, &["date"]),
             ("minute_step", raw.minute_step.is_some(), &["time"]),
             ("hours", raw.hours.is_some(), &["time"]),
+            ("date_slot", raw.date_slot.is_some(), &["time"]),
         ];
         for (key, present, types) in misplaced {
             if present && !types.contains(&kind_name) {
@@ -1034,7 +1064,20 @@ impl<'a> Compiler<'a> {
         let error = raw.error.as_ref().and_then(|text| {
             self.inline_template(file, &format!("{path}.error"), format!("{base_name}/input_error"), text)
         });
-        Some(Input { kind, save_as: raw.save_as.clone(), error, skip: raw.skip.clone() })
+        let skip = match &raw.skip {
+            None | Some(Yaml::Bool(false)) => None,
+            Some(Yaml::Bool(true)) => Some(None),
+            Some(Yaml::String(label)) if !label.trim().is_empty() => Some(Some(label.clone())),
+            Some(_) => {
+                self.error(
+                    file,
+                    &format!("{path}.skip"),
+                    "`skip` is a button label or `true` (the menu's `skip` text)",
+                );
+                None
+            }
+        };
+        Some(Input { kind, save_as: raw.save_as.clone(), error, skip })
     }
 
     fn action(
@@ -1123,6 +1166,15 @@ impl<'a> Compiler<'a> {
         if let Some(target) = &raw.on_error {
             self.check_step_ref(ctx, &format!("{path}.on_error"), target);
             facts.edges.push((target.clone(), vec!["error".into()], format!("{path}.on_error")));
+        }
+        if schema.name == crate::engine::BUILTIN_SESSION_CLEAR {
+            // Only a literal `keep:` list is known; anything else may clear every slot.
+            let keep = raw
+                .args
+                .get("keep")
+                .and_then(Yaml::as_sequence)
+                .map(|items| items.iter().filter_map(Yaml::as_str).map(str::to_string).collect::<Vec<_>>());
+            facts.clears = Some(keep.unwrap_or_default());
         }
         Some(ActionCall { name: raw.name.clone(), args, save_as: raw.save_as.clone(), on_error: raw.on_error.clone() })
     }
@@ -1282,6 +1334,9 @@ impl<'a> Compiler<'a> {
                     edge_out.extend(assigned.iter().cloned());
                     if path.ends_with(".next") || path.contains(".next.") {
                         edge_out.extend(f.saves.iter().cloned());
+                        if let Some(keep) = &f.clears {
+                            edge_out.retain(|slot| keep.contains(slot));
+                        }
                     }
                     if let Some(target) = inn.get_mut(to.as_str()) {
                         let met: BTreeSet<String> = if to == start {

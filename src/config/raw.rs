@@ -121,8 +121,9 @@ pub struct RawInput {
     pub max: Option<f64>,
     #[serde(default)]
     pub error: Option<String>,
+    /// A skip button: its label, or `true` for the menu's `skip` text.
     #[serde(default)]
-    pub skip: Option<String>,
+    pub skip: Option<Value>,
     #[serde(default)]
     pub options: Vec<RawOption>,
     #[serde(default)]

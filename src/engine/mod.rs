@@ -24,6 +24,10 @@ use widgets::WidgetWords;
 /// The name of the built-in action that clears the session's slots (`with: { keep: [...] }`).
 pub const BUILTIN_SESSION_CLEAR: &str = "session.clear";
 
+/// Telegram's limits, in UTF-16 units after entity parsing.
+const MAX_TEXT: usize = 4096;
+const MAX_CAPTION: usize = 1024;
+
 /// Transitions allowed within one event before the engine assumes a loop in the flow.
 const MAX_HOPS: usize = 64;
 
@@ -124,6 +128,10 @@ impl<'a> Run<'a> {
         match target {
             Some(CommandTarget::Flow(flow)) => self.start_flow(&flow),
             Some(CommandTarget::Cancel) => self.cancel(),
+            None if name == "start" => {
+                let flow = self.bundle.menu.start_flow.clone();
+                self.start_flow(&flow)
+            }
             None => self.say_text("unknown_input", &[], true),
         }
     }
@@ -195,7 +203,7 @@ impl<'a> Run<'a> {
         };
         match callback.press {
             Press::Noop => {}
-            Press::Button(index) => match step.buttons.get(index) {
+            Press::Button(index) => match step.buttons.get(index).filter(|b| self.button_shown(b)) {
                 Some(button) => {
                     if let Some(toast) = &button.toast {
                         self.answer = Some(Some(toast.clone()));
@@ -212,7 +220,7 @@ impl<'a> Run<'a> {
                         Target::End => self.finish_flow(),
                         Target::Stay => {
                             self.edit_in_place = true;
-                            self.show(step, None)
+                            self.show(step, None);
                         }
                     }
                 }
@@ -262,6 +270,14 @@ impl<'a> Run<'a> {
                 self.show(step, None);
             }
             Press::Hour(hour) => {
+                let allowed = match step.input.as_ref().map(|i| &i.kind) {
+                    Some(InputKind::Time { first_hour, last_hour, .. }) => (*first_hour..=*last_hour).contains(&hour),
+                    _ => false,
+                };
+                if !allowed {
+                    self.answer = Some(self.text_of("time_invalid", &[]));
+                    return;
+                }
                 self.edit_in_place = true;
                 self.s.view.hour = Some(hour);
                 self.show(step, None);
@@ -406,6 +422,8 @@ impl<'a> Run<'a> {
         loop {
             self.hops += 1;
             if self.hops > MAX_HOPS {
+                // Do not flood the chat with what the loop said so far.
+                self.fx.retain(|e| !matches!(e, Effect::Send { .. } | Effect::Edit { .. }));
                 return self.internal_error("too many steps in one turn: the flow loops".to_string());
             }
             let Some(step) = self.current_step() else {
@@ -475,8 +493,10 @@ impl<'a> Run<'a> {
                 return;
             }
             if step.say.is_some() || step.waits_for_user() {
-                self.show(step, None);
-                if step.waits_for_user() {
+                let interactive = self.show(step, None);
+                // A step whose buttons are all hidden (or whose list is empty) and that asks for
+                // no input moves on instead of waiting with nothing to press.
+                if step.waits_for_user() && (interactive || step.input.is_some()) {
                     self.s.wait = Wait::User;
                     return;
                 }
@@ -530,6 +550,13 @@ impl<'a> Run<'a> {
                         frame.step = target;
                     }
                     return true;
+                }
+                // Called from a button of a step that waits: back to that step.
+                Ok(None) if caller.waits_for_user() => {
+                    self.message_id = None;
+                    self.show(caller, None);
+                    self.s.wait = Wait::User;
+                    return false;
                 }
                 Ok(None) => continue,
                 Err(err) => {
@@ -589,11 +616,17 @@ impl<'a> Run<'a> {
                     return Err(Refusal::new("text_expected"));
                 }
                 let length = text.chars().count() as u32;
-                if let Some(min) = min_length.filter(|min| length < *min) {
-                    return Err(Refusal::new("text_too_short").with("min", min).with("length", length));
+                let limits = |key: &'static str| {
+                    Refusal::new(key)
+                        .with("min", min_length.map(Value::from).unwrap_or_default())
+                        .with("max", max_length.map(Value::from).unwrap_or_default())
+                        .with("length", length)
+                };
+                if min_length.is_some_and(|min| length < min) {
+                    return Err(limits("text_too_short"));
                 }
-                if let Some(max) = max_length.filter(|max| length > *max) {
-                    return Err(Refusal::new("text_too_long").with("max", max).with("length", length));
+                if max_length.is_some_and(|max| length > max) {
+                    return Err(limits("text_too_long"));
                 }
                 if let Some(re) = pattern.as_ref().filter(|re| !re.is_match(text)) {
                     return Err(Refusal::new("text_pattern").with("pattern", re.as_str()));
@@ -630,8 +663,12 @@ impl<'a> Run<'a> {
                 }
                 Ok(serde_json::Value::from(date.format("%Y-%m-%d").to_string()))
             }
-            InputKind::Time { date_slot, .. } => {
+            InputKind::Time { date_slot, minute_step, first_hour, last_hour } => {
                 let time = parse_time(text).ok_or_else(|| Refusal::new("time_invalid"))?;
+                let in_grid = (*first_hour..=*last_hour).contains(&time.hour()) && time.minute() % minute_step == 0;
+                if !in_grid {
+                    return Err(Refusal::new("time_invalid"));
+                }
                 if let Some(limit) = self.time_floor(date_slot.as_deref())
                     && (time.hour(), time.minute()) < limit
                 {
@@ -666,19 +703,32 @@ impl<'a> Run<'a> {
 
     /// Shows the step's message (sending it, or editing the pressed message where the step
     /// says `edit` or a widget navigates), optionally prefixed by a refusal reason.
-    fn show(&mut self, step: &Step, prefix: Option<String>) {
+    /// Returns whether the message carries an inline keyboard.
+    ///
+    /// Telegram's limits are kept here: text that is empty once cleaned becomes "…"; a caption
+    /// over 1024 UTF-16 units is sent as the media alone followed by the text; a text over 4096
+    /// is split at paragraph boundaries with the keyboard on the last part; a message with media
+    /// is never edited in place (Telegram cannot turn text into media).
+    fn show(&mut self, step: &Step, prefix: Option<String>) -> bool {
         let ctx = self.ctx(&[]);
         let mut text = match &step.say {
             Some(template) => match render::render(self.bundle, template, &ctx) {
                 Ok(text) => text,
-                Err(err) => return self.internal_error(err),
+                Err(err) => {
+                    self.internal_error(err);
+                    return false;
+                }
             },
             None => String::new(),
         };
         let keyboard = match self.keyboard(step, &ctx, &mut text) {
             Ok(keyboard) => keyboard,
-            Err(err) => return self.internal_error(err),
+            Err(err) => {
+                self.internal_error(err);
+                return false;
+            }
         };
+        let interactive = matches!(keyboard, Keyboard::Inline(_));
         if let Some(prefix) = prefix {
             text = if text.is_empty() { prefix } else { format!("{prefix}\n\n{text}") };
         }
@@ -687,14 +737,36 @@ impl<'a> Run<'a> {
             .as_ref()
             .and_then(|slot| self.scope.get(slot))
             .and_then(|value| serde_json::from_value::<Media>(value).ok());
-        if text.trim().is_empty() && media.is_none() {
+        let mut text = html::sanitize(&text);
+        if html::to_plain_text(&text, false).trim().is_empty() && media.is_none() {
             text = "…".to_string();
         }
-        let message = OutMessage { text: html::sanitize(&text), media, keyboard };
-        match self.message_id {
-            Some(message_id) if step.edit || self.edit_in_place => self.fx.push(Effect::Edit { message_id, message }),
-            _ => self.fx.push(Effect::Send { message }),
+        let mut parts: Vec<OutMessage> = Vec::new();
+        let length = html::visible_utf16_len(&text);
+        let mut media = media;
+        if media.is_some() && length > MAX_CAPTION {
+            parts.push(OutMessage { text: String::new(), media: media.take(), keyboard: Keyboard::None });
         }
+        if media.is_some() || length <= MAX_TEXT {
+            parts.push(OutMessage { text, media, keyboard });
+        } else {
+            let chunks = html::split_for_telegram(&text, MAX_TEXT);
+            let last = chunks.len().saturating_sub(1);
+            for (i, chunk) in chunks.into_iter().enumerate() {
+                let keyboard = if i == last { keyboard.clone() } else { Keyboard::None };
+                parts.push(OutMessage { text: chunk, media: None, keyboard });
+            }
+        }
+        let single_text = parts.len() == 1 && parts[0].media.is_none();
+        for message in parts {
+            match self.message_id {
+                Some(message_id) if (step.edit || self.edit_in_place) && single_text => {
+                    self.fx.push(Effect::Edit { message_id, message })
+                }
+                _ => self.fx.push(Effect::Send { message }),
+            }
+        }
+        interactive
     }
 
     fn keyboard(&mut self, step: &Step, ctx: &Value, text: &mut String) -> Result<Keyboard, String> {
@@ -789,7 +861,8 @@ impl<'a> Run<'a> {
                 _ => {}
             }
             if let Some(skip) = &input.skip {
-                rows.push(vec![InlineButton { label: skip.clone().into(), data: encode(nonce, Press::Skip) }]);
+                let label = skip.clone().unwrap_or_else(|| self.bundle.menu.widget_labels.skip.clone());
+                rows.push(vec![InlineButton { label: label.into(), data: encode(nonce, Press::Skip) }]);
             }
         }
 
@@ -810,6 +883,15 @@ impl<'a> Run<'a> {
         }
         rows.extend(statics.chunks(step.columns.max(1) as usize).map(<[InlineButton]>::to_vec));
         Ok(if rows.is_empty() { Keyboard::None } else { Keyboard::Inline(rows) })
+    }
+
+    /// Whether a button is on the keyboard now (its `if:` holds): a press on a hidden button is
+    /// refused even when its callback data is forged with the right nonce.
+    fn button_shown(&self, button: &crate::config::bundle::Button) -> bool {
+        match &button.condition {
+            None => true,
+            Some(cond) => render::eval(self.bundle, cond, &self.ctx(&[])).is_ok_and(|v| v.is_true()),
+        }
     }
 
     fn menu_keyboard(&self) -> Keyboard {
@@ -908,14 +990,43 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// A session whose step vanished in a config reload goes idle instead of failing.
+    /// After a configuration change, a session whose step vanished or changed shape (no longer
+    /// waits, no longer runs the awaited action) goes idle instead of hanging.
     fn forget_vanished_step(&mut self) {
-        let vanished = self.s.stack.iter().any(|f| self.bundle.step(&f.flow, &f.step).is_none());
-        if vanished {
+        if !pending_is_current(self.bundle, &self.s) || !wait_matches_step(self.bundle, &self.s) {
             self.s.stack.clear();
             self.s.wait = Wait::Nothing;
+            self.s.pending = None;
             self.reset_view();
         }
+    }
+}
+
+/// Whether the session's awaited action (if any) is still the one its current step runs; a
+/// driver must not carry out a pending action whose step changed or vanished.
+pub fn pending_is_current(bundle: &Bundle, session: &Session) -> bool {
+    let step = session.current().and_then(|f| bundle.step(&f.flow, &f.step));
+    let frames_exist = session.stack.iter().all(|f| bundle.step(&f.flow, &f.step).is_some());
+    match (&session.wait, &session.pending) {
+        (Wait::Action { request_id }, Some(pending)) => {
+            frames_exist
+                && *request_id == pending.request_id
+                && step.and_then(|s| s.action.as_ref()).is_some_and(|a| a.name == pending.name)
+        }
+        (Wait::Action { .. }, None) => false,
+        _ => frames_exist,
+    }
+}
+
+/// Whether what the session waits for still fits its current step.
+fn wait_matches_step(bundle: &Bundle, session: &Session) -> bool {
+    let step = session.current().and_then(|f| bundle.step(&f.flow, &f.step));
+    match (&session.wait, step) {
+        (Wait::User, Some(step)) => step.waits_for_user(),
+        (Wait::User, None) => false,
+        (Wait::Action { .. }, Some(step)) => step.action.is_some(),
+        (Wait::Action { .. }, None) => false,
+        (Wait::Nothing, _) => session.stack.is_empty(),
     }
 }
 
