@@ -143,9 +143,10 @@ pub enum Typed {
     Nothing,
 }
 
-/// Turns a typed line into an event: `:photo PATH` and friends, `/commands`, a button label or
-/// number on the newest keyboard (an exact label first), or plain text.
-pub fn parse_line(line: &str, screen: &Screen) -> Typed {
+/// Turns a typed line into an event: `:photo PATH` and friends, `/commands`, a button on the
+/// newest keyboard (`#N`, an exact label, or — unless the step waits for `typing` text or a
+/// number — a bare number or the only label containing the text), or plain text.
+pub fn parse_line(line: &str, screen: &Screen, typing: bool) -> Typed {
     let line = line.trim_end_matches(['\r', '\n']);
     let trimmed = line.trim();
     if trimmed.is_empty() {
@@ -181,18 +182,36 @@ pub fn parse_line(line: &str, screen: &Screen) -> Typed {
         && let Keyboard::Inline(rows) = &shown.message.keyboard
     {
         let buttons: Vec<_> = rows.iter().flatten().collect();
-        let by_number =
-            trimmed.parse::<usize>().ok().filter(|n| *n >= 1 && *n <= buttons.len()).map(|n| buttons[n - 1]);
+        let number = |text: &str| text.parse::<usize>().ok().filter(|n| *n >= 1 && *n <= buttons.len());
+        // `#N` always presses button N.
+        let hashed = trimmed.strip_prefix('#').and_then(number).map(|n| buttons[n - 1]);
         // A label typed exactly wins (in the calendar, "15" means the 15th, not button 15).
         let exact = buttons.iter().copied().find(|b| b.label.trim() == trimmed);
-        if let Some(button) = exact.or(by_number).or_else(|| match_label(&buttons, trimmed)) {
+        // While the step waits for typed text or a number, other input is that answer.
+        let loose = if typing {
+            None
+        } else {
+            number(trimmed).map(|n| buttons[n - 1]).or_else(|| match_label(&buttons, trimmed))
+        };
+        if let Some(button) = hashed.or(exact).or(loose) {
             return Typed::Event(EventKind::Button { data: button.data.to_string(), message_id: Some(shown.id) });
         }
     }
     Typed::Event(EventKind::Text { text: line.to_string() })
 }
 
-pub const HELP: &str = "Type a message, a /command, a button number or label.\n\
+/// Whether the chat's current step waits for typed text or a number.
+fn expects_typing(driver: &Driver, chat_id: i64) -> anyhow::Result<bool> {
+    use crate::config::bundle::InputKind;
+    let session = driver.session(chat_id, chat_id)?;
+    let step = session.current().and_then(|f| driver.bundle.step(&f.flow, &f.step));
+    Ok(matches!(
+        step.and_then(|s| s.input.as_ref()).map(|i| &i.kind),
+        Some(InputKind::Text { .. } | InputKind::Number { .. })
+    ))
+}
+
+pub const HELP: &str = "Type a message, a /command, or a button: its label, its number, or #number.\n\
   :photo PATH  :video PATH  :gif PATH  :doc PATH   send a file\n\
   :help   this help        :quit   leave (the conversation is kept in the store)\n";
 
@@ -222,7 +241,8 @@ pub fn run(
     output.flush()?;
     for line in input.lines() {
         let line = line?;
-        let kind = match parse_line(&line, &screen) {
+        let typing = expects_typing(driver, chat_id)?;
+        let kind = match parse_line(&line, &screen, typing) {
             Typed::Event(kind) => kind,
             Typed::Quit => break,
             Typed::Help => {
@@ -278,7 +298,7 @@ mod tests {
     }
 
     fn pressed(typed: &str, screen: &Screen) -> Option<String> {
-        match parse_line(typed, screen) {
+        match parse_line(typed, screen, false) {
             Typed::Event(EventKind::Button { data, .. }) => Some(data),
             _ => None,
         }
@@ -291,17 +311,22 @@ mod tests {
         assert_eq!(pressed("3", &screen).as_deref(), Some("1.b1"), "an exact label wins over a number");
         assert_eq!(pressed("Վաճառող փոստ", &screen).as_deref(), Some("1.b2"), "the only label containing it");
         assert_eq!(pressed("9", &screen), None);
+        // While a number is expected, "1" is the answer, "#1" still presses.
+        assert!(matches!(parse_line("1", &screen, true), Typed::Event(EventKind::Text { .. })));
+        assert!(matches!(parse_line("Վաճառող", &screen, true), Typed::Event(EventKind::Text { .. })));
+        assert!(matches!(parse_line("#1", &screen, true), Typed::Event(EventKind::Button { .. })));
+        assert!(matches!(parse_line("✅ Հաստատել", &screen, true), Typed::Event(EventKind::Button { .. })));
         assert!(
-            matches!(parse_line("/start now", &screen), Typed::Event(EventKind::Command { name, args }) if name == "start" && args == "now")
+            matches!(parse_line("/start now", &screen, false), Typed::Event(EventKind::Command { name, args }) if name == "start" && args == "now")
         );
-        assert!(matches!(parse_line("բարև", &screen), Typed::Event(EventKind::Text { .. })));
+        assert!(matches!(parse_line("բարև", &screen, false), Typed::Event(EventKind::Text { .. })));
         assert!(
-            matches!(parse_line(":photo /no/such/file.jpg", &screen), Typed::Problem(p) if p.contains("no such file"))
+            matches!(parse_line(":photo /no/such/file.jpg", &screen, false), Typed::Problem(p) if p.contains("no such file"))
         );
-        assert!(matches!(parse_line(":photo", &screen), Typed::Problem(_)));
-        assert!(matches!(parse_line(":dance", &screen), Typed::Problem(_)));
-        assert_eq!(parse_line(":quit", &screen), Typed::Quit);
-        assert_eq!(parse_line("   ", &screen), Typed::Nothing);
+        assert!(matches!(parse_line(":photo", &screen, false), Typed::Problem(_)));
+        assert!(matches!(parse_line(":dance", &screen, false), Typed::Problem(_)));
+        assert_eq!(parse_line(":quit", &screen, false), Typed::Quit);
+        assert_eq!(parse_line("   ", &screen, false), Typed::Nothing);
     }
 
     #[test]

@@ -35,8 +35,21 @@ impl Driver {
     /// handled again; nothing is half-done and nothing is done twice.
     pub fn handle(&self, event: Event) -> Result<Vec<Effect>, StoreError> {
         let turn = self.store.begin_turn()?;
-        let mut session =
-            turn.load_session(event.chat_id)?.unwrap_or_else(|| Session::new(event.chat_id, event.user_id));
+        let mut session = match turn.load_session(event.chat_id) {
+            Ok(Some(session)) => session,
+            Ok(None) => Session::new(event.chat_id, event.user_id),
+            // A record that no longer decodes must not lock the chat out: start afresh, with
+            // request ids past every recorded action (so no old result is replayed) and a
+            // nonce that outdates every old button.
+            Err(StoreError::Corrupt(problem)) => {
+                tracing::warn!(chat_id = event.chat_id, "starting a fresh session: {problem}");
+                let mut fresh = Session::new(event.chat_id, event.user_id);
+                fresh.next_request = turn.last_request(event.chat_id)?.map_or(0, |last| last + 1);
+                fresh.nonce = (event.now as u32) | 1;
+                fresh
+            }
+            Err(other) => return Err(other),
+        };
         let mut shown = Vec::new();
         // A session saved while waiting for an action (by an adapter that runs slow actions
         // outside the turn) gets the action carried out first.
@@ -126,4 +139,39 @@ fn outcome_from_record(recorded: serde_json::Value) -> ActionOutcome {
         return ActionOutcome::Failed { message: message.to_string() };
     }
     ActionOutcome::Ok { value: recorded.get("ok").cloned().unwrap_or(serde_json::Value::Null) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_session_record_starts_afresh_without_replaying_old_actions() {
+        let loaded = crate::config::load(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+            crate::actions::CATALOGUE,
+            chrono_tz::Asia::Yerevan,
+        );
+        let bundle = Arc::new(loaded.result.unwrap_or_else(|_| panic!("shipped config")));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        {
+            let turn = store.begin_turn().unwrap();
+            turn.record_action(9, 4, &serde_json::json!({ "ok": { "id": 77 } })).unwrap();
+            turn.commit().unwrap();
+        }
+        store.write_raw_session(9, b"{ not json").unwrap();
+        let driver = Driver::new(bundle, store);
+        let text = |text: &str| Event {
+            chat_id: 9,
+            user_id: 9,
+            now: 1_795_672_800,
+            kind: EventKind::Text { text: text.into() },
+        };
+        let shown = driver.handle(text("📝 Նոր գրառում")).unwrap();
+        assert!(!shown.is_empty(), "the chat is not locked out");
+        let session = driver.session(9, 9).unwrap();
+        assert_eq!(session.next_request, 5, "request ids continue after the recorded ones");
+        assert_eq!(session.current().map(|f| f.flow.as_str()), Some("create_post"));
+    }
 }

@@ -194,6 +194,15 @@ impl Store {
         read_posts(&txn.open_table(POSTS)?)
     }
 
+    /// Writes raw bytes as a chat's session (tests of damaged records).
+    #[cfg(test)]
+    pub(crate) fn write_raw_session(&self, chat_id: i64, bytes: &[u8]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(SESSIONS)?.insert(chat_id, bytes)?;
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Records that an authorised user was active.
     pub fn touch_user(&self, user: &User) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(user).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -271,6 +280,13 @@ impl Turn {
 
     pub fn action_result(&self, chat_id: i64, request_id: u64) -> Result<Option<serde_json::Value>, StoreError> {
         read_action(&self.txn.open_table(ACTION_LOG)?, chat_id, request_id)
+    }
+
+    /// The highest action request id recorded for a chat.
+    pub fn last_request(&self, chat_id: i64) -> Result<Option<u64>, StoreError> {
+        let table = self.txn.open_table(ACTION_LOG)?;
+        let last = table.range((chat_id, 0)..=(chat_id, u64::MAX))?.next_back().transpose()?;
+        Ok(last.map(|(key, _)| key.value().1))
     }
 
     pub fn record_action(&self, chat_id: i64, request_id: u64, result: &serde_json::Value) -> Result<(), StoreError> {

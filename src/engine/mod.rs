@@ -27,6 +27,7 @@ pub const BUILTIN_SESSION_CLEAR: &str = "session.clear";
 /// Telegram's limits, in UTF-16 units after entity parsing.
 const MAX_TEXT: usize = 4096;
 const MAX_CAPTION: usize = 1024;
+const MAX_TOAST: usize = 200;
 
 /// Transitions allowed within one event before the engine assumes a loop in the flow.
 const MAX_HOPS: usize = 64;
@@ -59,6 +60,8 @@ pub fn step_owned(bundle: &Bundle, mut session: Session, event: &Event) -> (Sess
     let Run { mut s, mut fx, answer, scope, .. } = run;
     s.slots = scope.take();
     if let Some(text) = answer {
+        // Toasts are plain text of at most 200 characters in Telegram.
+        let text = text.map(|t| html::to_plain_text(&t, false).trim().chars().take(MAX_TOAST).collect());
         fx.insert(0, Effect::Answer { text });
     }
     (s, fx)

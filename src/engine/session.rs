@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The state of one chat's conversation.
+/// The state of one chat's conversation. Fields missing in a stored record take their defaults,
+/// so records written by an older postflow still load.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Session {
     pub chat_id: i64,
     pub user_id: i64,
