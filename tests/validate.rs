@@ -96,7 +96,7 @@ fn json_output_lists_problems_with_positions() {
     let gto = problems.iter().find(|p| p["message"].as_str().unwrap().contains("`gto`")).unwrap();
     assert_eq!(
         (gto["file"].as_str(), gto["line"].as_u64(), gto["column"].as_u64()),
-        (Some("flows/post.yaml"), Some(23), Some(28))
+        (Some("flows/post.yaml"), Some(24), Some(28))
     );
     assert_eq!(gto["hint"], "did you mean `goto`?");
 }

@@ -73,6 +73,36 @@ pub enum SlotKind {
 impl SlotKind {
     pub const NAMES: [&'static str; 9] = ["text", "html", "number", "bool", "date", "time", "media", "list", "any"];
 
+    pub fn name(self) -> &'static str {
+        match self {
+            SlotKind::Text => "text",
+            SlotKind::Html => "html",
+            SlotKind::Number => "number",
+            SlotKind::Bool => "bool",
+            SlotKind::Date => "date",
+            SlotKind::Time => "time",
+            SlotKind::Media => "media",
+            SlotKind::List => "list",
+            SlotKind::Any => "any",
+        }
+    }
+
+    /// Whether a literal value (a `default:`) fits the type; `null` always does.
+    pub fn accepts(self, value: &serde_json::Value) -> bool {
+        use serde_json::Value as J;
+        match (self, value) {
+            (_, J::Null) | (SlotKind::Any, _) => true,
+            (SlotKind::Text | SlotKind::Html, J::String(_)) => true,
+            (SlotKind::Number, J::Number(_)) => true,
+            (SlotKind::Bool, J::Bool(_)) => true,
+            (SlotKind::Date, J::String(s)) => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok(),
+            (SlotKind::Time, J::String(s)) => chrono::NaiveTime::parse_from_str(s, "%H:%M").is_ok(),
+            (SlotKind::Media, J::Object(m)) => m.contains_key("kind") && m.contains_key("file_id"),
+            (SlotKind::List, J::Array(_)) => true,
+            _ => false,
+        }
+    }
+
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name {
             "text" => SlotKind::Text,

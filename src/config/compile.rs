@@ -583,6 +583,14 @@ impl<'a> Compiler<'a> {
             };
             match SlotKind::parse(&kind) {
                 Some(kind) => {
+                    if let Some(value) = default.as_ref().filter(|v| !kind.accepts(v)) {
+                        let d = self.error(
+                            file,
+                            &format!("{path}.default"),
+                            format!("default {value} is not a `{}`", kind.name()),
+                        );
+                        self.hint(d, Some("give a value of the slot's type, or `null`".to_string()));
+                    }
                     slots.insert(name, SlotDecl { kind, default });
                 }
                 None => {
@@ -767,6 +775,19 @@ impl<'a> Compiler<'a> {
             let path = format!("{p}.list");
             if let Some(vars) = self.expression(file, &format!("{path}.items"), &list.items) {
                 facts.reads.extend(vars.into_iter().map(|v| (v, format!("{path}.items"))));
+            }
+            if let Some(decl) = ctx.slots.get(list.items.trim())
+                && !matches!(decl.kind, SlotKind::List | SlotKind::Any)
+            {
+                let d = self.error(
+                    file,
+                    &format!("{path}.items"),
+                    format!("slot `{}` is a `{}`, not a list", list.items.trim(), decl.kind.name()),
+                );
+                self.hint(
+                    d,
+                    Some("list items come from a `list` slot, `formats`, or an expression giving a list".to_string()),
+                );
             }
             let label = self
                 .inline_template(file, &format!("{path}.label"), format!("{base_name}/list_label"), &list.label)

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use saphyr_parser::{Event, Parser, Span};
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
 /// A 1-based position in a source file, with the length of the token found there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -126,8 +126,9 @@ impl Walker {
 
     fn on_event(&mut self, event: Event<'_>, span: Span) {
         match event {
-            Event::Scalar(value, ..) => {
-                let pos = pos_of(span, value.chars().count());
+            Event::Scalar(value, style, ..) => {
+                let quotes = if matches!(style, ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted) { 2 } else { 0 };
+                let pos = pos_of(span, value.chars().count() + quotes);
                 if let Some(path) = self.child_path(Some(&value), pos) {
                     self.index.entry(path).or_insert(pos);
                 }
