@@ -141,6 +141,34 @@ pub fn visible_utf16_len(html: &str) -> usize {
         .sum()
 }
 
+/// [`visible_utf16_len`] for text that [`sanitize`] produced, in one quick pass: such text has
+/// only well-formed tags and the four named entities (numeric ones are already decoded).
+pub fn sanitized_utf16_len(html: &str) -> usize {
+    let mut length = 0;
+    let mut chars = html.chars();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '<' => {
+                for c in chars.by_ref() {
+                    if c == '>' {
+                        break;
+                    }
+                }
+            }
+            '&' => {
+                for c in chars.by_ref() {
+                    if c == ';' {
+                        break;
+                    }
+                }
+                length += 1;
+            }
+            other => length += other.len_utf16(),
+        }
+    }
+    length
+}
+
 /// Plain-text rendering for a terminal: tags removed (but `<b>` content may be wrapped in
 /// ANSI bold "\x1b[1m...\x1b[0m" when `ansi` is true; `<a href="X">t</a>` renders as `t (X)`),
 /// entities decoded.
@@ -739,6 +767,20 @@ fn skip_gap<'a>(atoms: &'a [Atom<'a>], mut index: usize, open: &mut Vec<(&'a str
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_quick_length_matches_the_full_one_on_sanitized_text() {
+        let samples = [
+            "<b>Բարև</b> 😀 &amp; <a href=\"https://t.me/x?a=1&b=2\">link</a>",
+            "a < b & c > d &#x1F600; &nbsp; &bogus; <i>x",
+            "<pre><code class=\"language-rust\">fn main() {}</code></pre>\n\n<blockquote expandable>q</blockquote>",
+            "",
+        ];
+        for sample in samples {
+            let clean = sanitize(sample);
+            assert_eq!(sanitized_utf16_len(&clean), visible_utf16_len(&clean), "{clean}");
+        }
+    }
     use super::*;
 
     /// Tags that can neither contain nor be contained in one another (except code in pre).
@@ -1136,6 +1178,7 @@ mod tests {
                 panic!("invalid output for {input:?}: {error}");
             }
             assert!(visible_utf16_len(&input) <= input.encode_utf16().count());
+            assert_eq!(sanitized_utf16_len(&once), visible_utf16_len(&once), "quick length of {once:?}");
             let _ = to_plain_text(&input, true);
             let limit = 2 + round % 12;
             let chunks = split_for_telegram(&input, limit);

@@ -741,11 +741,13 @@ impl<'a> Run<'a> {
             .and_then(|slot| self.scope.get(slot))
             .and_then(|value| serde_json::from_value::<Media>(value).ok());
         let mut text = html::sanitize(&text);
-        if html::to_plain_text(&text, false).trim().is_empty() && media.is_none() {
+        let mut length = html::sanitized_utf16_len(&text);
+        // Only a short text can be blank once its tags are gone.
+        if media.is_none() && length < 64 && html::to_plain_text(&text, false).trim().is_empty() {
             text = "…".to_string();
+            length = 1;
         }
         let mut parts: Vec<OutMessage> = Vec::new();
-        let length = html::visible_utf16_len(&text);
         let mut media = media;
         if media.is_some() && length > MAX_CAPTION {
             parts.push(OutMessage { text: String::new(), media: media.take(), keyboard: Keyboard::None });
