@@ -63,6 +63,17 @@ fn texts(effects: &[Effect]) -> Vec<String> {
         .collect()
 }
 
+/// The keyboard of each sent message, labels joined with `|`.
+fn keyboards(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { message } => Some(message.keyboard.labels().join("|")),
+            _ => None,
+        })
+        .collect()
+}
+
 fn answer(effects: &[Effect]) -> Option<String> {
     effects.iter().find_map(|e| match e {
         Effect::Answer { text } => text.clone(),
@@ -94,13 +105,7 @@ steps:
 "#,
     )]);
     let (session, effects) = start(&b);
-    let labels: Vec<String> = effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Send { message } => Some(message.keyboard.labels().join("|")),
-            _ => None,
-        })
-        .collect();
+    let labels = keyboards(&effects);
     assert_eq!(labels, vec!["Հետ"]);
     // The right nonce, the hidden button's index: still refused.
     let (after, effects) = press(&b, &session, Press::Button(0));
@@ -301,13 +306,7 @@ steps:
 "#,
     )]);
     let (_, effects) = start(&b);
-    let labels: Vec<String> = effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Send { message } => Some(message.keyboard.labels().join("|")),
-            _ => None,
-        })
-        .collect();
+    let labels = keyboards(&effects);
     assert_eq!(labels, vec!["Բաց թողնել ⏭"]);
 
     // Without a /start command, /start runs the menu's start_flow.
