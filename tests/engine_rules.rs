@@ -366,3 +366,34 @@ steps:
     assert!(session.is_idle());
     assert!(texts(&effects).is_empty());
 }
+
+#[test]
+fn a_value_of_the_wrong_type_for_its_slot_is_a_clear_runtime_error() {
+    let b = bundle(&[(
+        "t",
+        r#"
+kind: flow
+id: t
+slots: { picked: number }
+steps:
+  pick:
+    say: "Ընտրեք"
+    list:
+      items: "['ա', 'բ']"
+      label: "{{ item }}"
+      save_as: picked
+    next: done
+  done:
+    say: "{{ picked }}"
+    end: true
+"#,
+    )]);
+    let (session, _) = start(&b);
+    let (session, effects) = press(&b, &session, Press::Item(0));
+    assert!(session.is_idle());
+    assert!(texts(&effects).iter().any(|t| t.contains("Ներքին սխալ")));
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Warn { message } if message.contains("slot `picked` is `number`")))
+    );
+    assert!(!texts(&effects).iter().any(|t| t == "ա"), "nothing runs after the error");
+}

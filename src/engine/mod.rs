@@ -50,6 +50,7 @@ pub fn step_owned(bundle: &Bundle, mut session: Session, event: &Event) -> (Sess
         message_id: None,
         answer: None,
         edit_in_place: false,
+        failed: false,
         hops: 0,
     };
     run.s.chat_id = event.chat_id;
@@ -81,6 +82,8 @@ struct Run<'a> {
     answer: Option<Option<String>>,
     /// The press navigates a widget (pager, calendar, hours): edit the message in place.
     edit_in_place: bool,
+    /// A run-time configuration error stopped this event: nothing more runs.
+    failed: bool,
     hops: usize,
 }
 
@@ -378,6 +381,9 @@ impl<'a> Run<'a> {
 
     /// Ends the current flow: returns to the caller, or makes the session idle.
     fn finish_flow(&mut self) {
+        if self.failed {
+            return;
+        }
         if self.leave_frame() {
             self.enter();
         }
@@ -401,6 +407,9 @@ impl<'a> Run<'a> {
 
     /// Follows the step's `next` (the first branch whose condition holds), or ends the flow.
     fn advance(&mut self, step: &Step) {
+        if self.failed {
+            return;
+        }
         if step.next.is_empty() {
             return self.finish_flow();
         }
@@ -423,6 +432,9 @@ impl<'a> Run<'a> {
     /// Runs the current step and the steps it leads to until one waits.
     fn enter(&mut self) {
         loop {
+            if self.failed {
+                return;
+            }
             self.hops += 1;
             if self.hops > MAX_HOPS {
                 // Do not flood the chat with what the loop said so far.
@@ -929,6 +941,7 @@ impl<'a> Run<'a> {
 
     /// A run-time configuration failure: tell the admin, log it, and go idle.
     fn internal_error(&mut self, message: String) {
+        self.failed = true;
         let place = self.s.current().map(|f| format!("{}/{}", f.flow, f.step)).unwrap_or_default();
         self.fx.push(Effect::Warn { message: format!("{place}: {message}") });
         self.s.stack.clear();
@@ -975,7 +988,12 @@ impl<'a> Run<'a> {
     }
 
     fn save(&mut self, slot: &str, value: serde_json::Value) {
-        let html = render::slot_kind(self.bundle, &self.s, slot) == Some(SlotKind::Html);
+        let kind = render::slot_kind(self.bundle, &self.s, slot);
+        if let Some(kind) = kind.filter(|k| !k.accepts(&value)) {
+            let shown: String = value.to_string().chars().take(80).collect();
+            return self.internal_error(format!("slot `{slot}` is `{}` but was given {shown}", kind.name()));
+        }
+        let html = kind == Some(SlotKind::Html);
         let value = match (html, value) {
             (true, serde_json::Value::String(text)) => serde_json::Value::String(html::sanitize(&text)),
             (_, value) => value,
