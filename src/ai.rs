@@ -5,17 +5,11 @@ use minijinja::Value;
 use minijinja::value::Serde;
 use serde::Serialize;
 
+use crate::actions::ActionError;
 use crate::config::Bundle;
+use crate::config::bundle::ActionErrorCode;
 use crate::config::fnv1a;
 use crate::engine::html;
-
-/// How the AI runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AiMode {
-    /// No API key: drafts come from the formats' offline templates.
-    Offline,
-}
 
 /// A generated draft.
 #[derive(Debug, Clone, Serialize)]
@@ -33,11 +27,18 @@ pub fn split_keywords(keywords: &str) -> Vec<String> {
 
 /// Renders the offline draft for `format_id`. Choices (emoji, call to action) depend only on
 /// the inputs, so the same keywords always give the same draft.
-pub fn offline_draft(bundle: &Bundle, format_id: &str, keywords: &str, details: Option<&str>) -> Result<Draft, String> {
-    let format = bundle.format(format_id).ok_or_else(|| format!("format `{format_id}` does not exist"))?;
+pub fn offline_draft(
+    bundle: &Bundle,
+    format_id: &str,
+    keywords: &str,
+    details: Option<&str>,
+) -> Result<Draft, ActionError> {
+    let format = bundle
+        .format(format_id)
+        .ok_or_else(|| ActionError::new(ActionErrorCode::UnknownFormat, format!("format `{format_id}`")))?;
     let list = split_keywords(keywords);
     if list.is_empty() {
-        return Err("no keywords were given".to_string());
+        return Err(ActionError::new(ActionErrorCode::NoKeywords, format!("keywords {keywords:?}")));
     }
     let seed = fnv1a([format_id, keywords, details.unwrap_or("")]) as usize;
     let pick = |items: &[String], salt: usize| -> String {
@@ -56,9 +57,10 @@ pub fn offline_draft(bundle: &Bundle, format_id: &str, keywords: &str, details: 
     let template = bundle
         .templates
         .get_template(&format.prompts.offline)
-        .map_err(|e| format!("offline template `{}`: {e}", format.prompts.offline))?;
-    let rendered =
-        template.render(Value::from(ctx)).map_err(|e| format!("offline template `{}`: {e}", format.prompts.offline))?;
+        .map_err(|e| ActionError::new(ActionErrorCode::GenerationFailed, format!("{}: {e}", format.prompts.offline)))?;
+    let rendered = template
+        .render(Value::from(ctx))
+        .map_err(|e| ActionError::new(ActionErrorCode::GenerationFailed, format!("{}: {e}", format.prompts.offline)))?;
     let text = html::sanitize(rendered.trim());
     let words = html::to_plain_text(&text, false).split_whitespace().count();
     Ok(Draft { text, words, offline: true })

@@ -124,9 +124,11 @@ impl Driver {
                 tracing::debug!(chat_id = event.chat_id, action = name, elapsed_ms, "action done");
                 (ActionOutcome::Ok { value: value.clone() }, serde_json::json!({ "ok": value }))
             }
-            Err(message) => {
-                tracing::warn!(chat_id = event.chat_id, action = name, elapsed_ms, "action failed: {message}");
-                (ActionOutcome::Failed { message: message.clone() }, serde_json::json!({ "failed": message }))
+            Err(error) => {
+                let (code, detail) = (error.code.code().to_string(), error.detail);
+                tracing::warn!(chat_id = event.chat_id, action = name, elapsed_ms, code, "action failed: {detail}");
+                let record = serde_json::json!({ "failed": { "code": code, "detail": detail } });
+                (ActionOutcome::Failed { code, detail }, record)
             }
         };
         turn.record_action(event.chat_id, request_id, &record)?;
@@ -135,8 +137,9 @@ impl Driver {
 }
 
 fn outcome_from_record(recorded: serde_json::Value) -> ActionOutcome {
-    if let Some(message) = recorded.get("failed").and_then(|m| m.as_str()) {
-        return ActionOutcome::Failed { message: message.to_string() };
+    if let Some(failed) = recorded.get("failed") {
+        let field = |name: &str| failed.get(name).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        return ActionOutcome::Failed { code: field("code"), detail: field("detail") };
     }
     ActionOutcome::Ok { value: recorded.get("ok").cloned().unwrap_or(serde_json::Value::Null) }
 }

@@ -61,7 +61,7 @@ fn moves() -> impl Strategy<Value = Move> {
 /// Canned action results shaped like the real ones.
 fn respond(name: &str, fail: bool) -> ActionOutcome {
     if fail {
-        return ActionOutcome::Failed { message: "սերվերը հասանելի չէ".into() };
+        return ActionOutcome::Failed { code: "store_failed".into(), detail: "the server is down".into() };
     }
     let value = match name {
         "ai.generate" => {

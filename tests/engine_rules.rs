@@ -397,3 +397,43 @@ steps:
     );
     assert!(!texts(&effects).iter().any(|t| t == "ա"), "nothing runs after the error");
 }
+
+#[test]
+fn a_failed_action_shows_the_menu_words_for_its_code_never_the_technical_detail() {
+    let b = bundle(&[(
+        "t",
+        r#"
+kind: flow
+id: t
+slots: { posts: list }
+steps:
+  load:
+    action: { name: posts.list, save_as: posts, on_error: failed }
+    next: done
+  done:
+    say: "ok"
+    end: true
+  failed:
+    say: "⚠️ {{ error }}"
+    end: true
+"#,
+    )]);
+    let words = |key: &str| {
+        let template = b.menu.texts.get(key).unwrap();
+        b.templates.get_template(template).unwrap().render(()).unwrap()
+    };
+    for (code, key) in [("not_found", "error_not_found"), ("no_such_code", "error_unavailable")] {
+        let (session, _) = start(&b);
+        let request_id = match &session.wait {
+            Wait::Action { request_id } => *request_id,
+            other => panic!("waits for {other:?}"),
+        };
+        let outcome = ActionOutcome::Failed { code: code.into(), detail: "post 9 in table posts".into() };
+        let (session, effects) = run(&b, &session, EventKind::ActionResult { request_id, outcome });
+        let sent = texts(&effects);
+        assert_eq!(sent, vec![format!("⚠️ {}", words(key))], "{code}");
+        assert!(!sent[0].contains("post 9"));
+        assert!(effects.iter().any(|e| matches!(e, Effect::Warn { message } if message.contains("post 9"))), "logged");
+        assert!(session.is_idle());
+    }
+}

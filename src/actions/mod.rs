@@ -5,10 +5,10 @@ use serde_json::{Value, json};
 
 use crate::ai;
 use crate::config::Bundle;
-use crate::config::bundle::{ActionSchema, ArgKind, ArgSpec};
+use crate::config::bundle::{ActionErrorCode, ActionSchema, ArgKind, ArgSpec};
 use crate::engine::BUILTIN_SESSION_CLEAR;
 use crate::engine::event::Media;
-use crate::store::{Post, PostStatus, Turn};
+use crate::store::{Post, PostStatus, StoreError, Turn};
 
 /// Every action a flow may call.
 pub const CATALOGUE: &[ActionSchema] = &[
@@ -90,8 +90,33 @@ pub struct ActionContext<'a> {
     pub now: i64,
 }
 
-/// Runs an action by name. Errors are messages for the admin's `error` slot and the logs.
-pub fn run(ctx: &ActionContext<'_>, name: &str, args: &Value) -> Result<Value, String> {
+/// Why an action failed: a code the menu words for the admin, and a detail for the logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionError {
+    pub code: ActionErrorCode,
+    pub detail: String,
+}
+
+impl ActionError {
+    pub fn new(code: ActionErrorCode, detail: impl Into<String>) -> Self {
+        ActionError { code, detail: detail.into() }
+    }
+}
+
+impl From<StoreError> for ActionError {
+    fn from(err: StoreError) -> Self {
+        ActionError::new(ActionErrorCode::StoreFailed, err.to_string())
+    }
+}
+
+impl From<serde_json::Error> for ActionError {
+    fn from(err: serde_json::Error) -> Self {
+        ActionError::new(ActionErrorCode::BadInput, err.to_string())
+    }
+}
+
+/// Runs an action by name.
+pub fn run(ctx: &ActionContext<'_>, name: &str, args: &Value) -> Result<Value, ActionError> {
     match name {
         "ai.generate" => {
             let format = str_arg(args, "format")?;
@@ -99,13 +124,13 @@ pub fn run(ctx: &ActionContext<'_>, name: &str, args: &Value) -> Result<Value, S
             let details = args.get("details").and_then(Value::as_str);
             let draft = ai::offline_draft(ctx.bundle, format, keywords, details)?;
             tracing::info!(format, words = draft.words, "offline AI draft (no OPENAI_API_KEY)");
-            serde_json::to_value(draft).map_err(|e| e.to_string())
+            Ok(serde_json::to_value(draft)?)
         }
         "draft.save" => draft_save(ctx, args),
         "posts.list" => {
             let status = args.get("status").and_then(Value::as_str).unwrap_or("draft");
             let limit = args.get("limit").and_then(Value::as_u64).unwrap_or(50) as usize;
-            let posts = ctx.store.posts().map_err(|e| e.to_string())?;
+            let posts = ctx.store.posts()?;
             let listed: Vec<Value> = posts
                 .iter()
                 .filter(|p| status_name(p.status) == status)
@@ -125,35 +150,36 @@ pub fn run(ctx: &ActionContext<'_>, name: &str, args: &Value) -> Result<Value, S
         "post.get" => {
             let id = id_arg(args)?;
             let post =
-                ctx.store.post(id).map_err(|e| e.to_string())?.ok_or_else(|| format!("post {id} does not exist"))?;
-            serde_json::to_value(post).map_err(|e| e.to_string())
+                ctx.store.post(id)?.ok_or_else(|| ActionError::new(ActionErrorCode::NotFound, format!("post {id}")))?;
+            Ok(serde_json::to_value(post)?)
         }
         "post.delete" => {
             let id = id_arg(args)?;
             let post =
-                ctx.store.post(id).map_err(|e| e.to_string())?.ok_or_else(|| format!("post {id} does not exist"))?;
+                ctx.store.post(id)?.ok_or_else(|| ActionError::new(ActionErrorCode::NotFound, format!("post {id}")))?;
             if post.status != PostStatus::Draft {
-                return Err(format!("post {id} is {}, only drafts can be deleted", status_name(post.status)));
+                let detail = format!("post {id} is {}", status_name(post.status));
+                return Err(ActionError::new(ActionErrorCode::NotADraft, detail));
             }
-            ctx.store.delete_post(id).map_err(|e| e.to_string())?;
+            ctx.store.delete_post(id)?;
             Ok(json!({ "id": id, "deleted": true }))
         }
-        other => Err(format!("action `{other}` is not available")),
+        other => Err(ActionError::new(ActionErrorCode::Unavailable, format!("action `{other}`"))),
     }
 }
 
-fn draft_save(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, String> {
+fn draft_save(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
     let text = str_arg(args, "text")?;
     if text.trim().is_empty() {
-        return Err("the draft text is empty".to_string());
+        return Err(ActionError::new(ActionErrorCode::EmptyText, "draft.save"));
     }
     let opt = |name: &str| args.get(name).and_then(Value::as_str).map(str::to_string).filter(|s| !s.is_empty());
     let media = match args.get("media") {
         None | Some(Value::Null) => None,
-        Some(value) => Some(serde_json::from_value::<Media>(value.clone()).map_err(|e| format!("media: {e}"))?),
+        Some(value) => Some(serde_json::from_value::<Media>(value.clone())?),
     };
     let existing = match args.get("id").and_then(Value::as_u64) {
-        Some(id) => ctx.store.post(id).map_err(|e| e.to_string())?,
+        Some(id) => ctx.store.post(id)?,
         None => None,
     };
     let post = Post {
@@ -169,21 +195,23 @@ fn draft_save(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, String> {
         created_at: existing.as_ref().map_or(ctx.now, |p| p.created_at),
         updated_at: ctx.now,
     };
-    let saved = ctx.store.save_post(post).map_err(|e| e.to_string())?;
+    let saved = ctx.store.save_post(post)?;
     Ok(json!({ "id": saved.id, "status": "draft" }))
 }
 
-fn str_arg<'v>(args: &'v Value, name: &str) -> Result<&'v str, String> {
-    args.get(name).and_then(Value::as_str).ok_or_else(|| format!("argument `{name}` is missing or not text"))
+fn str_arg<'v>(args: &'v Value, name: &str) -> Result<&'v str, ActionError> {
+    args.get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ActionError::new(ActionErrorCode::BadInput, format!("argument `{name}` is missing or not text")))
 }
 
-fn id_arg(args: &Value) -> Result<u64, String> {
+fn id_arg(args: &Value) -> Result<u64, ActionError> {
     match args.get("id") {
         Some(Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)),
         Some(Value::String(s)) => s.trim().parse().ok(),
         _ => None,
     }
-    .ok_or_else(|| "argument `id` is missing or not a post id".to_string())
+    .ok_or_else(|| ActionError::new(ActionErrorCode::BadInput, "argument `id` is missing or not a post id"))
 }
 
 /// The lowercase name of a status, as flows and exports see it.

@@ -340,6 +340,79 @@ pub struct FormatPrompts {
     pub offline: String,
 }
 
+/// Why an action can fail. The menu file words each one as the text `error_<code>`; the engine
+/// puts those words in the `error` slot and logs the technical detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionErrorCode {
+    NotFound,
+    NotADraft,
+    EmptyText,
+    NoKeywords,
+    UnknownFormat,
+    BadInput,
+    StoreFailed,
+    GenerationFailed,
+    Unavailable,
+}
+
+impl ActionErrorCode {
+    pub const ALL: [ActionErrorCode; 9] = [
+        ActionErrorCode::NotFound,
+        ActionErrorCode::NotADraft,
+        ActionErrorCode::EmptyText,
+        ActionErrorCode::NoKeywords,
+        ActionErrorCode::UnknownFormat,
+        ActionErrorCode::BadInput,
+        ActionErrorCode::StoreFailed,
+        ActionErrorCode::GenerationFailed,
+        ActionErrorCode::Unavailable,
+    ];
+
+    /// The code as it travels in events and the action log.
+    pub fn code(self) -> &'static str {
+        match self {
+            ActionErrorCode::NotFound => "not_found",
+            ActionErrorCode::NotADraft => "not_a_draft",
+            ActionErrorCode::EmptyText => "empty_text",
+            ActionErrorCode::NoKeywords => "no_keywords",
+            ActionErrorCode::UnknownFormat => "unknown_format",
+            ActionErrorCode::BadInput => "bad_input",
+            ActionErrorCode::StoreFailed => "store_failed",
+            ActionErrorCode::GenerationFailed => "generation_failed",
+            ActionErrorCode::Unavailable => "unavailable",
+        }
+    }
+
+    /// What the menu text for this code is shown for.
+    fn purpose(self) -> &'static str {
+        match self {
+            ActionErrorCode::NotFound => "the post an action needs does not exist (any more)",
+            ActionErrorCode::NotADraft => "only drafts can be deleted",
+            ActionErrorCode::EmptyText => "a post text is empty",
+            ActionErrorCode::NoKeywords => "the AI got no keywords",
+            ActionErrorCode::UnknownFormat => "the format does not exist",
+            ActionErrorCode::BadInput => "an action got arguments it cannot use",
+            ActionErrorCode::StoreFailed => "the store could not be read or written",
+            ActionErrorCode::GenerationFailed => "the draft could not be generated",
+            ActionErrorCode::Unavailable => "the action is not available in this version",
+        }
+    }
+}
+
+/// Every text key the menu file must define, with what each is for: [`REQUIRED_TEXTS`] and an
+/// `error_<code>` text per [`ActionErrorCode`].
+pub fn required_texts() -> Vec<(String, String)> {
+    REQUIRED_TEXTS
+        .iter()
+        .map(|(key, purpose)| (key.to_string(), purpose.to_string()))
+        .chain(
+            ActionErrorCode::ALL
+                .iter()
+                .map(|code| (format!("error_{}", code.code()), format!("an action failed because {}", code.purpose()))),
+        )
+        .collect()
+}
+
 /// Text keys the menu file must define, with what each is for.
 pub const REQUIRED_TEXTS: &[(&str, &str)] = &[
     ("outdated", "a button of an outdated message was pressed"),

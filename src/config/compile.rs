@@ -404,7 +404,8 @@ impl<'a> Compiler<'a> {
             self.hint(i, Some(suggestion_or_list(&raw.start_flow, flows.iter().map(String::as_str))));
         }
         let mut texts = BTreeMap::new();
-        let required: Vec<&str> = REQUIRED_TEXTS.iter().map(|(k, _)| *k).collect();
+        let all_required = required_texts();
+        let required: Vec<&str> = all_required.iter().map(|(k, _)| k.as_str()).collect();
         for (key, value) in &raw.texts {
             let path = format!("texts.{}", key.as_str().unwrap_or("?"));
             let (Some(key), Some(text)) = (key.as_str(), value.as_str()) else {
@@ -421,8 +422,8 @@ impl<'a> Compiler<'a> {
                 texts.insert(key.to_string(), name);
             }
         }
-        for (key, purpose) in REQUIRED_TEXTS {
-            if !texts.contains_key(*key) && !raw.texts.contains_key(*key) {
+        for (key, purpose) in &all_required {
+            if !texts.contains_key(key) && !raw.texts.contains_key(key.as_str()) {
                 let i = self.diags.len();
                 self.diags.push(Diagnostic::at(file, file.key_pos("texts"), format!("text `{key}` is missing")));
                 self.hint(i, Some(format!("shown when {purpose}")));

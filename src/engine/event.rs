@@ -51,8 +51,15 @@ pub enum EventKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum ActionOutcome {
-    Ok { value: serde_json::Value },
-    Failed { message: String },
+    Ok {
+        value: serde_json::Value,
+    },
+    /// `code` is an [`ActionErrorCode`](crate::config::bundle::ActionErrorCode) code; the menu
+    /// words it for the admin. `detail` is for the logs.
+    Failed {
+        code: String,
+        detail: String,
+    },
 }
 
 /// A media file, referenced by Telegram's `file_id` (or a local path in the console).

@@ -332,7 +332,14 @@ impl<'a> Run<'a> {
                 }
                 self.advance(step);
             }
-            ActionOutcome::Failed { message } => {
+            ActionOutcome::Failed { code, detail } => {
+                self.fx.push(Effect::Warn { message: format!("action `{}` failed ({code}): {detail}", action.name) });
+                // The admin reads the menu's words for the code, never the technical detail.
+                let words = self
+                    .text_of(&format!("error_{code}"), &[])
+                    .or_else(|| self.text_of("error_unavailable", &[]))
+                    .unwrap_or_default();
+                let message = html::to_plain_text(&words, false);
                 self.save("error", serde_json::Value::from(message.as_str()));
                 match &action.on_error {
                     Some(target) => self.goto(target),
