@@ -45,7 +45,7 @@ fn main() {
                 EventKind::Text { text: text.into() }
             };
             let started = Instant::now();
-            let effects = driver.handle(Event { chat_id: chat, user_id: chat, now, kind }).expect("handle");
+            let effects = driver.handle(Event { chat_id: chat, user_id: chat, now, kind }).expect("handle").effects;
             latencies.push(started.elapsed().as_secs_f64() * 1000.0);
             screen.apply(effects);
         }

@@ -200,9 +200,9 @@ fn doctor(settings: &Settings) -> anyhow::Result<ExitCode> {
     }
     match Store::open(&settings.store_path()) {
         Ok(store) => {
-            let posts = store.posts().map(|p| p.len()).unwrap_or(0);
+            let (posts, users) = (store.posts()?.len(), store.users()?.len());
             println!(
-                "ok    store {} (schema {}, {posts} posts)",
+                "ok    store {} (schema {}, {posts} posts, {users} users)",
                 settings.store_path().display(),
                 store.schema_version()?
             );

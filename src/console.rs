@@ -3,10 +3,12 @@
 use std::io::{BufRead, Write};
 use std::path::Path;
 
+use crate::config::Bundle;
 use crate::config::bundle::MediaKind;
 use crate::driver::Driver;
 use crate::engine::event::{Effect, Event, EventKind, InlineButton, Keyboard, Media, OutMessage};
 use crate::engine::html;
+use crate::engine::session::Session;
 
 /// A message as the chat shows it, with the id edits refer to.
 #[derive(Debug, Clone)]
@@ -201,14 +203,13 @@ pub fn parse_line(line: &str, screen: &Screen, typing: bool) -> Typed {
 }
 
 /// Whether the chat's current step waits for typed text or a number.
-fn expects_typing(driver: &Driver, chat_id: i64) -> anyhow::Result<bool> {
+fn expects_typing(bundle: &Bundle, session: &Session) -> bool {
     use crate::config::bundle::InputKind;
-    let session = driver.session(chat_id, chat_id)?;
-    let step = session.current().and_then(|f| driver.bundle.step(&f.flow, &f.step));
-    Ok(matches!(
+    let step = session.current().and_then(|f| bundle.step(&f.flow, &f.step));
+    matches!(
         step.and_then(|s| s.input.as_ref()).map(|i| &i.kind),
         Some(InputKind::Text { .. } | InputKind::Number { .. })
-    ))
+    )
 }
 
 pub const HELP: &str = "Type a message, a /command, or a button: its label, its number, or #number.\n\
@@ -231,17 +232,18 @@ pub fn run(
         name: Some("console".to_string()),
         last_active: chrono::Utc::now().timestamp(),
     })?;
-    let session = driver.session(chat_id, chat_id)?;
+    let mut session = driver.session(chat_id, chat_id)?;
     if let Some(frame) = session.current() {
         writeln!(output, "(resuming: flow `{}`, step `{}`)", frame.flow, frame.step)?;
         let now = chrono::Utc::now().timestamp();
-        let effects = driver.handle(Event { chat_id, user_id: chat_id, now, kind: EventKind::Resume })?;
-        show_turn(&mut output, screen.apply(effects), ansi)?;
+        let handled = driver.handle(Event { chat_id, user_id: chat_id, now, kind: EventKind::Resume })?;
+        session = handled.session;
+        show_turn(&mut output, screen.apply(handled.effects), ansi)?;
     }
     output.flush()?;
     for line in input.lines() {
         let line = line?;
-        let typing = expects_typing(driver, chat_id)?;
+        let typing = expects_typing(&driver.bundle, &session);
         let kind = match parse_line(&line, &screen, typing) {
             Typed::Event(kind) => kind,
             Typed::Quit => break,
@@ -256,8 +258,9 @@ pub fn run(
             Typed::Nothing => continue,
         };
         let now = chrono::Utc::now().timestamp();
-        let effects = driver.handle(Event { chat_id, user_id: chat_id, now, kind })?;
-        show_turn(&mut output, screen.apply(effects), ansi)?;
+        let handled = driver.handle(Event { chat_id, user_id: chat_id, now, kind })?;
+        session = handled.session;
+        show_turn(&mut output, screen.apply(handled.effects), ansi)?;
         output.flush()?;
     }
     Ok(())
@@ -306,20 +309,20 @@ mod tests {
 
     #[test]
     fn typed_lines_become_the_right_events() {
-        let screen = screen_with(&["✅ Հաստատել", "3", "🔥 Վաճառող փոստ", "💡 Տեղեկատվական"]);
+        let screen = screen_with(&["✅ Approve", "3", "🔥 Selling post", "💡 Info post"]);
         assert_eq!(pressed("1", &screen).as_deref(), Some("1.b0"), "a number presses that button");
         assert_eq!(pressed("3", &screen).as_deref(), Some("1.b1"), "an exact label wins over a number");
-        assert_eq!(pressed("Վաճառող փոստ", &screen).as_deref(), Some("1.b2"), "the only label containing it");
+        assert_eq!(pressed("Selling", &screen).as_deref(), Some("1.b2"), "the only label containing it");
         assert_eq!(pressed("9", &screen), None);
         // While a number is expected, "1" is the answer, "#1" still presses.
         assert!(matches!(parse_line("1", &screen, true), Typed::Event(EventKind::Text { .. })));
-        assert!(matches!(parse_line("Վաճառող", &screen, true), Typed::Event(EventKind::Text { .. })));
+        assert!(matches!(parse_line("Selling", &screen, true), Typed::Event(EventKind::Text { .. })));
         assert!(matches!(parse_line("#1", &screen, true), Typed::Event(EventKind::Button { .. })));
-        assert!(matches!(parse_line("✅ Հաստատել", &screen, true), Typed::Event(EventKind::Button { .. })));
+        assert!(matches!(parse_line("✅ Approve", &screen, true), Typed::Event(EventKind::Button { .. })));
         assert!(
             matches!(parse_line("/start now", &screen, false), Typed::Event(EventKind::Command { name, args }) if name == "start" && args == "now")
         );
-        assert!(matches!(parse_line("բարև", &screen, false), Typed::Event(EventKind::Text { .. })));
+        assert!(matches!(parse_line("hello there", &screen, false), Typed::Event(EventKind::Text { .. })));
         assert!(
             matches!(parse_line(":photo /no/such/file.jpg", &screen, false), Typed::Problem(p) if p.contains("no such file"))
         );

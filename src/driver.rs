@@ -10,6 +10,12 @@ use crate::engine::session::{Session, Wait};
 use crate::engine::{self};
 use crate::store::{Store, StoreError, Turn};
 
+/// What handling one event produced: the effects to show and the session as committed.
+pub struct Handled {
+    pub effects: Vec<Effect>,
+    pub session: Session,
+}
+
 /// The engine, its configuration and its store.
 pub struct Driver {
     pub bundle: Arc<Bundle>,
@@ -27,13 +33,13 @@ impl Driver {
     }
 
     /// Handles one event and returns the effects the adapter must show (sends, edits, answers,
-    /// ends), in order. Actions run inline and their results are fed back as events.
+    /// ends), in order, with the session as committed. Actions run inline and their results are fed back as events.
     ///
     /// Everything the event changes — the session, posts written by actions, the action log —
     /// commits in one durable transaction before anything is returned. If the process dies
     /// earlier, the store still holds the state before the event, so the event can simply be
     /// handled again; nothing is half-done and nothing is done twice.
-    pub fn handle(&self, event: Event) -> Result<Vec<Effect>, StoreError> {
+    pub fn handle(&self, event: Event) -> Result<Handled, StoreError> {
         let turn = self.store.begin_turn()?;
         let mut session = match turn.load_session(event.chat_id) {
             Ok(Some(session)) => session,
@@ -64,7 +70,7 @@ impl Driver {
         let session = self.apply(&turn, session, event, &mut shown)?;
         turn.save_session(&session)?;
         turn.commit()?;
-        Ok(shown)
+        Ok(Handled { effects: shown, session })
     }
 
     /// Runs the engine until no action is left.
@@ -171,9 +177,11 @@ mod tests {
             now: 1_795_672_800,
             kind: EventKind::Text { text: text.into() },
         };
-        let shown = driver.handle(text("📝 Նոր գրառում")).unwrap();
-        assert!(!shown.is_empty(), "the chat is not locked out");
+        let new_post = driver.bundle.menu.reply_keyboard[0][0].label.clone();
+        let handled = driver.handle(text(&new_post)).unwrap();
+        assert!(!handled.effects.is_empty(), "the chat is not locked out");
         let session = driver.session(9, 9).unwrap();
+        assert_eq!(session, handled.session);
         assert_eq!(session.next_request, 5, "request ids continue after the recorded ones");
         assert_eq!(session.current().map(|f| f.flow.as_str()), Some("create_post"));
     }

@@ -344,7 +344,7 @@ mod tests {
             id: 0,
             status: PostStatus::Draft,
             format: Some("selling".into()),
-            text: "<b>Բարև</b>".into(),
+            text: "<b>Héllo</b>".into(),
             media: None,
             keywords: None,
             details: None,

@@ -3,9 +3,12 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::Duration;
+
+mod common;
+use common::postflow;
 
 struct Chat {
     child: Child,
@@ -16,11 +19,7 @@ struct Chat {
 
 impl Chat {
     fn start(store: &Path) -> Chat {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_postflow"))
-            .args(["chat", "--user", "77"])
-            .env("CONFIG_DIR", env!("CARGO_MANIFEST_DIR"))
-            .env("DATABASE_URL", store)
-            .env_remove("OPENAI_API_KEY")
+        let mut child = postflow(store, &["chat", "--user", "77"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -97,11 +96,7 @@ fn a_killed_chat_resumes_the_conversation_and_saves_the_draft() {
     chat.send(":quit");
     assert!(chat.child.wait().unwrap().success());
 
-    let posts = Command::new(env!("CARGO_BIN_EXE_postflow"))
-        .args(["posts", "--status", "draft"])
-        .env("DATABASE_URL", &store)
-        .output()
-        .unwrap();
+    let posts = postflow(&store, &["posts", "--status", "draft"]).output().unwrap();
     let listing = String::from_utf8_lossy(&posts.stdout);
     assert!(posts.status.success());
     assert!(listing.contains("    1  draft       selling"), "{listing}");
@@ -113,13 +108,7 @@ fn a_second_process_on_the_same_store_gets_a_clear_error() {
     let store = dir.path().join("s.redb");
     let mut first = Chat::start(&store);
     first.expect("postflow chat");
-    let second = Command::new(env!("CARGO_BIN_EXE_postflow"))
-        .args(["chat"])
-        .env("CONFIG_DIR", env!("CARGO_MANIFEST_DIR"))
-        .env("DATABASE_URL", &store)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let second = postflow(&store, &["chat"]).stdin(Stdio::null()).output().unwrap();
     assert_eq!(second.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("already open in another postflow process"), "{stderr}");

@@ -5,8 +5,11 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
+
+mod common;
+use common::postflow;
 
 use postflow::actions::CATALOGUE;
 use postflow::config;
@@ -62,10 +65,7 @@ fn killing_chat_at_any_moment_leaves_a_consistent_store() {
     }
     let mut last_posts = 0;
     for round in 0..12u64 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_postflow"))
-            .args(["chat", "--user", "5"])
-            .env("CONFIG_DIR", env!("CARGO_MANIFEST_DIR"))
-            .env("DATABASE_URL", &store)
+        let mut child = postflow(&store, &["chat", "--user", "5"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

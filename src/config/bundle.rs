@@ -71,7 +71,17 @@ pub enum SlotKind {
 }
 
 impl SlotKind {
-    pub const NAMES: [&'static str; 9] = ["text", "html", "number", "bool", "date", "time", "media", "list", "any"];
+    pub const ALL: [SlotKind; 9] = [
+        SlotKind::Text,
+        SlotKind::Html,
+        SlotKind::Number,
+        SlotKind::Bool,
+        SlotKind::Date,
+        SlotKind::Time,
+        SlotKind::Media,
+        SlotKind::List,
+        SlotKind::Any,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -104,18 +114,7 @@ impl SlotKind {
     }
 
     pub fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "text" => SlotKind::Text,
-            "html" => SlotKind::Html,
-            "number" => SlotKind::Number,
-            "bool" => SlotKind::Bool,
-            "date" => SlotKind::Date,
-            "time" => SlotKind::Time,
-            "media" => SlotKind::Media,
-            "list" => SlotKind::List,
-            "any" => SlotKind::Any,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
     }
 }
 

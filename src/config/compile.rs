@@ -516,6 +516,15 @@ impl<'a> Compiler<'a> {
             };
             commands.push(Command { name, description: command.description.clone(), target, listed: command.listed });
         }
+        // `/start` always works: without a `start` command it runs `start_flow` (unlisted).
+        if !commands.iter().any(|c| c.name == "start") {
+            commands.push(Command {
+                name: "start".to_string(),
+                description: String::new(),
+                target: CommandTarget::Flow(raw.start_flow.clone()),
+                listed: false,
+            });
+        }
         if self.diags.len() > before {
             return None;
         }
@@ -597,7 +606,7 @@ impl<'a> Compiler<'a> {
                 None => {
                     let at = if decl.is_string() { path.clone() } else { format!("{path}.type") };
                     let d = self.error(file, &at, format!("unknown slot type `{kind}`"));
-                    self.hint(d, Some(suggestion_or_list(&kind, SlotKind::NAMES)));
+                    self.hint(d, Some(suggestion_or_list(&kind, SlotKind::ALL.map(SlotKind::name))));
                 }
             }
         }

@@ -163,7 +163,8 @@ mod tests {
 
     #[test]
     fn indexes_keys_and_values_with_one_based_columns() {
-        let text = "kind: flow\nsteps:\n  start:\n    say: Բարև\n    buttons:\n      - label: x\n        goto: end\n";
+        let text =
+            "kind: flow\nsteps:\n  start:\n    say: héllo 😀\n    buttons:\n      - label: x\n        goto: end\n";
         let file = SourceFile::new("f.yaml".into(), PathBuf::new(), text.into());
         assert_eq!(file.value_pos("kind"), Pos { line: 1, col: 7, len: 4 });
         assert_eq!(file.key_pos("steps.start.say").line, 4);

@@ -262,7 +262,7 @@ mod tests {
             "1.b",
             "1.b-1",
             "1.s1",
-            "Բ.b1",
+            "é.b1",
         ] {
             assert_eq!(decode(bad), None, "{bad}");
         }

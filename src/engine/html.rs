@@ -94,15 +94,6 @@ const ANSI_RESET: &str = "\x1b[0m";
 // Public API
 // ---------------------------------------------------------------------------------------------
 
-/// Escapes text for Telegram HTML: & < > and " become entities.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        push_escaped(&mut out, ch, true);
-    }
-    out
-}
-
 /// Turns arbitrary, possibly malformed HTML-ish text (AI output, user input, template output)
 /// into a string Telegram's HTML parser accepts, keeping allowed tags that are well formed and
 /// properly nested, dropping disallowed attributes, and escaping everything else as text.
@@ -464,6 +455,15 @@ fn decode_entities(text: &str) -> String {
 }
 
 /// Appends `ch`, escaping `&`, `<`, `>` and, when `quotes` is set, `"`.
+/// Escapes text (here: attribute values) for Telegram HTML: & < > and " become entities.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        push_escaped(&mut out, ch, true);
+    }
+    out
+}
+
 fn push_escaped(out: &mut String, ch: char, quotes: bool) {
     match ch {
         '&' => out.push_str("&amp;"),
@@ -771,7 +771,7 @@ mod tests {
     #[test]
     fn the_quick_length_matches_the_full_one_on_sanitized_text() {
         let samples = [
-            "<b>Բարև</b> 😀 &amp; <a href=\"https://t.me/x?a=1&b=2\">link</a>",
+            "<b>Привет</b> 😀 &amp; <a href=\"https://t.me/x?a=1&b=2\">link</a>",
             "a < b & c > d &#x1F600; &nbsp; &bogus; <i>x",
             "<pre><code class=\"language-rust\">fn main() {}</code></pre>\n\n<blockquote expandable>q</blockquote>",
             "",
@@ -902,10 +902,10 @@ mod tests {
     }
 
     #[test]
-    fn escape_replaces_special_characters() {
-        assert_eq!(escape("a < b & c > \"d\" 'e'"), "a &lt; b &amp; c &gt; &quot;d&quot; 'e'");
-        assert_eq!(escape("Բարև 😀"), "Բարև 😀");
-        assert_eq!(escape(""), "");
+    fn sanitize_escapes_special_characters_in_plain_text() {
+        assert_eq!(sanitize("a < b & c > d"), "a &lt; b &amp; c &gt; d");
+        assert_eq!(sanitize("Привет 😀"), "Привет 😀");
+        assert_eq!(sanitize(""), "");
     }
 
     #[test]
@@ -986,10 +986,10 @@ mod tests {
 
     #[test]
     fn sanitize_keeps_multibyte_text() {
-        let text = "Բարև, աշխարհ 😀👍🏽 日本語";
+        let text = "Привет, мир 😀👍🏽 日本語";
         assert_eq!(sanitize(text), text);
-        assert_eq!(sanitize("<b>Բարև</b> 😀"), "<b>Բարև</b> 😀");
-        assert_eq!(sanitize("<Բ>"), "&lt;Բ&gt;");
+        assert_eq!(sanitize("<b>Привет</b> 😀"), "<b>Привет</b> 😀");
+        assert_eq!(sanitize("<Ж>"), "&lt;Ж&gt;");
     }
 
     #[test]
@@ -1025,7 +1025,7 @@ mod tests {
             "<script>x</script><style>y</style>",
             "<a title=\"<b>\">z</a>",
             "<foo title=\"&amp;\">",
-            "Բարև 😀 <b>Բ</b>&nbsp;😀",
+            "Привет 😀 <b>Ж</b>&nbsp;😀",
             "<a href=\"https://x\n\">n</a>",
             "<tg-emoji emoji-id=\"12a\">x</tg-emoji>",
             "<span class='tg-spoiler'>s</span>",
@@ -1041,8 +1041,8 @@ mod tests {
     #[test]
     fn visible_length_counts_utf16_units() {
         assert_eq!(visible_utf16_len("😀"), 2);
-        assert_eq!(visible_utf16_len("Բարև"), 4);
-        assert_eq!(visible_utf16_len("<b>Բ</b>&amp;"), 2);
+        assert_eq!(visible_utf16_len("Привет"), 6);
+        assert_eq!(visible_utf16_len("<b>Ж</b>&amp;"), 2);
         assert_eq!(visible_utf16_len("&#x1F600;&lt;"), 3);
         assert_eq!(visible_utf16_len("<a href=\"https://very.long/url\">x</a>"), 1);
         assert_eq!(visible_utf16_len(""), 0);
@@ -1056,7 +1056,7 @@ mod tests {
         assert_eq!(to_plain_text("<a href=\"https://x.y\">https://x.y</a>", false), "https://x.y");
         assert_eq!(to_plain_text("<b>a<b>b</b>c</b>", true), "\x1b[1mabc\x1b[0m");
         assert_eq!(to_plain_text("<b>open", true), "\x1b[1mopen\x1b[0m");
-        assert_eq!(to_plain_text("<i>Բ</i>&nbsp;&#x1F600;", false), "Բ\u{a0}😀");
+        assert_eq!(to_plain_text("<i>Ж</i>&nbsp;&#x1F600;", false), "Ж\u{a0}😀");
     }
 
     #[test]
@@ -1099,7 +1099,7 @@ mod tests {
     fn split_keeps_limits_and_text() {
         let mut html = String::new();
         for i in 0..200 {
-            html.push_str(&format!("<b>Բարև {i}</b> world 😀 &amp; <i>more <u>text</u></i>"));
+            html.push_str(&format!("<b>Привет {i}</b> world 😀 &amp; <i>more <u>text</u></i>"));
             html.push_str(if i % 7 == 0 {
                 "\n\n"
             } else if i % 3 == 0 {
@@ -1138,7 +1138,7 @@ mod tests {
             "&#x1F600;",
             "&bogus;",
             "&#0;",
-            "Բ",
+            "Ж",
             "😀",
             "\n\n",
             "\n",

@@ -134,10 +134,6 @@ impl<'a> Run<'a> {
         match target {
             Some(CommandTarget::Flow(flow)) => self.start_flow(&flow),
             Some(CommandTarget::Cancel) => self.cancel(),
-            None if name == "start" => {
-                let flow = self.bundle.menu.start_flow.clone();
-                self.start_flow(&flow)
-            }
             None => self.say_text("unknown_input", &[], true),
         }
     }
@@ -184,7 +180,7 @@ impl<'a> Run<'a> {
 
     fn press(&mut self, data: &str) {
         let Some(callback) = decode(data) else {
-            self.answer = Some(self.text_of("invalid_button", &[]));
+            self.answer_with("invalid_button");
             self.fx.push(Effect::Warn { message: format!("undecodable callback data {data:?}") });
             return;
         };
@@ -197,7 +193,7 @@ impl<'a> Run<'a> {
                 return;
             }
             let key = if matches!(self.s.wait, Wait::Action { .. }) { "busy" } else { "outdated" };
-            self.answer = Some(self.text_of(key, &[]));
+            self.answer_with(key);
             // Re-show the current step so the admin has working buttons again.
             if self.s.wait == Wait::User
                 && let Some(step) = self.current_step()
@@ -230,7 +226,7 @@ impl<'a> Run<'a> {
                         }
                     }
                 }
-                None => self.answer = Some(self.text_of("outdated", &[])),
+                None => self.answer_with("outdated"),
             },
             Press::Item(index) => match (step.list.as_ref(), self.s.view.items.get(index).cloned()) {
                 (Some(list), Some(item)) => {
@@ -239,7 +235,7 @@ impl<'a> Run<'a> {
                     }
                     self.advance(step);
                 }
-                _ => self.answer = Some(self.text_of("outdated", &[])),
+                _ => self.answer_with("outdated"),
             },
             Press::Page(page) => {
                 self.edit_in_place = true;
@@ -253,18 +249,18 @@ impl<'a> Run<'a> {
                     }
                     self.advance(step);
                 }
-                _ => self.answer = Some(self.text_of("outdated", &[])),
+                _ => self.answer_with("outdated"),
             },
             Press::Day { year, month, day } => match step.input.as_ref().map(|i| &i.kind) {
                 Some(InputKind::Date { allow_past }) => {
                     let date = NaiveDate::from_ymd_opt(year, month, day).unwrap_or_default();
                     if !allow_past && date < self.today() {
-                        self.answer = Some(self.text_of("date_past", &[]));
+                        self.answer_with("date_past");
                         return;
                     }
                     self.accept(step, serde_json::Value::from(date.format("%Y-%m-%d").to_string()));
                 }
-                _ => self.answer = Some(self.text_of("outdated", &[])),
+                _ => self.answer_with("outdated"),
             },
             Press::Month { year, month } => {
                 let earliest = match step.input.as_ref().map(|i| &i.kind) {
@@ -281,7 +277,7 @@ impl<'a> Run<'a> {
                     _ => false,
                 };
                 if !allowed {
-                    self.answer = Some(self.text_of("time_invalid", &[]));
+                    self.answer_with("time_invalid");
                     return;
                 }
                 self.edit_in_place = true;
@@ -300,14 +296,14 @@ impl<'a> Run<'a> {
                         Ok(value) => self.accept(step, value),
                         Err(refusal) => self.answer = Some(self.text_of(refusal.key, &refusal.vars)),
                     },
-                    _ => self.answer = Some(self.text_of("outdated", &[])),
+                    _ => self.answer_with("outdated"),
                 }
             }
             Press::Choice(index) => match step.input.as_ref().map(|i| &i.kind) {
                 Some(InputKind::Choice(options)) if index < options.len() => {
                     self.accept(step, options[index].value.clone())
                 }
-                _ => self.answer = Some(self.text_of("outdated", &[])),
+                _ => self.answer_with("outdated"),
             },
         }
     }
@@ -417,23 +413,12 @@ impl<'a> Run<'a> {
         if self.failed {
             return;
         }
-        if step.next.is_empty() {
-            return self.finish_flow();
-        }
         let ctx = self.ctx(&[]);
-        for branch in &step.next {
-            let taken = match &branch.condition {
-                None => true,
-                Some(expr) => match render::eval(self.bundle, expr, &ctx) {
-                    Ok(value) => value.is_true(),
-                    Err(err) => return self.internal_error(format!("condition `{expr}`: {err}")),
-                },
-            };
-            if taken {
-                return self.goto(&branch.goto);
-            }
+        match self.pick_branch(step, &ctx) {
+            Ok(Some(target)) => self.goto(&target),
+            Ok(None) => self.finish_flow(),
+            Err(err) => self.internal_error(err),
         }
-        self.finish_flow()
     }
 
     /// Runs the current step and the steps it leads to until one waits.
@@ -907,6 +892,11 @@ impl<'a> Run<'a> {
         }
         rows.extend(statics.chunks(step.columns.max(1) as usize).map(<[InlineButton]>::to_vec));
         Ok(if rows.is_empty() { Keyboard::None } else { Keyboard::Inline(rows) })
+    }
+
+    /// Answers the button press with a menu text as the toast.
+    fn answer_with(&mut self, key: &str) {
+        self.answer = Some(self.text_of(key, &[]));
     }
 
     /// Whether a button is on the keyboard now (its `if:` holds): a press on a hidden button is

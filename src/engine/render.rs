@@ -14,8 +14,12 @@ pub const GLOBALS: &[&str] = &["formats", "now", "today", "user_id", "error"];
 
 /// The local date-time of `now` (unix seconds) in the bundle's time zone.
 pub fn local_time(bundle: &Bundle, now: i64) -> DateTime<chrono_tz::Tz> {
+    local_in(bundle.timezone, now)
+}
+
+fn local_in(timezone: chrono_tz::Tz, now: i64) -> DateTime<chrono_tz::Tz> {
     let utc = DateTime::from_timestamp(now, 0).unwrap_or_default();
-    bundle.timezone.from_utc_datetime(&utc.naive_utc())
+    timezone.from_utc_datetime(&utc.naive_utc())
 }
 
 /// Looks up the declared kind of a slot in the flows on the session's stack.
@@ -38,8 +42,7 @@ pub struct Clock {
 impl Clock {
     pub fn at(timezone: chrono_tz::Tz, now: i64) -> Self {
         use chrono::{Datelike, Offset, Timelike};
-        let utc = DateTime::from_timestamp(now, 0).unwrap_or_default();
-        let local = timezone.from_utc_datetime(&utc.naive_utc());
+        let local = local_in(timezone, now);
         let offset = local.offset().fix().local_minus_utc();
         let sign = if offset < 0 { '-' } else { '+' };
         let (hours, minutes) = (offset.abs() / 3600, offset.abs() % 3600 / 60);
