@@ -401,23 +401,42 @@ impl<'a> Run<'a> {
     }
 
     fn goto(&mut self, step_id: &str) {
+        self.jump(step_id.to_string());
+        self.enter();
+    }
+
+    /// Points the current frame at another step of its flow.
+    fn jump(&mut self, step_id: String) {
         if let Some(frame) = self.s.stack.last_mut() {
-            frame.step = step_id.to_string();
+            frame.step = step_id;
         }
         self.reset_view();
-        self.enter();
     }
 
     /// Follows the step's `next` (the first branch whose condition holds), or ends the flow.
     fn advance(&mut self, step: &Step) {
+        if self.move_on(step) {
+            self.enter();
+        }
+    }
+
+    /// Moves past `step`: to its first `next` branch that holds, or out of its flow. False when
+    /// nothing more runs in this event.
+    fn move_on(&mut self, step: &Step) -> bool {
         if self.failed {
-            return;
+            return false;
         }
         let ctx = self.ctx(&[]);
         match self.pick_branch(step, &ctx) {
-            Ok(Some(target)) => self.goto(&target),
-            Ok(None) => self.finish_flow(),
-            Err(err) => self.internal_error(err),
+            Ok(Some(target)) => {
+                self.jump(target);
+                true
+            }
+            Ok(None) => self.leave_frame(),
+            Err(err) => {
+                self.internal_error(err);
+                false
+            }
         }
     }
 
@@ -475,22 +494,10 @@ impl<'a> Run<'a> {
                         .map(|k| k.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
                         .unwrap_or_default();
                     self.retain_slots(|name| keep.iter().any(|k| k == name));
-                    let ctx = self.ctx(&[]);
-                    match self.pick_branch(step, &ctx) {
-                        Ok(Some(target)) => {
-                            if let Some(frame) = self.s.stack.last_mut() {
-                                frame.step = target;
-                            }
-                            continue;
-                        }
-                        Ok(None) => {
-                            if self.leave_frame() {
-                                continue;
-                            }
-                            return;
-                        }
-                        Err(err) => return self.internal_error(err),
+                    if self.move_on(step) {
+                        continue;
                     }
+                    return;
                 }
                 let request_id = self.s.next_request;
                 self.s.next_request += 1;
@@ -523,19 +530,8 @@ impl<'a> Run<'a> {
                 }
                 return;
             }
-            let ctx = self.ctx(&[]);
-            match self.pick_branch(step, &ctx) {
-                Ok(Some(target)) => {
-                    if let Some(frame) = self.s.stack.last_mut() {
-                        frame.step = target;
-                    }
-                }
-                Ok(None) => {
-                    if !self.leave_frame() {
-                        return;
-                    }
-                }
-                Err(err) => return self.internal_error(err),
+            if !self.move_on(step) {
+                return;
             }
         }
     }
@@ -553,9 +549,7 @@ impl<'a> Run<'a> {
             let ctx = self.ctx(&[]);
             match self.pick_branch(caller, &ctx) {
                 Ok(Some(target)) => {
-                    if let Some(frame) = self.s.stack.last_mut() {
-                        frame.step = target;
-                    }
+                    self.jump(target);
                     return true;
                 }
                 // Called from a button of a step that waits: back to that step.
