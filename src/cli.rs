@@ -52,6 +52,25 @@ pub enum Command {
     },
     /// Check the configuration, the store and the AI mode, and say what is wrong.
     Doctor,
+    /// Run the bot in Telegram (needs BOT_TOKEN, CHANNEL_ID and AUTHORIZED_USERS).
+    Run(RunArgs),
+}
+
+/// Options of `postflow run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Receive updates through a webhook at this public https URL (served on HTTP_ADDR, checked
+    /// with a secret token) instead of long polling.
+    #[arg(long, env = "WEBHOOK_URL")]
+    pub webhook_url: Option<url::Url>,
+    /// Flood control: a user sending more than this many updates within --flood-window-secs
+    /// gets one warning and is ignored for --flood-mute-secs.
+    #[arg(long, env = "FLOOD_MAX_UPDATES", default_value_t = 30)]
+    pub flood_max_updates: usize,
+    #[arg(long, env = "FLOOD_WINDOW_SECS", default_value_t = 10)]
+    pub flood_window_secs: u64,
+    #[arg(long, env = "FLOOD_MUTE_SECS", default_value_t = 60)]
+    pub flood_mute_secs: u64,
 }
 
 /// Machine or human output.
@@ -167,7 +186,43 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor => doctor(&settings),
+        Command::Run(args) => run_bot(&settings, args),
     }
+}
+
+fn run_bot(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(problem) = settings.problems().into_iter().next() {
+        anyhow::bail!("{problem}");
+    }
+    let Some(token) = &settings.bot_token else {
+        anyhow::bail!(
+            "BOT_TOKEN is not set: `run` needs the token from @BotFather (`postflow chat` works without one)"
+        );
+    };
+    let Some(channel) = &settings.channel_id else {
+        anyhow::bail!("CHANNEL_ID is not set: give the channel as @name or its -100… id");
+    };
+    if settings.authorized_users.is_empty() {
+        anyhow::bail!("AUTHORIZED_USERS is empty: list the Telegram user ids of the admins, comma-separated");
+    }
+    let bundle = load_bundle(settings)?;
+    let store = Store::open(&settings.store_path())?;
+    let mut options = crate::telegram::RunOptions::new(
+        token.expose().to_string(),
+        &settings.telegram_api_url,
+        channel.clone(),
+        settings.authorized_users.clone(),
+    );
+    options.flood = crate::telegram::gate::FloodLimits {
+        max_updates: args.flood_max_updates.max(1),
+        window: std::time::Duration::from_secs(args.flood_window_secs.max(1)),
+        mute: std::time::Duration::from_secs(args.flood_mute_secs),
+    };
+    options.webhook_url = args.webhook_url;
+    options.http_addr = settings.http_addr.parse()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(crate::telegram::run(bundle, store, options))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn doctor(settings: &Settings) -> anyhow::Result<ExitCode> {

@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::config::Bundle;
 use crate::config::bundle::MediaKind;
 use crate::driver::Driver;
-use crate::engine::event::{Effect, Event, EventKind, InlineButton, Keyboard, Media, OutMessage};
+use crate::engine::event::{Effect, Event, EventKind, InlineButton, Keyboard, Media, MediaFile, OutMessage};
 use crate::engine::html;
 use crate::engine::session::Session;
 
@@ -65,6 +65,18 @@ impl Screen {
         out
     }
 
+    /// Records a message shown by someone else (a Telegram chat mirrored in tests): an edit
+    /// replaces the message with the same id.
+    pub fn record(&mut self, shown: Shown, edited: bool) {
+        match self.messages.iter_mut().find(|m| m.id == shown.id) {
+            Some(existing) if edited => existing.message = shown.message,
+            _ => {
+                self.next_id = self.next_id.max(shown.id);
+                self.messages.push(shown);
+            }
+        }
+    }
+
     /// The newest message with an inline keyboard.
     pub fn latest_keyboard(&self) -> Option<&Shown> {
         self.messages.iter().rev().find(|m| matches!(m.message.keyboard, Keyboard::Inline(_)))
@@ -108,7 +120,9 @@ pub fn render_message(shown: &Shown, edited: bool, ansi: bool) -> String {
     let marker = if edited { " (edited)" } else { "" };
     out.push_str(&format!("── bot #{}{marker} ──\n", shown.id));
     if let Some(media) = &shown.message.media {
-        out.push_str(&format!("[{}: {}]\n", media.kind.name(), media.file_id));
+        for (kind, file_id) in media.files() {
+            out.push_str(&format!("[{}: {}]\n", kind.name(), file_id));
+        }
     }
     out.push_str(html::to_plain_text(&shown.message.text, ansi).trim_end());
     out.push('\n');
@@ -133,6 +147,37 @@ pub fn render_message(shown: &Shown, edited: bool, ansi: bool) -> String {
         Keyboard::None => {}
     }
     out
+}
+
+/// `:album PATH PATH…`: two to ten photos or videos sent together, kinds guessed from the name.
+fn album(arg: &str) -> Typed {
+    let paths: Vec<&str> = arg.split_whitespace().collect();
+    if !(2..=10).contains(&paths.len()) {
+        return Typed::Problem("usage: :album PATH PATH… (2 to 10 photos or videos)".to_string());
+    }
+    if let Some(missing) = paths.iter().find(|path| !Path::new(path).is_file()) {
+        return Typed::Problem(format!("no such file: {missing}"));
+    }
+    match album_media(&paths) {
+        Some(media) => Typed::Event(EventKind::Media { media }),
+        None => Typed::Problem("usage: :album PATH PATH… (2 to 10 photos or videos)".to_string()),
+    }
+}
+
+/// An album of files whose kinds are guessed from their names (videos by extension, else
+/// photos), or `None` for fewer than two files.
+pub fn album_media(paths: &[&str]) -> Option<Media> {
+    let kind_of = |path: &str| {
+        let video = [".mp4", ".mov", ".webm", ".mkv"].iter().any(|ext| path.to_ascii_lowercase().ends_with(ext));
+        if video { MediaKind::Video } else { MediaKind::Photo }
+    };
+    let (first, rest) = paths.split_first()?;
+    if rest.is_empty() {
+        return None;
+    }
+    let mut media = Media::single(kind_of(first), *first);
+    media.more = rest.iter().map(|path| MediaFile { kind: kind_of(path), file_id: path.to_string() }).collect();
+    Some(media)
 }
 
 /// What a typed line means.
@@ -163,6 +208,7 @@ pub fn parse_line(line: &str, screen: &Screen, typing: bool) -> Typed {
             "video" => MediaKind::Video,
             "gif" | "animation" => MediaKind::Animation,
             "doc" | "document" => MediaKind::Document,
+            "album" => return album(arg),
             other => {
                 return Typed::Problem(format!("unknown console command `:{other}`; type :help"));
             }
@@ -174,7 +220,7 @@ pub fn parse_line(line: &str, screen: &Screen, typing: bool) -> Typed {
         if !Path::new(path).is_file() {
             return Typed::Problem(format!("no such file: {path}"));
         }
-        return Typed::Event(EventKind::Media { media: Media { kind, file_id: path.to_string(), caption: None } });
+        return Typed::Event(EventKind::Media { media: Media::single(kind, path) });
     }
     if let Some(command) = trimmed.strip_prefix('/') {
         let (name, args) = command.split_once(' ').unwrap_or((command, ""));

@@ -58,6 +58,9 @@ pub struct Turn {
     pub gif: Option<String>,
     #[serde(default)]
     pub document: Option<String>,
+    /// Send several photos or videos as one album.
+    #[serde(default)]
+    pub album: Vec<String>,
     /// Move the clock forward by this many seconds before the turn.
     #[serde(default)]
     pub wait: Option<i64>,
@@ -115,6 +118,52 @@ pub struct Failure {
     pub reply: String,
 }
 
+/// Where a script's turns go: the engine in-process, or (in the tests) a running Telegram bot.
+pub trait Transport {
+    /// Delivers one user event at `now` and returns what the bot showed and the session after it.
+    fn deliver(&mut self, user: i64, now: i64, kind: EventKind) -> anyhow::Result<Delivered>;
+    /// The chat as the user sees it (for pressing buttons by label).
+    fn screen(&self) -> &Screen;
+    fn store(&self) -> &Store;
+}
+
+/// What one delivered turn produced.
+pub struct Delivered {
+    pub output: TurnOutput,
+    pub session: Session,
+}
+
+/// The engine and store in this process, shown on a [`Screen`].
+pub struct Local {
+    pub driver: Driver,
+    pub screen: Screen,
+}
+
+impl Transport for Local {
+    fn deliver(&mut self, user: i64, now: i64, kind: EventKind) -> anyhow::Result<Delivered> {
+        let handled = self.driver.handle(Event { chat_id: user, user_id: user, now, kind })?;
+        Ok(Delivered { output: self.screen.apply(handled.effects), session: handled.session })
+    }
+
+    fn screen(&self) -> &Screen {
+        &self.screen
+    }
+
+    fn store(&self) -> &Store {
+        &self.driver.store
+    }
+}
+
+/// The script's clock at its first turn.
+pub fn script_start(script: &Script) -> anyhow::Result<i64> {
+    Ok(match &script.now {
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map_err(|e| anyhow::anyhow!("`now: {text}` is not an RFC 3339 time: {e}"))?
+            .timestamp(),
+        None => 1_795_672_800, // 2026-11-26T10:00:00+04:00
+    })
+}
+
 /// Runs one script on a fresh store in `workdir`.
 pub fn run_script(
     bundle: Arc<Bundle>,
@@ -123,32 +172,34 @@ pub fn run_script(
     workdir: &Path,
 ) -> anyhow::Result<Result<usize, Failure>> {
     let store = Store::open(&workdir.join("conversation.redb"))?;
-    let driver = Driver::new(bundle, store);
-    let mut now = match &script.now {
-        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
-            .map_err(|e| anyhow::anyhow!("`now: {text}` is not an RFC 3339 time: {e}"))?
-            .timestamp(),
-        None => 1_795_672_800, // 2026-11-26T10:00:00+04:00
-    };
-    let mut screen = Screen::default();
+    let mut local = Local { driver: Driver::new(bundle, store), screen: Screen::default() };
+    run_script_on(&mut local, script, base_dir)
+}
+
+/// Runs one script through a transport.
+pub fn run_script_on(
+    transport: &mut dyn Transport,
+    script: &Script,
+    base_dir: &Path,
+) -> anyhow::Result<Result<usize, Failure>> {
+    let mut now = script_start(script)?;
     for (index, turn) in script.turns.iter().enumerate() {
         now += turn.wait.unwrap_or(0);
         let (action, kind) =
-            turn_event(turn, &screen, base_dir).map_err(|e| anyhow::anyhow!("turn {}: {e}", index + 1))?;
+            turn_event(turn, transport.screen(), base_dir).map_err(|e| anyhow::anyhow!("turn {}: {e}", index + 1))?;
         let Some(kind) = kind else {
             return Ok(Err(Failure {
                 turn: index + 1,
                 action,
                 problems: vec!["no such button on the keyboard".into()],
-                reply: describe_screen(&screen),
+                reply: describe_screen(transport.screen()),
             }));
         };
-        let handled = driver.handle(Event { chat_id: script.user, user_id: script.user, now, kind })?;
-        let output = screen.apply(handled.effects);
+        let delivered = transport.deliver(script.user, now, kind)?;
         if let Some(expect) = &turn.expect {
-            let problems = check(expect, &output, &driver, &handled.session)?;
+            let problems = check(expect, &delivered.output, transport.store(), &delivered.session)?;
             if !problems.is_empty() {
-                return Ok(Err(Failure { turn: index + 1, action, problems, reply: describe_turn(&output) }));
+                return Ok(Err(Failure { turn: index + 1, action, problems, reply: describe_turn(&delivered.output) }));
             }
         }
     }
@@ -161,7 +212,7 @@ fn turn_event(turn: &Turn, screen: &Screen, base_dir: &Path) -> anyhow::Result<(
         if !full.is_file() {
             anyhow::bail!("media file {} does not exist", full.display());
         }
-        Ok(EventKind::Media { media: Media { kind, file_id: path.to_string(), caption: None } })
+        Ok(EventKind::Media { media: Media::single(kind, path) })
     };
     if let Some(text) = &turn.send {
         let kind = match text.strip_prefix('/') {
@@ -201,10 +252,19 @@ fn turn_event(turn: &Turn, screen: &Screen, base_dir: &Path) -> anyhow::Result<(
             return Ok((format!("{} {path:?}", kind.name()), Some(media(kind, path)?)));
         }
     }
-    anyhow::bail!("a turn needs one of send, press, press_old, press_data, photo, video, gif, document")
+    if !turn.album.is_empty() {
+        if let Some(missing) = turn.album.iter().find(|path| !base_dir.join(path).is_file()) {
+            anyhow::bail!("media file {} does not exist", base_dir.join(missing).display());
+        }
+        let paths: Vec<&str> = turn.album.iter().map(String::as_str).collect();
+        let media =
+            crate::console::album_media(&paths).ok_or_else(|| anyhow::anyhow!("an album needs 2 to 10 files"))?;
+        return Ok((format!("album {paths:?}"), Some(EventKind::Media { media })));
+    }
+    anyhow::bail!("a turn needs one of send, press, press_old, press_data, photo, video, gif, document, album")
 }
 
-fn check(expect: &Expect, output: &TurnOutput, driver: &Driver, session: &Session) -> anyhow::Result<Vec<String>> {
+fn check(expect: &Expect, output: &TurnOutput, store: &Store, session: &Session) -> anyhow::Result<Vec<String>> {
     let mut problems = Vec::new();
     let reply: String =
         output.messages.iter().map(|(m, _)| html::to_plain_text(&m.message.text, false)).collect::<Vec<_>>().join("\n");
@@ -273,7 +333,7 @@ fn check(expect: &Expect, output: &TurnOutput, driver: &Driver, session: &Sessio
         }
     }
     if !expect.post.is_empty() || expect.posts.is_some() {
-        let posts = driver.store.posts()?;
+        let posts = store.posts()?;
         if let Some(count) = expect.posts
             && posts.len() != count
         {

@@ -41,6 +41,33 @@ impl Driver {
     /// handled again; nothing is half-done and nothing is done twice.
     pub fn handle(&self, event: Event) -> Result<Handled, StoreError> {
         let turn = self.store.begin_turn()?;
+        self.handle_in(turn, event, &mut |_| {})
+    }
+
+    /// Like [`Driver::handle`], for an adapter that delivers updates at least once: an update
+    /// already handled for its chat returns `None` and changes nothing; the user's profile is
+    /// recorded in the same transaction; `progress` sees every button answer and action start
+    /// as soon as the engine produces it (before the action runs), so the adapter can answer
+    /// the press and show "typing…" at once.
+    pub fn handle_update(
+        &self,
+        event: Event,
+        delivery: &Delivery,
+        progress: &mut dyn FnMut(&Effect),
+    ) -> Result<Option<Handled>, StoreError> {
+        let turn = self.store.begin_turn()?;
+        if let Some(update_id) = delivery.update_id
+            && !turn.first_sight_of_update(event.chat_id, update_id)?
+        {
+            return Ok(None);
+        }
+        if let Some(user) = &delivery.user {
+            turn.touch_user(user)?;
+        }
+        self.handle_in(turn, event, progress).map(Some)
+    }
+
+    fn handle_in(&self, turn: Turn, event: Event, progress: &mut dyn FnMut(&Effect)) -> Result<Handled, StoreError> {
         let mut session = match turn.load_session(event.chat_id) {
             Ok(Some(session)) => session,
             Ok(None) => Session::new(event.chat_id, event.user_id),
@@ -65,9 +92,9 @@ impl Driver {
             let (request_id, name, args) = (pending.request_id, pending.name.clone(), pending.args.clone());
             let outcome = self.run_action(&turn, &event, request_id, &name, &args)?;
             let resume = Event { kind: EventKind::ActionResult { request_id, outcome }, ..event.clone() };
-            session = self.apply(&turn, session, resume, &mut shown)?;
+            session = self.apply(&turn, session, resume, &mut shown, progress)?;
         }
-        let session = self.apply(&turn, session, event, &mut shown)?;
+        let session = self.apply(&turn, session, event, &mut shown, progress)?;
         turn.save_session(&session)?;
         turn.commit()?;
         Ok(Handled { effects: shown, session })
@@ -80,14 +107,18 @@ impl Driver {
         mut session: Session,
         event: Event,
         shown: &mut Vec<Effect>,
+        progress: &mut dyn FnMut(&Effect),
     ) -> Result<Session, StoreError> {
         let mut queue = vec![event];
         while let Some(event) = queue.pop() {
             let (next, effects) = engine::step_owned(&self.bundle, session, &event);
             session = next;
+            // Answers first: a press is answered before the action it starts runs.
+            effects.iter().filter(|e| matches!(e, Effect::Answer { .. })).for_each(&mut *progress);
             for effect in effects {
                 match effect {
                     Effect::RunAction { request_id, name, args } => {
+                        progress(&Effect::RunAction { request_id, name: name.clone(), args: serde_json::Value::Null });
                         let outcome = self.run_action(turn, &event, request_id, &name, &args)?;
                         queue.push(Event { kind: EventKind::ActionResult { request_id, outcome }, ..event.clone() });
                     }
@@ -140,6 +171,15 @@ impl Driver {
         turn.record_action(event.chat_id, request_id, &record)?;
         Ok(outcome)
     }
+}
+
+/// What an adapter knows about how an event reached it.
+#[derive(Debug, Clone, Default)]
+pub struct Delivery {
+    /// The Telegram update id, for adapters that may see an update twice.
+    pub update_id: Option<u64>,
+    /// The authorised user behind the event, recorded with their last activity.
+    pub user: Option<crate::store::User>,
 }
 
 fn outcome_from_record(recorded: serde_json::Value) -> ActionOutcome {

@@ -12,3 +12,4 @@ pub mod driver;
 pub mod engine;
 pub mod settings;
 pub mod store;
+pub mod telegram;

@@ -18,9 +18,11 @@ const POSTS: TableDefinition<u64, &[u8]> = TableDefinition::new("posts");
 const USERS: TableDefinition<i64, &[u8]> = TableDefinition::new("users");
 /// (chat id, request id) → the JSON result of an action already carried out.
 const ACTION_LOG: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("action_log");
+/// Per chat, the newest Telegram update id handled: a redelivered update is not handled twice.
+const SEEN_UPDATES: TableDefinition<i64, u64> = TableDefinition::new("seen_updates");
 
 /// Names of every table, for backups and tests.
-pub const TABLES: [&str; 5] = ["meta", "sessions", "posts", "users", "action_log"];
+pub const TABLES: [&str; 6] = ["meta", "sessions", "posts", "users", "action_log", "seen_updates"];
 
 /// Store failures, worded for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +144,7 @@ impl Store {
             txn.open_table(SESSIONS)?;
             txn.open_table(POSTS)?;
             txn.open_table(USERS)?;
+            txn.open_table(SEEN_UPDATES)?;
             txn.open_table(ACTION_LOG)?;
         }
         txn.commit()?;
@@ -293,6 +296,23 @@ impl Turn {
         let bytes = serde_json::to_vec(result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.txn.open_table(ACTION_LOG)?.insert((chat_id, request_id), bytes.as_slice())?;
         Ok(())
+    }
+
+    /// Records that an authorised user was active (in this turn's transaction).
+    pub fn touch_user(&self, user: &User) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(user).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.txn.open_table(USERS)?.insert(user.id, bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// Marks a Telegram update as handled for a chat; `false` if it (or a newer one) already was.
+    pub fn first_sight_of_update(&self, chat_id: i64, update_id: u64) -> Result<bool, StoreError> {
+        let mut table = self.txn.open_table(SEEN_UPDATES)?;
+        if table.get(chat_id)?.is_some_and(|seen| seen.value() >= update_id) {
+            return Ok(false);
+        }
+        table.insert(chat_id, update_id)?;
+        Ok(true)
     }
 
     /// Makes the turn durable.

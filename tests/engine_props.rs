@@ -29,6 +29,7 @@ enum Move {
     PressOld(usize),
     Garbage(String),
     Photo,
+    Album,
     Document,
     WaitSeconds(i64),
     Resume,
@@ -52,6 +53,7 @@ fn moves() -> impl Strategy<Value = Move> {
         1 => (0usize..64).prop_map(Move::PressOld),
         1 => "[a-z0-9.]{0,70}".prop_map(Move::Garbage),
         1 => Just(Move::Photo),
+        1 => Just(Move::Album),
         1 => Just(Move::Document),
         1 => (0i64..200_000).prop_map(Move::WaitSeconds),
         1 => Just(Move::Resume),
@@ -143,8 +145,13 @@ proptest! {
                     EventKind::Button { data: data[i % data.len()].clone(), message_id: Some(id) }
                 }
                 Move::Garbage(data) => EventKind::Button { data, message_id: None },
-                Move::Photo => EventKind::Media { media: Media { kind: postflow::config::bundle::MediaKind::Photo, file_id: "AgAD".into(), caption: None } },
-                Move::Document => EventKind::Media { media: Media { kind: postflow::config::bundle::MediaKind::Document, file_id: "BQAD".into(), caption: None } },
+                Move::Photo => EventKind::Media { media: Media::single(postflow::config::bundle::MediaKind::Photo, "AgAD") },
+                Move::Document => EventKind::Media { media: Media::single(postflow::config::bundle::MediaKind::Document, "BQAD") },
+                Move::Album => {
+                    let mut media = Media::single(postflow::config::bundle::MediaKind::Photo, "AgAD");
+                    media.more = vec![postflow::engine::event::MediaFile { kind: postflow::config::bundle::MediaKind::Video, file_id: "BAAD".into() }];
+                    EventKind::Media { media }
+                }
                 Move::WaitSeconds(s) => { now += s; continue; }
                 Move::Resume => EventKind::Resume,
             };

@@ -440,6 +440,9 @@ pub const REQUIRED_TEXTS: &[(&str, &str)] = &[
     ("back", "label of the time picker's back button"),
     ("today_marker", "marker put around today's day number in the calendar"),
     ("list_empty", "shown when a generated list has no items"),
+    ("access_denied", "the one reply to someone who is not an authorised admin"),
+    ("flood_warning", "the one warning to a user who sends too many updates too fast"),
+    ("unsupported_message", "a message kind no flow can use (sticker, voice, location...)"),
 ];
 
 /// The argument schema of a registered action, which the compiler checks `with:` against.

@@ -61,6 +61,17 @@ impl CallbackData {
         }
     }
 
+    /// Callback data as Telegram hands it back (a mirrored chat): `None` for anything the
+    /// engine could not have made (too long, not ASCII).
+    pub fn from_wire(text: &str) -> Option<Self> {
+        if text.len() > Self::CAPACITY || !text.is_ascii() {
+            return None;
+        }
+        let mut data = CallbackData::new();
+        text.bytes().for_each(|byte| data.push(byte));
+        Some(data)
+    }
+
     pub fn as_str(&self) -> &str {
         // Only ASCII is ever pushed.
         std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")

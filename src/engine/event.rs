@@ -62,13 +62,46 @@ pub enum ActionOutcome {
     },
 }
 
-/// A media file, referenced by Telegram's `file_id` (or a local path in the console).
+/// A media file, referenced by Telegram's `file_id` (or a local path in the console), or an
+/// album: the first file here and the others in `more`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Media {
     pub kind: MediaKind,
     pub file_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caption: Option<String>,
+    /// The album's other files, in order; empty for a single file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<MediaFile>,
+}
+
+/// One more file of an album.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaFile {
+    pub kind: MediaKind,
+    pub file_id: String,
+}
+
+impl Media {
+    /// One file without a caption.
+    pub fn single(kind: MediaKind, file_id: impl Into<String>) -> Self {
+        Media { kind, file_id: file_id.into(), caption: None, more: Vec::new() }
+    }
+
+    /// The kinds of every file, the first one first.
+    pub fn kinds(&self) -> impl Iterator<Item = MediaKind> + '_ {
+        std::iter::once(self.kind).chain(self.more.iter().map(|file| file.kind))
+    }
+
+    /// Every file as (kind, file id), the first one first.
+    pub fn files(&self) -> impl Iterator<Item = (MediaKind, &str)> + '_ {
+        std::iter::once((self.kind, self.file_id.as_str()))
+            .chain(self.more.iter().map(|f| (f.kind, f.file_id.as_str())))
+    }
+
+    pub fn is_album(&self) -> bool {
+        !self.more.is_empty()
+    }
 }
 
 /// An inline button as it is sent: a label and engine-generated callback data.

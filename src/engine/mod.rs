@@ -162,7 +162,7 @@ impl<'a> Run<'a> {
         match (self.s.wait.clone(), self.current_step()) {
             (Wait::User, Some(step)) => match step.input.as_ref().map(|i| &i.kind) {
                 Some(InputKind::Media(kinds)) => {
-                    if kinds.contains(&media.kind) {
+                    if media.kinds().all(|kind| kinds.contains(&kind)) {
                         let value = serde_json::to_value(media).unwrap_or_default();
                         self.accept(step, value)
                     } else {
@@ -740,15 +740,21 @@ impl<'a> Run<'a> {
             .and_then(|value| serde_json::from_value::<Media>(value).ok());
         let mut text = html::sanitize(&text);
         let mut length = html::sanitized_utf16_len(&text);
+        // An album carries neither a keyboard nor (here) a caption: it goes alone, the text after it.
+        let album = media.as_ref().is_some_and(|m| !m.more.is_empty());
         // Only a short text can be blank once its tags are gone.
-        if media.is_none() && length < 64 && html::to_plain_text(&text, false).trim().is_empty() {
-            text = "…".to_string();
-            length = 1;
-        }
+        let blank = length < 64 && html::to_plain_text(&text, false).trim().is_empty();
         let mut parts: Vec<OutMessage> = Vec::new();
         let mut media = media;
-        if media.is_some() && length > MAX_CAPTION {
+        if media.is_some() && (length > MAX_CAPTION || album) {
             parts.push(OutMessage { text: String::new(), media: media.take(), keyboard: Keyboard::None });
+            if album && blank && keyboard == Keyboard::None {
+                return false;
+            }
+        }
+        if media.is_none() && blank {
+            text = "…".to_string();
+            length = 1;
         }
         if media.is_some() || length <= MAX_TEXT {
             parts.push(OutMessage { text, media, keyboard });
@@ -1059,6 +1065,13 @@ pub fn parse_date(text: &str) -> Option<NaiveDate> {
 pub fn parse_time(text: &str) -> Option<NaiveTime> {
     let text = text.trim().replace('.', ":");
     NaiveTime::parse_from_str(&text, "%H:%M").ok()
+}
+
+/// A menu text rendered outside any conversation (an adapter's refusal or warning), as clean
+/// Telegram HTML; `None` if the text is missing or fails to render.
+pub fn standalone_text(bundle: &Bundle, key: &str) -> Option<String> {
+    let template = bundle.menu.texts.get(key)?;
+    render::render(bundle, template, &Value::from(())).ok().map(|text| html::sanitize(&text))
 }
 
 /// The media kinds an input type accepts.

@@ -2,6 +2,10 @@
 
 use std::borrow::Cow;
 
+/// The label of an empty cell. Telegram refuses a button whose text is blank once trimmed, so
+/// this is U+2800 (Braille blank): invisible, but not whitespace.
+pub const BLANK: &str = "\u{2800}";
+
 use chrono::{Datelike, NaiveDate};
 
 use super::codec::{Press, encode};
@@ -61,7 +65,7 @@ pub fn calendar(
         if can_go_back {
             button(nonce, words.prev.to_string(), Press::Month { year: prev_year, month: prev_month })
         } else {
-            button(nonce, " ", Press::Noop)
+            button(nonce, BLANK, Press::Noop)
         },
         button(nonce, format!("{month_name} {year}"), Press::Noop),
         button(nonce, words.next.to_string(), Press::Month { year: next_year, month: next_month }),
@@ -72,7 +76,7 @@ pub fn calendar(
         return rows;
     };
     let lead = first.weekday().num_days_from_monday() as usize;
-    let mut week: Vec<InlineButton> = (0..lead).map(|_| button(nonce, " ", Press::Noop)).collect();
+    let mut week: Vec<InlineButton> = (0..lead).map(|_| button(nonce, BLANK, Press::Noop)).collect();
     let mut day = first;
     while day.month() == month {
         let label: Cow<'static, str> = if day == today {
@@ -96,7 +100,7 @@ pub fn calendar(
     }
     if !week.is_empty() {
         while week.len() < 7 {
-            week.push(button(nonce, " ", Press::Noop));
+            week.push(button(nonce, BLANK, Press::Noop));
         }
         rows.push(week);
     }
@@ -148,12 +152,12 @@ pub fn pager_row(nonce: u32, page: usize, pages: usize, words: &WidgetWords<'_>)
     let prev = if page > 0 {
         button(nonce, words.prev.to_string(), Press::Page(page - 1))
     } else {
-        button(nonce, " ", Press::Noop)
+        button(nonce, BLANK, Press::Noop)
     };
     let next = if page + 1 < pages {
         button(nonce, words.next.to_string(), Press::Page(page + 1))
     } else {
-        button(nonce, " ", Press::Noop)
+        button(nonce, BLANK, Press::Noop)
     };
     vec![prev, button(nonce, format!("{}/{}", page + 1, pages), Press::Noop), next]
 }
@@ -179,10 +183,10 @@ mod tests {
         let rows = calendar(5, (2026, 11), today, false, &w);
         assert_eq!(rows[0][1].label, "month-11 2026");
         assert_eq!(rows[1][0].label, "day-1", "Monday first");
-        assert_eq!(rows[0][0].label, " ", "cannot go before the current month");
+        assert_eq!(rows[0][0].label, BLANK, "cannot go before the current month");
         assert_eq!(rows[1].len(), 7);
         // 1 November 2026 is a Sunday: six blanks then "·" (past).
-        assert_eq!(rows[2][5].label, " ");
+        assert_eq!(rows[2][5].label, BLANK);
         assert_eq!(rows[2][6].label, "·");
         let labels: Vec<&str> = rows.iter().flatten().map(|b| b.label.as_ref()).collect();
         assert!(labels.contains(&"•26"));

@@ -1,4 +1,10 @@
-//! Helpers shared by the tests that run the `postflow` binary.
+//! Helpers shared by the tests: the `postflow` binary, the fake Telegram Bot API and a bot
+//! running against it.
+
+#![allow(dead_code)]
+
+pub mod bot;
+pub mod fake_telegram;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,0 +1,254 @@
+//! Engine effects → Bot API calls, with Telegram's failure modes handled: 429 `retry_after`
+//! honoured, 5xx and network errors retried with backoff, "message is not modified" taken as
+//! success, "message to edit not found" sent anew, "query is too old" ignored.
+
+use std::time::Duration;
+
+use teloxide::RequestError;
+use teloxide::adaptors::Throttle;
+use teloxide::payloads::setters::*;
+use teloxide::prelude::*;
+use teloxide::requests::Request;
+use teloxide::types::{
+    ChatAction, FileId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, InputMedia, InputMediaDocument,
+    InputMediaPhoto, InputMediaVideo, KeyboardButton, KeyboardMarkup, MessageId, ParseMode, ReplyMarkup,
+};
+
+use crate::config::bundle::MediaKind;
+use crate::engine::event::{Effect, Keyboard, Media, OutMessage};
+
+/// The bot as the adapter uses it: every send goes through teloxide's Throttle, which keeps
+/// Telegram's per-chat, per-channel and overall rates and retries after a 429 by itself.
+pub type Tg = Throttle<Bot>;
+
+/// How many times a call is tried before the failure is reported.
+const ATTEMPTS: u32 = 8;
+
+/// Sends one request, retrying what is worth retrying.
+pub async fn call<R>(request: R, what: &'static str) -> Result<teloxide::requests::Output<R>, RequestError>
+where
+    R: Request<Err = RequestError>,
+{
+    let mut attempt = 0;
+    loop {
+        let error = match request.send_ref().await {
+            Ok(output) => return Ok(output),
+            Err(error) => error,
+        };
+        attempt += 1;
+        let wait = match &error {
+            RequestError::RetryAfter(seconds) => seconds.duration(),
+            error if is_transient(error) => backoff(attempt),
+            _ => return Err(error),
+        };
+        if attempt >= ATTEMPTS {
+            return Err(error);
+        }
+        tracing::warn!(
+            call = what,
+            attempt,
+            wait_ms = wait.as_millis() as u64,
+            "Telegram call failed, retrying: {error}"
+        );
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Errors that may go away by themselves: network trouble and Telegram's own 5xx answers.
+pub fn is_transient(error: &RequestError) -> bool {
+    match error {
+        RequestError::Network(_) | RequestError::Io(_) | RequestError::InvalidJson { .. } => true,
+        RequestError::Api(teloxide::ApiError::Unknown(description)) => {
+            let description = description.to_ascii_lowercase();
+            ["internal server error", "bad gateway", "service unavailable", "gateway timeout", "timeout"]
+                .iter()
+                .any(|needle| description.contains(needle))
+        }
+        _ => false,
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250 * 2u64.saturating_pow(attempt.saturating_sub(1))).min(Duration::from_secs(30))
+}
+
+/// The button press an event came from, answered at most once.
+#[derive(Debug)]
+pub struct Press {
+    pub query_id: String,
+    pub answered: bool,
+}
+
+/// Answers a button press (once), with an optional toast. A query Telegram no longer knows
+/// ("query is too old") is not an error: the press simply gets no toast.
+pub async fn answer(bot: &Tg, press: &mut Press, text: Option<&str>) {
+    if press.answered {
+        return;
+    }
+    press.answered = true;
+    let mut request = bot.answer_callback_query(teloxide::types::CallbackQueryId(press.query_id.clone()));
+    if let Some(text) = text.filter(|t| !t.is_empty()) {
+        request = request.text(text.to_string());
+    }
+    match call(request, "answerCallbackQuery").await {
+        Ok(_) | Err(RequestError::Api(teloxide::ApiError::InvalidQueryId)) => {}
+        Err(error) => tracing::warn!("could not answer a button press: {error}"),
+    }
+}
+
+/// Shows "typing…" in a chat (Telegram shows it for about five seconds).
+pub async fn typing(bot: &Tg, chat_id: i64) {
+    if let Err(error) = call(bot.send_chat_action(ChatId(chat_id), ChatAction::Typing), "sendChatAction").await {
+        tracing::debug!(chat_id, "could not show typing: {error}");
+    }
+}
+
+/// Carries out the visible effects of one event, in order. Returns the first call that failed
+/// for good (the rest are still tried).
+pub async fn deliver(
+    bot: &Tg,
+    chat_id: i64,
+    effects: Vec<Effect>,
+    press: Option<&mut Press>,
+) -> Result<(), RequestError> {
+    let mut press = press;
+    let mut first_failure = None;
+    for effect in effects {
+        let result = match effect {
+            Effect::Answer { text } => {
+                if let Some(press) = press.as_deref_mut() {
+                    answer(bot, press, text.as_deref()).await;
+                }
+                Ok(())
+            }
+            Effect::Send { message } => send(bot, chat_id, &message).await,
+            Effect::Edit { message_id, message } => edit(bot, chat_id, message_id, &message).await,
+            Effect::Delete { message_id } => {
+                let request = bot.delete_message(ChatId(chat_id), message_id_of(message_id));
+                if let Err(error) = call(request, "deleteMessage").await {
+                    tracing::debug!(chat_id, message_id, "could not delete a message: {error}");
+                }
+                Ok(())
+            }
+            Effect::End | Effect::RunAction { .. } | Effect::Warn { .. } => Ok(()),
+        };
+        if let Err(error) = result {
+            tracing::error!(chat_id, "a reply could not be delivered: {error}");
+            first_failure.get_or_insert(error);
+        }
+    }
+    // A press must be answered even when the engine had nothing to say about it.
+    if let Some(press) = press {
+        answer(bot, press, None).await;
+    }
+    first_failure.map_or(Ok(()), Err)
+}
+
+fn message_id_of(id: i64) -> MessageId {
+    MessageId(i32::try_from(id).unwrap_or(i32::MAX))
+}
+
+async fn edit(bot: &Tg, chat_id: i64, message_id: i64, message: &OutMessage) -> Result<(), RequestError> {
+    let mut request = bot.edit_message_text(ChatId(chat_id), message_id_of(message_id), &message.text);
+    request = request.parse_mode(ParseMode::Html);
+    if let Keyboard::Inline(_) = &message.keyboard
+        && let Some(ReplyMarkup::InlineKeyboard(markup)) = markup(&message.keyboard)
+    {
+        request = request.reply_markup(markup);
+    }
+    match call(request, "editMessageText").await {
+        Ok(_) | Err(RequestError::Api(teloxide::ApiError::MessageNotModified)) => Ok(()),
+        Err(RequestError::Api(
+            teloxide::ApiError::MessageToEditNotFound
+            | teloxide::ApiError::MessageCantBeEdited
+            | teloxide::ApiError::MessageIdInvalid,
+        )) => {
+            tracing::debug!(chat_id, message_id, "the message to edit is gone; sending it anew");
+            send(bot, chat_id, message).await
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Sends a message: text, one media file with its caption, or an album.
+pub async fn send(bot: &Tg, chat_id: i64, message: &OutMessage) -> Result<(), RequestError> {
+    let chat = ChatId(chat_id);
+    let reply_markup = markup(&message.keyboard);
+    let caption = (!message.text.is_empty()).then(|| message.text.clone());
+    let Some(media) = &message.media else {
+        let mut request = bot.send_message(chat, &message.text).parse_mode(ParseMode::Html);
+        if let Some(reply_markup) = reply_markup {
+            request = request.reply_markup(reply_markup);
+        }
+        return call(request, "sendMessage").await.map(drop);
+    };
+    if media.is_album() {
+        let request = bot.send_media_group(chat, album(media, caption));
+        return call(request, "sendMediaGroup").await.map(drop);
+    }
+    let file = InputFile::file_id(FileId(media.file_id.clone()));
+    macro_rules! send_file {
+        ($method:ident, $name:literal) => {{
+            let mut request = bot.$method(chat, file).parse_mode(ParseMode::Html);
+            if let Some(caption) = caption {
+                request = request.caption(caption);
+            }
+            if let Some(reply_markup) = reply_markup {
+                request = request.reply_markup(reply_markup);
+            }
+            call(request, $name).await.map(drop)
+        }};
+    }
+    match media.kind {
+        MediaKind::Photo => send_file!(send_photo, "sendPhoto"),
+        MediaKind::Video => send_file!(send_video, "sendVideo"),
+        MediaKind::Animation => send_file!(send_animation, "sendAnimation"),
+        MediaKind::Document => send_file!(send_document, "sendDocument"),
+    }
+}
+
+fn album(media: &Media, caption: Option<String>) -> Vec<InputMedia> {
+    let mut caption = caption;
+    media
+        .files()
+        .map(|(kind, file_id)| {
+            let file = InputFile::file_id(FileId(file_id.to_string()));
+            let caption = caption.take();
+            match kind {
+                MediaKind::Video => {
+                    let mut item = InputMediaVideo::new(file).parse_mode(ParseMode::Html);
+                    item.caption = caption;
+                    InputMedia::Video(item)
+                }
+                MediaKind::Document => {
+                    let mut item = InputMediaDocument::new(file).parse_mode(ParseMode::Html);
+                    item.caption = caption;
+                    InputMedia::Document(item)
+                }
+                MediaKind::Photo | MediaKind::Animation => {
+                    let mut item = InputMediaPhoto::new(file).parse_mode(ParseMode::Html);
+                    item.caption = caption;
+                    InputMedia::Photo(item)
+                }
+            }
+        })
+        .collect()
+}
+
+/// The engine's keyboard as Telegram reply markup.
+pub fn markup(keyboard: &Keyboard) -> Option<ReplyMarkup> {
+    match keyboard {
+        Keyboard::None => None,
+        Keyboard::Inline(rows) => {
+            Some(ReplyMarkup::InlineKeyboard(InlineKeyboardMarkup::new(rows.iter().map(|row| {
+                row.iter()
+                    .map(|button| InlineKeyboardButton::callback(button.label.to_string(), button.data.to_string()))
+            }))))
+        }
+        Keyboard::Reply(rows) => Some(ReplyMarkup::Keyboard(
+            KeyboardMarkup::new(rows.iter().map(|row| row.iter().map(|label| KeyboardButton::new(label.clone()))))
+                .resize_keyboard()
+                .persistent(),
+        )),
+    }
+}
