@@ -211,7 +211,7 @@ fn run_bot(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
         token.expose().to_string(),
         &settings.telegram_api_url,
         channel.clone(),
-        settings.authorized_users.clone(),
+        settings.authorized_users.0.clone(),
     );
     options.flood = crate::telegram::gate::FloodLimits {
         max_updates: args.flood_max_updates.max(1),
@@ -234,13 +234,37 @@ fn doctor(settings: &Settings) -> anyhow::Result<ExitCode> {
     if let Ok(tz) = settings.tz() {
         println!("ok    time zone {tz}");
     }
-    let set = |v: bool| if v { "set" } else { "not set" };
-    println!(
-        "note  BOT_TOKEN {}, CHANNEL_ID {}, AUTHORIZED_USERS {} ids (used by `run`, which arrives with the Telegram release)",
-        set(settings.bot_token.is_some()),
-        settings.channel_id.as_deref().unwrap_or("not set"),
-        settings.authorized_users.len()
-    );
+    match (&settings.bot_token, &settings.channel_id) {
+        (Some(token), Some(channel)) if problems.is_empty() => {
+            let checked = tokio::runtime::Builder::new_current_thread().enable_all().build().map(|runtime| {
+                runtime.block_on(async {
+                    let bot = crate::telegram::connect(token.expose(), &settings.telegram_api_url)
+                        .map_err(|e| e.to_string())?;
+                    crate::telegram::startup::check(&bot, &settings.telegram_api_url, channel).await
+                })
+            });
+            match checked {
+                Ok(Ok(started)) => println!(
+                    "ok    Telegram: @{} administers {channel} with the rights to post, edit and delete",
+                    started.bot_username
+                ),
+                Ok(Err(problem)) => {
+                    healthy = false;
+                    println!("FAIL  Telegram: {problem}");
+                }
+                Err(error) => {
+                    healthy = false;
+                    println!("FAIL  Telegram: cannot start the check: {error}");
+                }
+            }
+        }
+        _ => println!("note  Telegram not checked: `run` needs BOT_TOKEN and CHANNEL_ID"),
+    }
+    if settings.authorized_users.is_empty() {
+        println!("note  AUTHORIZED_USERS is empty: nobody could use the bot in `run`");
+    } else {
+        println!("ok    {} authorised users", settings.authorized_users.len());
+    }
     let loaded = config::load(&settings.config_dir, CATALOGUE, settings.tz().unwrap_or(chrono_tz::Asia::Yerevan));
     match &loaded.result {
         Ok(bundle) => println!("ok    config {}: {}", settings.config_dir.display(), bundle.summary()),

@@ -52,8 +52,8 @@ pub struct Settings {
     pub channel_id: Option<String>,
 
     /// Telegram user ids allowed to drive the bot, comma-separated.
-    #[arg(long, env = "AUTHORIZED_USERS", value_delimiter = ',', global = true)]
-    pub authorized_users: Vec<i64>,
+    #[arg(long, env = "AUTHORIZED_USERS", default_value = "", hide_default_value = true, global = true)]
+    pub authorized_users: UserIds,
 
     /// Address of the HTTP server (health, metrics, click redirects, webhook).
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080", global = true)]
@@ -85,6 +85,28 @@ impl std::str::FromStr for Secret {
     type Err = std::convert::Infallible;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         Ok(Secret(text.to_string()))
+    }
+}
+
+/// Telegram user ids, written comma-separated (`111, 222`); empty means none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserIds(pub Vec<i64>);
+
+impl std::str::FromStr for UserIds {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let ids = text.split(',').map(str::trim).filter(|part| !part.is_empty()).map(|part| {
+            part.parse::<i64>()
+                .map_err(|_| format!("`{part}` is not a Telegram user id (ids are numbers, separated by commas)"))
+        });
+        ids.collect::<Result<Vec<_>, _>>().map(UserIds)
+    }
+}
+
+impl std::ops::Deref for UserIds {
+    type Target = Vec<i64>;
+    fn deref(&self) -> &Vec<i64> {
+        &self.0
     }
 }
 
@@ -161,6 +183,14 @@ pub fn init_logging(settings: &Settings) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_ids_are_read_with_spaces_and_empty_parts_and_junk_is_named() {
+        assert_eq!("".parse::<UserIds>(), Ok(UserIds(vec![])));
+        assert_eq!(" 111, 222,".parse::<UserIds>(), Ok(UserIds(vec![111, 222])));
+        let problem = "111,abc".parse::<UserIds>().unwrap_err();
+        assert!(problem.contains("`abc` is not a Telegram user id"), "{problem}");
+    }
 
     #[test]
     fn secrets_never_show_in_debug_output() {

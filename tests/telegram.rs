@@ -245,3 +245,25 @@ fn a_slow_step_is_answered_at_once_and_shows_typing() {
     assert!(answered < typing && typing < reply, "answer, then typing, then the reply: {calls:?}");
     no_violations(&bot);
 }
+
+/// Every media message shape the fake produces parses in teloxide as the kind it is meant to be.
+#[test]
+fn teloxide_reads_the_fakes_media_messages() {
+    for kind in ["photo", "video", "animation", "document"] {
+        let mut message = serde_json::json!({
+            "message_id": 1, "date": 1, "chat": { "id": 5, "type": "private", "first_name": "A" },
+            "from": { "id": 5, "is_bot": false, "first_name": "A" }, "media_group_id": "g",
+        });
+        for (key, value) in common::fake_telegram::media_fields(kind, "f").as_object().unwrap() {
+            message[key] = value.clone();
+        }
+        let parsed: teloxide::types::Message = serde_json::from_str(&message.to_string()).unwrap();
+        let found = match kind {
+            "photo" => parsed.photo().is_some(),
+            "video" => parsed.video().is_some(),
+            "animation" => parsed.animation().is_some(),
+            _ => parsed.document().is_some(),
+        };
+        assert!(found, "{kind}: {parsed:?}");
+    }
+}

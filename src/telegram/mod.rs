@@ -119,6 +119,14 @@ pub async fn termination_signal() {
     }
 }
 
+/// The bot as `run` talks to Telegram (throttled), for `api_url` without a trailing slash.
+pub fn connect(token: &str, api_url: &str) -> Result<Tg, RunError> {
+    // No trailing slash: teloxide appends path segments, and `…//bot…` would miss.
+    let api_url = url::Url::parse(api_url.trim_end_matches('/'))
+        .map_err(|e| RunError::Startup(format!("TELEGRAM_API_URL {api_url} is not a URL: {e}")))?;
+    Ok(Bot::new(token).set_api_url(api_url).throttle(TELEGRAM_LIMITS))
+}
+
 /// Why `run` stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -130,11 +138,9 @@ pub enum RunError {
 /// Runs the bot until `options.shutdown` resolves: start-up checks, then updates until told to
 /// stop; the update in hand is finished and albums being collected are handled before it returns.
 pub async fn run(bundle: Arc<Bundle>, store: Store, options: RunOptions) -> Result<(), RunError> {
-    // No trailing slash: teloxide appends path segments, and `…//bot…` would miss.
-    let api_url = url::Url::parse(options.api_url.trim_end_matches('/'))
-        .map_err(|e| RunError::Startup(format!("TELEGRAM_API_URL {} is not a URL: {e}", options.api_url)))?;
-    let bot: Tg = Bot::new(&options.bot_token).set_api_url(api_url).throttle(TELEGRAM_LIMITS);
-    let started = startup::check(&bot, &options.api_url, &options.channel, &bundle).await.map_err(RunError::Startup)?;
+    let bot = connect(&options.bot_token, &options.api_url)?;
+    let started = startup::check(&bot, &options.api_url, &options.channel).await.map_err(RunError::Startup)?;
+    startup::set_commands(&bot, &bundle).await.map_err(RunError::Startup)?;
     tracing::info!(bot = %started.bot_username, channel = started.channel_id.0, "connected to Telegram");
     let app = Arc::new(App {
         bot: bot.clone(),

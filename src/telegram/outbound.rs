@@ -29,6 +29,18 @@ pub async fn call<R>(request: R, what: &'static str) -> Result<teloxide::request
 where
     R: Request<Err = RequestError>,
 {
+    call_with(request, what, ATTEMPTS).await
+}
+
+/// Like [`call`], with a given number of attempts (start-up checks fail fast).
+pub async fn call_with<R>(
+    request: R,
+    what: &'static str,
+    attempts: u32,
+) -> Result<teloxide::requests::Output<R>, RequestError>
+where
+    R: Request<Err = RequestError>,
+{
     let mut attempt = 0;
     loop {
         let error = match request.send_ref().await {
@@ -41,10 +53,12 @@ where
             error if is_transient(error) => backoff(attempt),
             _ => return Err(error),
         };
-        if attempt >= ATTEMPTS {
+        if attempt >= attempts {
             return Err(error);
         }
-        tracing::warn!(
+        // Info, not warn: a retry that works is routine; a call that fails for good is logged
+        // by the caller.
+        tracing::info!(
             call = what,
             attempt,
             wait_ms = wait.as_millis() as u64,

@@ -6,7 +6,10 @@ use teloxide::RequestError;
 use teloxide::prelude::*;
 use teloxide::types::{BotCommand, ChatMemberKind, Recipient};
 
-use super::outbound::{Tg, call};
+use super::outbound::{Tg, call_with};
+
+/// Start-up checks give Telegram three tries (under a second), then say what is wrong.
+const ATTEMPTS: u32 = 3;
 use crate::config::Bundle;
 
 /// What start-up learned.
@@ -18,9 +21,9 @@ pub struct Startup {
     pub channel_id: ChatId,
 }
 
-/// Runs the checks; the error is one line for the operator.
-pub async fn check(bot: &Tg, api_url: &str, channel: &str, bundle: &Bundle) -> Result<Startup, String> {
-    let me = call(bot.get_me(), "getMe").await.map_err(|error| match error {
+/// Checks the token and the bot's rights in the channel; the error is one line for the operator.
+pub async fn check(bot: &Tg, api_url: &str, channel: &str) -> Result<Startup, String> {
+    let me = call_with(bot.get_me(), "getMe", ATTEMPTS).await.map_err(|error| match error {
         RequestError::Api(ApiError::InvalidToken) => {
             "Telegram refused BOT_TOKEN (401 Unauthorized): copy the token again from @BotFather".to_string()
         }
@@ -30,7 +33,7 @@ pub async fn check(bot: &Tg, api_url: &str, channel: &str, bundle: &Bundle) -> R
         Ok(id) => Recipient::Id(ChatId(id)),
         Err(_) => Recipient::ChannelUsername(channel.to_string()),
     };
-    let chat = call(bot.get_chat(recipient), "getChat").await.map_err(|error| match error {
+    let chat = call_with(bot.get_chat(recipient), "getChat", ATTEMPTS).await.map_err(|error| match error {
         RequestError::Api(ApiError::ChatNotFound) => format!(
             "CHANNEL_ID {channel}: Telegram does not know this channel or the bot is not in it; add the bot to the channel as an administrator"
         ),
@@ -39,7 +42,7 @@ pub async fn check(bot: &Tg, api_url: &str, channel: &str, bundle: &Bundle) -> R
     if !chat.is_channel() {
         return Err(format!("CHANNEL_ID {channel} is not a channel (it is a group or a private chat)"));
     }
-    let member = call(bot.get_chat_member(chat.id, me.id), "getChatMember")
+    let member = call_with(bot.get_chat_member(chat.id, me.id), "getChatMember", ATTEMPTS)
         .await
         .map_err(|error| format!("CHANNEL_ID {channel}: cannot read the bot's rights in the channel: {error}"))?;
     let missing: Vec<&str> = match &member.kind {
@@ -65,6 +68,12 @@ pub async fn check(bot: &Tg, api_url: &str, channel: &str, bundle: &Bundle) -> R
             missing.join(", ")
         ));
     }
+    let bot_username = me.username.clone().unwrap_or_default();
+    Ok(Startup { bot_id: me.id, bot_username, channel_id: chat.id })
+}
+
+/// Sets the bot's command list (the `/` menu) from the YAML.
+pub async fn set_commands(bot: &Tg, bundle: &Bundle) -> Result<(), String> {
     let commands: Vec<BotCommand> = bundle
         .menu
         .commands
@@ -72,9 +81,8 @@ pub async fn check(bot: &Tg, api_url: &str, channel: &str, bundle: &Bundle) -> R
         .filter(|command| command.listed)
         .map(|command| BotCommand::new(command.name.clone(), command.description.clone()))
         .collect();
-    call(bot.set_my_commands(commands), "setMyCommands")
+    call_with(bot.set_my_commands(commands), "setMyCommands", ATTEMPTS)
         .await
         .map_err(|error| format!("Telegram refused the command list from flows/menu.yaml: {error}"))?;
-    let bot_username = me.username.clone().unwrap_or_default();
-    Ok(Startup { bot_id: me.id, bot_username, channel_id: chat.id })
+    Ok(())
 }
