@@ -33,12 +33,12 @@ fn proc_field(pid: u32, field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// User + system CPU time of a process, in milliseconds.
-fn cpu_ms(pid: u32) -> Option<f64> {
+/// User and system CPU time of a process, in milliseconds.
+fn cpu_ms(pid: u32) -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_name = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let (user, system): (u64, u64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
     let hz = Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -46,7 +46,7 @@ fn cpu_ms(pid: u32) -> Option<f64> {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.trim().parse::<f64>().ok())
         .unwrap_or(100.0);
-    Some(ticks as f64 * 1000.0 / hz)
+    Some((user as f64 * 1000.0 / hz, system as f64 * 1000.0 / hz))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -79,7 +79,12 @@ async fn until(fake: &FakeTelegram, mut ready: impl FnMut() -> bool) -> bool {
 }
 
 /// One simulated admin: creates posts until `stop`, returns each step's reply latency.
-async fn admin(fake: FakeTelegram, user: i64, think: (u64, u64), stop: Arc<AtomicBool>) -> (Vec<Duration>, usize) {
+async fn admin(
+    fake: FakeTelegram,
+    user: i64,
+    think: (u64, u64),
+    stop: Arc<AtomicBool>,
+) -> (Vec<(usize, Duration)>, usize) {
     let mut latencies = Vec::new();
     let mut lost = 0;
     let mut seed = user as u64 * 2_654_435_761;
@@ -96,7 +101,7 @@ async fn admin(fake: FakeTelegram, user: i64, think: (u64, u64), stop: Arc<Atomi
             (Act::Press("Առանց մեդիայի ⏭"), Some("💾 Պահել սևագիր")),
             (Act::Press("💾 Պահել սևագիր"), None),
         ];
-        for (act, next_button) in steps {
+        for (index, (act, next_button)) in steps.into_iter().enumerate() {
             seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
             let pause = think.0 + (seed >> 33) % (think.1 - think.0 + 1);
             tokio::time::sleep(Duration::from_millis(pause)).await;
@@ -114,7 +119,7 @@ async fn admin(fake: FakeTelegram, user: i64, think: (u64, u64), stop: Arc<Atomi
             let replied = until(&fake, || !fake.outputs_after(user, update).is_empty()).await;
             let first: Option<Output> = fake.outputs_after(user, update).into_iter().next();
             match (replied, first) {
-                (true, Some(first)) => latencies.push(first.at.saturating_duration_since(sent)),
+                (true, Some(first)) => latencies.push((index, first.at.saturating_duration_since(sent))),
                 _ => {
                     lost += 1;
                     break;
@@ -152,7 +157,7 @@ fn main() {
             .env("TELEGRAM_API_URL", &fake.url)
             .env("CHANNEL_ID", format!("@{}", fake_telegram::CHANNEL_NAME))
             .env("AUTHORIZED_USERS", authorized.join(","))
-            .env("LOG_LEVEL", "error")
+            .env("LOG_LEVEL", std::env::var("BOT_LOG").unwrap_or_else(|_| "error".into()))
             .env_remove("OPENAI_API_KEY")
             .spawn()
             .expect("postflow run"),
@@ -162,7 +167,8 @@ fn main() {
     assert!(started, "the bot did not start polling");
     std::thread::sleep(Duration::from_secs(2));
     let idle_rss = proc_field(pid, "VmRSS:").unwrap_or(0);
-    let cpu_before = cpu_ms(pid).unwrap_or(0.0);
+    let cpu_before = cpu_ms(pid).unwrap_or_default();
+    let calls_before = fake.calls().len();
     let stop = Arc::new(AtomicBool::new(false));
     let began = Instant::now();
     let tasks: Vec<_> = users.iter().map(|&user| rt.spawn(admin(fake.clone(), user, think, stop.clone()))).collect();
@@ -176,10 +182,32 @@ fn main() {
         lost += n;
     }
     let elapsed = began.elapsed();
-    let cpu = cpu_ms(pid).unwrap_or(0.0) - cpu_before;
+    let cpu_after = cpu_ms(pid).unwrap_or_default();
+    let (user_ms, system_ms) = (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1);
+    let calls = fake.calls();
+    let count =
+        |methods: &[&str]| calls[calls_before..].iter().filter(|c| methods.contains(&c.method.as_str())).count();
+    let sends = count(&["sendMessage", "sendPhoto", "sendVideo", "sendAnimation", "sendDocument", "sendMediaGroup"]);
+    let edits = count(&["editMessageText"]);
+    let polls = count(&["getUpdates"]);
     let peak_rss = proc_field(pid, "VmHWM:").unwrap_or(0);
+    let mut by_step: Vec<Vec<Duration>> = vec![Vec::new(); 7];
+    for (index, latency) in &latencies {
+        by_step[*index].push(*latency);
+    }
+    let mut latencies: Vec<Duration> = latencies.into_iter().map(|(_, latency)| latency).collect();
     latencies.sort();
     let steps = latencies.len();
+    if std::env::var("BY_STEP").is_ok() {
+        for (index, mut step) in by_step.into_iter().enumerate() {
+            step.sort();
+            println!(
+                "  step {index}: p50 {:.1} ms, p99 {:.1} ms",
+                percentile(&step, 0.5).as_secs_f64() * 1e3,
+                percentile(&step, 0.99).as_secs_f64() * 1e3
+            );
+        }
+    }
     let violations = fake.violations();
     println!(
         "{admins} admins, think {}..{} ms, {:.0} s: {steps} steps, {:.1} steps/s",
@@ -195,9 +223,18 @@ fn main() {
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
+    let per_step = |n: usize| n as f64 / steps.max(1) as f64;
     println!(
-        "bot process: {:.2} CPU-ms per step, idle RSS {:.1} MiB, peak RSS {:.1} MiB",
-        cpu / steps.max(1) as f64,
+        "per step: {:.2} messages sent, {:.2} edits, {:.2} getUpdates calls",
+        per_step(sends),
+        per_step(edits),
+        per_step(polls)
+    );
+    println!(
+        "bot process: {:.2} CPU-ms per step ({:.2} user + {:.2} system), idle RSS {:.1} MiB, peak RSS {:.1} MiB",
+        (user_ms + system_ms) / steps.max(1) as f64,
+        user_ms / steps.max(1) as f64,
+        system_ms / steps.max(1) as f64,
         idle_rss as f64 / 1024.0,
         peak_rss as f64 / 1024.0
     );

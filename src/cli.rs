@@ -220,7 +220,7 @@ fn run_bot(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     options.webhook_url = args.webhook_url;
     options.http_addr = settings.http_addr.parse()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(crate::telegram::run(bundle, store, options))?;
     Ok(ExitCode::SUCCESS)
 }

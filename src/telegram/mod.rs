@@ -5,6 +5,7 @@
 pub mod gate;
 pub mod inbound;
 pub mod outbound;
+pub mod pace;
 pub mod startup;
 
 use std::collections::HashMap;
@@ -26,7 +27,7 @@ use crate::engine::{self};
 use crate::store::{Store, User};
 use gate::{FloodLimits, Gate, Verdict};
 use inbound::{FromChat, Inbound, Incoming, Sender};
-use outbound::{Press, Tg};
+use outbound::{Press, Telegram};
 
 /// A source of "now" in Unix seconds (the system clock, or a test's clock).
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -87,15 +88,6 @@ impl RunOptions {
     }
 }
 
-/// Telegram's message rates: 1 a second in a chat, 20 a minute in the channel, 30 a second in
-/// all. (teloxide's default also caps a private chat at 20 a minute, which Telegram does not.)
-pub const TELEGRAM_LIMITS: teloxide::adaptors::throttle::Limits = teloxide::adaptors::throttle::Limits {
-    messages_per_sec_chat: 1,
-    messages_per_min_chat: 60,
-    messages_per_min_channel_or_supergroup: 20,
-    messages_per_sec_overall: 30,
-};
-
 /// Resolves on SIGINT or SIGTERM.
 pub async fn termination_signal() {
     #[cfg(unix)]
@@ -119,12 +111,12 @@ pub async fn termination_signal() {
     }
 }
 
-/// The bot as `run` talks to Telegram (throttled), for `api_url` without a trailing slash.
-pub fn connect(token: &str, api_url: &str) -> Result<Tg, RunError> {
+/// The bot client for `api_url` (a trailing slash is fine).
+pub fn connect(token: &str, api_url: &str) -> Result<Bot, RunError> {
     // No trailing slash: teloxide appends path segments, and `…//bot…` would miss.
     let api_url = url::Url::parse(api_url.trim_end_matches('/'))
         .map_err(|e| RunError::Startup(format!("TELEGRAM_API_URL {api_url} is not a URL: {e}")))?;
-    Ok(Bot::new(token).set_api_url(api_url).throttle(TELEGRAM_LIMITS))
+    Ok(Bot::new(token).set_api_url(api_url))
 }
 
 /// Why `run` stopped early.
@@ -143,7 +135,7 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, options: RunOptions) -> Resu
     startup::set_commands(&bot, &bundle).await.map_err(RunError::Startup)?;
     tracing::info!(bot = %started.bot_username, channel = started.channel_id.0, "connected to Telegram");
     let app = Arc::new(App {
-        bot: bot.clone(),
+        tg: Telegram { bot: bot.clone(), pace: Arc::new(pace::Pace::new(pace::TELEGRAM)) },
         driver: Arc::new(Driver::new(bundle.clone(), store)),
         gate: Gate::new(options.authorized.iter().copied(), options.flood, options.refusal_quiet),
         bot_username: started.bot_username.clone(),
@@ -219,7 +211,7 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, options: RunOptions) -> Resu
 
 /// The running adapter.
 struct App {
-    bot: Tg,
+    tg: Telegram,
     driver: Arc<Driver>,
     gate: Gate,
     bot_username: String,
@@ -313,7 +305,7 @@ impl App {
         };
         if verdict != Verdict::Admit {
             if let Some(press) = press.as_mut() {
-                outbound::answer(&self.bot, press, None).await;
+                outbound::answer(&self.tg, press, None).await;
             }
             if let Some(key) = notice {
                 self.notify(chat_id, key).await;
@@ -343,7 +335,7 @@ impl App {
             return;
         };
         let message = crate::engine::event::OutMessage { text, media: None, keyboard: Default::default() };
-        if let Err(error) = outbound::send(&self.bot, chat_id, &message).await {
+        if let Err(error) = outbound::send(&self.tg, chat_id, pace::Priority::FollowUp, &message).await {
             tracing::warn!(chat_id, "could not send `{key}`: {error}");
         }
     }
@@ -389,17 +381,17 @@ impl App {
                 Some(effect) = progress.recv() => match effect {
                     Effect::Answer { text } => {
                         if let Some(press) = press.as_mut() {
-                            outbound::answer(&self.bot, press, text.as_deref()).await;
+                            outbound::answer(&self.tg, press, text.as_deref()).await;
                         }
                     }
                     Effect::RunAction { .. } if typing.is_none() => {
                         // Shown at once, then renewed while the action runs (it fades after ~5 s).
-                        outbound::typing(&self.bot, chat_id).await;
-                        let bot = self.bot.clone();
+                        outbound::typing(&self.tg, chat_id).await;
+                        let tg = self.tg.clone();
                         typing = Some(tokio::spawn(async move {
                             loop {
                                 tokio::time::sleep(Duration::from_millis(4500)).await;
-                                outbound::typing(&bot, chat_id).await;
+                                outbound::typing(&tg, chat_id).await;
                             }
                         }));
                     }
@@ -415,18 +407,18 @@ impl App {
         match outcome {
             Ok(Ok(Some(handled))) => {
                 ended = handled.effects.iter().any(|effect| matches!(effect, Effect::End));
-                let _ = outbound::deliver(&self.bot, chat_id, handled.effects, press.as_mut()).await;
+                let _ = outbound::deliver(&self.tg, chat_id, handled.effects, press.as_mut()).await;
             }
             Ok(Ok(None)) => {
                 tracing::info!(chat_id, update_id, "an update seen before was delivered again; skipped");
                 if let Some(press) = press.as_mut() {
-                    outbound::answer(&self.bot, press, None).await;
+                    outbound::answer(&self.tg, press, None).await;
                 }
             }
             Ok(Err(error)) => {
                 tracing::error!(chat_id, update_id, "the store failed: {error}");
                 if let Some(press) = press.as_mut() {
-                    outbound::answer(&self.bot, press, None).await;
+                    outbound::answer(&self.tg, press, None).await;
                 }
                 self.notify(chat_id, "error_store_failed").await;
             }

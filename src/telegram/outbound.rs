@@ -1,11 +1,12 @@
-//! Engine effects → Bot API calls, with Telegram's failure modes handled: 429 `retry_after`
-//! honoured, 5xx and network errors retried with backoff, "message is not modified" taken as
-//! success, "message to edit not found" sent anew, "query is too old" ignored.
+//! Engine effects → Bot API calls, with Telegram's failure modes handled: messages paced to
+//! Telegram's rates, 429 `retry_after` honoured (every send pauses), 5xx and network errors
+//! retried with backoff, "message is not modified" taken as success, "message to edit not found"
+//! sent anew, "query is too old" ignored.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use teloxide::RequestError;
-use teloxide::adaptors::Throttle;
 use teloxide::payloads::setters::*;
 use teloxide::prelude::*;
 use teloxide::requests::Request;
@@ -14,42 +15,72 @@ use teloxide::types::{
     InputMediaPhoto, InputMediaVideo, KeyboardButton, KeyboardMarkup, MessageId, ParseMode, ReplyMarkup,
 };
 
+use super::pace::{Pace, Priority};
 use crate::config::bundle::MediaKind;
 use crate::engine::event::{Effect, Keyboard, Media, OutMessage};
 
-/// The bot as the adapter uses it: every send goes through teloxide's Throttle, which keeps
-/// Telegram's per-chat, per-channel and overall rates and retries after a 429 by itself.
-pub type Tg = Throttle<Bot>;
+/// The bot's line to Telegram: the client and the pacer every message goes through.
+#[derive(Clone)]
+pub struct Telegram {
+    pub bot: Bot,
+    pub pace: Arc<Pace>,
+}
 
 /// How many times a call is tried before the failure is reported.
 const ATTEMPTS: u32 = 8;
 
-/// Sends one request, retrying what is worth retrying.
-pub async fn call<R>(request: R, what: &'static str) -> Result<teloxide::requests::Output<R>, RequestError>
-where
-    R: Request<Err = RequestError>,
-{
-    call_with(request, what, ATTEMPTS).await
+impl Telegram {
+    /// A call that is not a message (edit, answer, chat action): retried, not paced.
+    pub async fn call<R>(&self, request: R, what: &'static str) -> Result<teloxide::requests::Output<R>, RequestError>
+    where
+        R: Request<Err = RequestError>,
+    {
+        call_with(request, what, ATTEMPTS, Some((&self.pace, None))).await
+    }
+
+    /// A message to `chat_id`: paced to Telegram's rates, then retried like any call.
+    pub async fn send_paced<R>(
+        &self,
+        chat_id: i64,
+        priority: Priority,
+        request: R,
+        what: &'static str,
+    ) -> Result<teloxide::requests::Output<R>, RequestError>
+    where
+        R: Request<Err = RequestError>,
+    {
+        call_with(request, what, ATTEMPTS, Some((&self.pace, Some((chat_id, priority))))).await
+    }
 }
 
-/// Like [`call`], with a given number of attempts (start-up checks fail fast).
+/// Sends one request, retrying what is worth retrying, `attempts` times at most. With a pacer,
+/// a 429 pauses every send; with a chat too, each attempt first waits for the chat's turn.
 pub async fn call_with<R>(
     request: R,
     what: &'static str,
     attempts: u32,
+    pace: Option<(&Pace, Option<(i64, Priority)>)>,
 ) -> Result<teloxide::requests::Output<R>, RequestError>
 where
     R: Request<Err = RequestError>,
 {
     let mut attempt = 0;
     loop {
+        if let Some((pace, Some((chat_id, priority)))) = pace {
+            pace.wait_turn(chat_id, priority).await;
+        }
         let error = match request.send_ref().await {
             Ok(output) => return Ok(output),
             Err(error) => error,
         };
         attempt += 1;
         let wait = match &error {
-            RequestError::RetryAfter(seconds) => seconds.duration(),
+            RequestError::RetryAfter(seconds) => {
+                if let Some((pace, _)) = pace {
+                    pace.freeze(tokio::time::Instant::now() + seconds.duration());
+                }
+                seconds.duration()
+            }
             error if is_transient(error) => backoff(attempt),
             _ => return Err(error),
         };
@@ -95,24 +126,24 @@ pub struct Press {
 
 /// Answers a button press (once), with an optional toast. A query Telegram no longer knows
 /// ("query is too old") is not an error: the press simply gets no toast.
-pub async fn answer(bot: &Tg, press: &mut Press, text: Option<&str>) {
+pub async fn answer(tg: &Telegram, press: &mut Press, text: Option<&str>) {
     if press.answered {
         return;
     }
     press.answered = true;
-    let mut request = bot.answer_callback_query(teloxide::types::CallbackQueryId(press.query_id.clone()));
+    let mut request = tg.bot.answer_callback_query(teloxide::types::CallbackQueryId(press.query_id.clone()));
     if let Some(text) = text.filter(|t| !t.is_empty()) {
         request = request.text(text.to_string());
     }
-    match call(request, "answerCallbackQuery").await {
+    match tg.call(request, "answerCallbackQuery").await {
         Ok(_) | Err(RequestError::Api(teloxide::ApiError::InvalidQueryId)) => {}
         Err(error) => tracing::warn!("could not answer a button press: {error}"),
     }
 }
 
 /// Shows "typing…" in a chat (Telegram shows it for about five seconds).
-pub async fn typing(bot: &Tg, chat_id: i64) {
-    if let Err(error) = call(bot.send_chat_action(ChatId(chat_id), ChatAction::Typing), "sendChatAction").await {
+pub async fn typing(tg: &Telegram, chat_id: i64) {
+    if let Err(error) = tg.call(tg.bot.send_chat_action(ChatId(chat_id), ChatAction::Typing), "sendChatAction").await {
         tracing::debug!(chat_id, "could not show typing: {error}");
     }
 }
@@ -120,26 +151,31 @@ pub async fn typing(bot: &Tg, chat_id: i64) {
 /// Carries out the visible effects of one event, in order. Returns the first call that failed
 /// for good (the rest are still tried).
 pub async fn deliver(
-    bot: &Tg,
+    tg: &Telegram,
     chat_id: i64,
     effects: Vec<Effect>,
     press: Option<&mut Press>,
 ) -> Result<(), RequestError> {
     let mut press = press;
     let mut first_failure = None;
+    let mut priority = Priority::Reply;
     for effect in effects {
         let result = match effect {
             Effect::Answer { text } => {
                 if let Some(press) = press.as_deref_mut() {
-                    answer(bot, press, text.as_deref()).await;
+                    answer(tg, press, text.as_deref()).await;
                 }
                 Ok(())
             }
-            Effect::Send { message } => send(bot, chat_id, &message).await,
-            Effect::Edit { message_id, message } => edit(bot, chat_id, message_id, &message).await,
+            Effect::Send { message } => {
+                let sent = send(tg, chat_id, priority, &message).await;
+                priority = Priority::FollowUp;
+                sent
+            }
+            Effect::Edit { message_id, message } => edit(tg, chat_id, message_id, &message).await,
             Effect::Delete { message_id } => {
-                let request = bot.delete_message(ChatId(chat_id), message_id_of(message_id));
-                if let Err(error) = call(request, "deleteMessage").await {
+                let request = tg.bot.delete_message(ChatId(chat_id), message_id_of(message_id));
+                if let Err(error) = tg.call(request, "deleteMessage").await {
                     tracing::debug!(chat_id, message_id, "could not delete a message: {error}");
                 }
                 Ok(())
@@ -153,7 +189,7 @@ pub async fn deliver(
     }
     // A press must be answered even when the engine had nothing to say about it.
     if let Some(press) = press {
-        answer(bot, press, None).await;
+        answer(tg, press, None).await;
     }
     first_failure.map_or(Ok(()), Err)
 }
@@ -162,15 +198,15 @@ fn message_id_of(id: i64) -> MessageId {
     MessageId(i32::try_from(id).unwrap_or(i32::MAX))
 }
 
-async fn edit(bot: &Tg, chat_id: i64, message_id: i64, message: &OutMessage) -> Result<(), RequestError> {
-    let mut request = bot.edit_message_text(ChatId(chat_id), message_id_of(message_id), &message.text);
+async fn edit(tg: &Telegram, chat_id: i64, message_id: i64, message: &OutMessage) -> Result<(), RequestError> {
+    let mut request = tg.bot.edit_message_text(ChatId(chat_id), message_id_of(message_id), &message.text);
     request = request.parse_mode(ParseMode::Html);
     if let Keyboard::Inline(_) = &message.keyboard
         && let Some(ReplyMarkup::InlineKeyboard(markup)) = markup(&message.keyboard)
     {
         request = request.reply_markup(markup);
     }
-    match call(request, "editMessageText").await {
+    match tg.call(request, "editMessageText").await {
         Ok(_) | Err(RequestError::Api(teloxide::ApiError::MessageNotModified)) => Ok(()),
         Err(RequestError::Api(
             teloxide::ApiError::MessageToEditNotFound
@@ -178,14 +214,15 @@ async fn edit(bot: &Tg, chat_id: i64, message_id: i64, message: &OutMessage) -> 
             | teloxide::ApiError::MessageIdInvalid,
         )) => {
             tracing::debug!(chat_id, message_id, "the message to edit is gone; sending it anew");
-            send(bot, chat_id, message).await
+            send(tg, chat_id, Priority::Reply, message).await
         }
         Err(error) => Err(error),
     }
 }
 
 /// Sends a message: text, one media file with its caption, or an album.
-pub async fn send(bot: &Tg, chat_id: i64, message: &OutMessage) -> Result<(), RequestError> {
+pub async fn send(tg: &Telegram, chat_id: i64, priority: Priority, message: &OutMessage) -> Result<(), RequestError> {
+    let bot = &tg.bot;
     let chat = ChatId(chat_id);
     let reply_markup = markup(&message.keyboard);
     let caption = (!message.text.is_empty()).then(|| message.text.clone());
@@ -194,11 +231,11 @@ pub async fn send(bot: &Tg, chat_id: i64, message: &OutMessage) -> Result<(), Re
         if let Some(reply_markup) = reply_markup {
             request = request.reply_markup(reply_markup);
         }
-        return call(request, "sendMessage").await.map(drop);
+        return tg.send_paced(chat_id, priority, request, "sendMessage").await.map(drop);
     };
     if media.is_album() {
         let request = bot.send_media_group(chat, album(media, caption));
-        return call(request, "sendMediaGroup").await.map(drop);
+        return tg.send_paced(chat_id, priority, request, "sendMediaGroup").await.map(drop);
     }
     let file = InputFile::file_id(FileId(media.file_id.clone()));
     macro_rules! send_file {
@@ -210,7 +247,7 @@ pub async fn send(bot: &Tg, chat_id: i64, message: &OutMessage) -> Result<(), Re
             if let Some(reply_markup) = reply_markup {
                 request = request.reply_markup(reply_markup);
             }
-            call(request, $name).await.map(drop)
+            tg.send_paced(chat_id, priority, request, $name).await.map(drop)
         }};
     }
     match media.kind {

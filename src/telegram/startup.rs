@@ -6,7 +6,7 @@ use teloxide::RequestError;
 use teloxide::prelude::*;
 use teloxide::types::{BotCommand, ChatMemberKind, Recipient};
 
-use super::outbound::{Tg, call_with};
+use super::outbound::call_with;
 
 /// Start-up checks give Telegram three tries (under a second), then say what is wrong.
 const ATTEMPTS: u32 = 3;
@@ -22,8 +22,8 @@ pub struct Startup {
 }
 
 /// Checks the token and the bot's rights in the channel; the error is one line for the operator.
-pub async fn check(bot: &Tg, api_url: &str, channel: &str) -> Result<Startup, String> {
-    let me = call_with(bot.get_me(), "getMe", ATTEMPTS).await.map_err(|error| match error {
+pub async fn check(bot: &Bot, api_url: &str, channel: &str) -> Result<Startup, String> {
+    let me = call_with(bot.get_me(), "getMe", ATTEMPTS, None).await.map_err(|error| match error {
         RequestError::Api(ApiError::InvalidToken) => {
             "Telegram refused BOT_TOKEN (401 Unauthorized): copy the token again from @BotFather".to_string()
         }
@@ -33,7 +33,7 @@ pub async fn check(bot: &Tg, api_url: &str, channel: &str) -> Result<Startup, St
         Ok(id) => Recipient::Id(ChatId(id)),
         Err(_) => Recipient::ChannelUsername(channel.to_string()),
     };
-    let chat = call_with(bot.get_chat(recipient), "getChat", ATTEMPTS).await.map_err(|error| match error {
+    let chat = call_with(bot.get_chat(recipient), "getChat", ATTEMPTS, None).await.map_err(|error| match error {
         RequestError::Api(ApiError::ChatNotFound) => format!(
             "CHANNEL_ID {channel}: Telegram does not know this channel or the bot is not in it; add the bot to the channel as an administrator"
         ),
@@ -42,7 +42,7 @@ pub async fn check(bot: &Tg, api_url: &str, channel: &str) -> Result<Startup, St
     if !chat.is_channel() {
         return Err(format!("CHANNEL_ID {channel} is not a channel (it is a group or a private chat)"));
     }
-    let member = call_with(bot.get_chat_member(chat.id, me.id), "getChatMember", ATTEMPTS)
+    let member = call_with(bot.get_chat_member(chat.id, me.id), "getChatMember", ATTEMPTS, None)
         .await
         .map_err(|error| format!("CHANNEL_ID {channel}: cannot read the bot's rights in the channel: {error}"))?;
     let missing: Vec<&str> = match &member.kind {
@@ -73,7 +73,7 @@ pub async fn check(bot: &Tg, api_url: &str, channel: &str) -> Result<Startup, St
 }
 
 /// Sets the bot's command list (the `/` menu) from the YAML.
-pub async fn set_commands(bot: &Tg, bundle: &Bundle) -> Result<(), String> {
+pub async fn set_commands(bot: &Bot, bundle: &Bundle) -> Result<(), String> {
     let commands: Vec<BotCommand> = bundle
         .menu
         .commands
@@ -81,7 +81,7 @@ pub async fn set_commands(bot: &Tg, bundle: &Bundle) -> Result<(), String> {
         .filter(|command| command.listed)
         .map(|command| BotCommand::new(command.name.clone(), command.description.clone()))
         .collect();
-    call_with(bot.set_my_commands(commands), "setMyCommands", ATTEMPTS)
+    call_with(bot.set_my_commands(commands), "setMyCommands", ATTEMPTS, None)
         .await
         .map_err(|error| format!("Telegram refused the command list from flows/menu.yaml: {error}"))?;
     Ok(())

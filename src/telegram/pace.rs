@@ -1,0 +1,220 @@
+//! Telegram's message rates, kept exactly: at most one message a second in a private chat, 20 a
+//! minute in a channel, 30 a second in all, and a global pause after a 429. A message that may go
+//! now goes now; one that may not waits precisely until it may (teloxide's Throttle checks its
+//! queue only every 250 ms, which alone would add ~125 ms to a typical reply).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Least time between two messages in one private chat.
+    pub chat_gap: Duration,
+    /// Messages per minute in one channel or group.
+    pub per_minute_in_channel: usize,
+    /// Messages per second in all chats together.
+    pub per_second_overall: usize,
+}
+
+/// Telegram's published limits.
+pub const TELEGRAM: Limits =
+    Limits { chat_gap: Duration::from_secs(1), per_minute_in_channel: 20, per_second_overall: 30 };
+
+/// Which messages go first when the overall budget is tight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// The first message answering what a user just did.
+    Reply,
+    /// Further messages of the same answer, notices and channel posts.
+    FollowUp,
+}
+
+/// The pacer shared by everything that sends.
+pub struct Pace {
+    limits: Limits,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    last_in_chat: HashMap<i64, Instant>,
+    channel_sends: HashMap<i64, VecDeque<Instant>>,
+    all_sends: VecDeque<Instant>,
+    frozen_until: Option<Instant>,
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+const SECOND: Duration = Duration::from_secs(1);
+
+impl Pace {
+    pub fn new(limits: Limits) -> Self {
+        Pace { limits, state: Mutex::new(State::default()) }
+    }
+
+    /// Waits until a message to `chat_id` may go, and counts it as sent.
+    pub async fn wait_turn(&self, chat_id: i64, priority: Priority) {
+        // Follow-ups leave a fifth of the overall budget to first replies, so that a burst of
+        // long answers does not hold up everyone else's next screen.
+        let overall = match priority {
+            Priority::Reply => self.limits.per_second_overall,
+            Priority::FollowUp => self.limits.per_second_overall * 4 / 5,
+        };
+        let limits = Limits { per_second_overall: overall.max(1), ..self.limits };
+        loop {
+            let wait_until = {
+                let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                match state.earliest(chat_id, &limits, Instant::now()) {
+                    None => {
+                        state.record(chat_id, Instant::now());
+                        return;
+                    }
+                    Some(at) => at,
+                }
+            };
+            tracing::debug!(
+                chat_id,
+                wait_ms = wait_until.duration_since(Instant::now()).as_millis() as u64,
+                "pacing a message"
+            );
+            tokio::time::sleep_until(wait_until).await;
+        }
+    }
+
+    /// Stops every send until `until` (Telegram answered 429 with `retry_after`).
+    pub fn freeze(&self, until: Instant) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.frozen_until.is_none_or(|frozen| frozen < until) {
+            state.frozen_until = Some(until);
+        }
+    }
+
+    /// Chats remembered (for tests: old chats are forgotten).
+    pub fn remembered_chats(&self) -> usize {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).last_in_chat.len()
+    }
+}
+
+/// Channels and groups have negative ids; private chats positive.
+fn is_private(chat_id: i64) -> bool {
+    chat_id > 0
+}
+
+impl State {
+    /// `None` if a message may go at `now`, else the earliest moment it may.
+    fn earliest(&mut self, chat_id: i64, limits: &Limits, now: Instant) -> Option<Instant> {
+        let mut at = now;
+        if let Some(frozen) = self.frozen_until {
+            if frozen > now {
+                at = at.max(frozen);
+            } else {
+                self.frozen_until = None;
+            }
+        }
+        while self.all_sends.front().is_some_and(|t| now.duration_since(*t) >= SECOND) {
+            self.all_sends.pop_front();
+        }
+        if self.all_sends.len() >= limits.per_second_overall
+            && let Some(oldest) = self.all_sends.front()
+        {
+            at = at.max(*oldest + SECOND);
+        }
+        if is_private(chat_id) {
+            if let Some(last) = self.last_in_chat.get(&chat_id) {
+                at = at.max(*last + limits.chat_gap);
+            }
+        } else {
+            let sends = self.channel_sends.entry(chat_id).or_default();
+            while sends.front().is_some_and(|t| now.duration_since(*t) >= MINUTE) {
+                sends.pop_front();
+            }
+            if sends.len() >= limits.per_minute_in_channel
+                && let Some(oldest) = sends.front()
+            {
+                at = at.max(*oldest + MINUTE);
+            }
+        }
+        (at > now).then_some(at)
+    }
+
+    fn record(&mut self, chat_id: i64, now: Instant) {
+        self.all_sends.push_back(now);
+        if is_private(chat_id) {
+            self.last_in_chat.insert(chat_id, now);
+            // Chats quiet for longer than the gap need no memory.
+            if self.last_in_chat.len() > 4096 {
+                self.last_in_chat.retain(|_, last| now.duration_since(*last) < SECOND);
+            }
+        } else {
+            self.channel_sends.entry(chat_id).or_default().push_back(now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl Pace {
+        async fn wait_turn_test(&self, chat_id: i64) {
+            self.wait_turn(chat_id, Priority::Reply).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn follow_ups_leave_room_for_first_replies() {
+        let pace = Pace::new(TELEGRAM);
+        let start = Instant::now();
+        for chat in 1..=24 {
+            pace.wait_turn(chat, Priority::FollowUp).await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        pace.wait_turn(25, Priority::Reply).await;
+        assert_eq!(start.elapsed(), Duration::ZERO, "a first reply still goes");
+        pace.wait_turn(26, Priority::FollowUp).await;
+        assert_eq!(start.elapsed(), SECOND, "a follow-up over four fifths of the budget waits");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_message_goes_at_once_and_the_next_in_the_same_chat_a_second_later() {
+        let pace = Pace::new(TELEGRAM);
+        let start = Instant::now();
+        pace.wait_turn_test(7).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        pace.wait_turn_test(8).await;
+        assert_eq!(start.elapsed(), Duration::ZERO, "another chat is not held up");
+        pace.wait_turn_test(7).await;
+        assert_eq!(start.elapsed(), SECOND);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn thirty_a_second_overall_and_twenty_a_minute_in_a_channel() {
+        let pace = Pace::new(TELEGRAM);
+        let start = Instant::now();
+        for chat in 1..=30 {
+            pace.wait_turn_test(chat).await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        pace.wait_turn_test(31).await;
+        assert_eq!(start.elapsed(), SECOND, "the 31st message waits for the window");
+        let channel = -100_123;
+        let start = Instant::now();
+        for _ in 0..20 {
+            pace.wait_turn_test(channel).await;
+        }
+        pace.wait_turn_test(channel).await;
+        assert!(start.elapsed() >= MINUTE, "the 21st channel message waits a minute");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_freeze_holds_every_chat() {
+        let pace = Pace::new(TELEGRAM);
+        let start = Instant::now();
+        pace.freeze(start + Duration::from_secs(5));
+        pace.wait_turn_test(1).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+    }
+}
