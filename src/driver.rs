@@ -57,7 +57,7 @@ impl Driver {
     ) -> Result<Option<Handled>, StoreError> {
         let turn = self.store.begin_turn()?;
         if let Some(update_id) = delivery.update_id
-            && !turn.first_sight_of_update(event.chat_id, update_id)?
+            && !turn.first_sight_of_update(event.chat_id, update_id, event.now)?
         {
             return Ok(None);
         }
@@ -193,6 +193,20 @@ fn outcome_from_record(recorded: serde_json::Value) -> ActionOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_update_is_handled_once_and_restarted_update_ids_are_not_mistaken_for_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let turn = store.begin_turn().unwrap();
+        let day = 24 * 3600;
+        assert!(turn.first_sight_of_update(5, 900, 1000).unwrap());
+        assert!(!turn.first_sight_of_update(5, 900, 1060).unwrap(), "a redelivery is seen");
+        assert!(!turn.first_sight_of_update(5, 899, 1060).unwrap(), "an older one too");
+        assert!(turn.first_sight_of_update(6, 899, 1060).unwrap(), "another chat is separate");
+        assert!(turn.first_sight_of_update(5, 12, 1000 + 8 * day).unwrap(), "ids restarted after a quiet week");
+        turn.commit().unwrap();
+    }
 
     #[test]
     fn a_damaged_session_record_starts_afresh_without_replaying_old_actions() {

@@ -18,8 +18,13 @@ const POSTS: TableDefinition<u64, &[u8]> = TableDefinition::new("posts");
 const USERS: TableDefinition<i64, &[u8]> = TableDefinition::new("users");
 /// (chat id, request id) → the JSON result of an action already carried out.
 const ACTION_LOG: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("action_log");
-/// Per chat, the newest Telegram update id handled: a redelivered update is not handled twice.
-const SEEN_UPDATES: TableDefinition<i64, u64> = TableDefinition::new("seen_updates");
+/// Per chat, the newest Telegram update id handled and when (Unix seconds): a redelivered update
+/// is not handled twice.
+const SEEN_UPDATES: TableDefinition<i64, (u64, i64)> = TableDefinition::new("seen_updates");
+/// Telegram redelivers within hours; after a week without updates it may restart its update ids
+/// at a random (possibly lower) number. An id not newer than the last one counts as seen only
+/// within this horizon.
+const REDELIVERY_HORIZON_SECS: i64 = 24 * 3600;
 
 /// Names of every table, for backups and tests.
 pub const TABLES: [&str; 6] = ["meta", "sessions", "posts", "users", "action_log", "seen_updates"];
@@ -305,13 +310,18 @@ impl Turn {
         Ok(())
     }
 
-    /// Marks a Telegram update as handled for a chat; `false` if it (or a newer one) already was.
-    pub fn first_sight_of_update(&self, chat_id: i64, update_id: u64) -> Result<bool, StoreError> {
+    /// Marks a Telegram update as handled for a chat at `now`; `false` if it (or a newer one)
+    /// already was, within the last day.
+    pub fn first_sight_of_update(&self, chat_id: i64, update_id: u64, now: i64) -> Result<bool, StoreError> {
         let mut table = self.txn.open_table(SEEN_UPDATES)?;
-        if table.get(chat_id)?.is_some_and(|seen| seen.value() >= update_id) {
+        let seen = table.get(chat_id)?.map(|entry| entry.value());
+        if let Some((last_id, at)) = seen
+            && update_id <= last_id
+            && now - at < REDELIVERY_HORIZON_SECS
+        {
             return Ok(false);
         }
-        table.insert(chat_id, update_id)?;
+        table.insert(chat_id, (update_id, now))?;
         Ok(true)
     }
 

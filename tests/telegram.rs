@@ -267,3 +267,26 @@ fn teloxide_reads_the_fakes_media_messages() {
         assert!(found, "{kind}: {parsed:?}");
     }
 }
+
+#[test]
+fn a_busy_chat_does_not_hold_up_another() {
+    let bot = Bot::start(Setup::default());
+    let other = ADMIN + 1;
+    // Twelve messages at once: their replies are paced one a second in that chat.
+    let busy: Vec<i64> = (0..12).map(|i| bot.fake.send_text(ADMIN, &format!("բարև {i}"))).collect();
+    let reply = bot.say(other, "📝 Նոր գրառում");
+    assert!(plain(&reply).contains("Ընտրեք գրառման ձևաչափը"));
+    let busy_replies = bot.fake.outputs().iter().filter(|o| o.chat_id == ADMIN).count();
+    assert!(
+        busy_replies < 12,
+        "the other chat was answered while the busy one still had {} replies to go",
+        12 - busy_replies
+    );
+    bot.wait(&busy);
+    assert_eq!(
+        bot.fake.outputs().iter().filter(|o| o.chat_id == ADMIN).count(),
+        12,
+        "every busy message answered, in order"
+    );
+    no_violations(&bot);
+}

@@ -31,16 +31,23 @@ pub enum Incoming {
     AlbumPart { group: String, file: MediaFile, caption: Option<String> },
     /// A button press (`data` as Telegram delivered it; the engine decodes it).
     Press { query_id: String, data: String, message_id: i64 },
-    /// A message no flow can use (sticker, voice, location...).
-    Unsupported,
+    /// A message no flow can use (sticker, voice, location...), perhaps one of an album.
+    Unsupported { album: Option<String> },
 }
 
 /// The adapter's reading of one update.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inbound {
     Chat(FromChat),
-    /// Not for the engine; the reason is for the debug log.
-    Ignore(&'static str),
+    /// Not for the engine; the reason is for the debug log. A press still gets its answer.
+    Ignore {
+        reason: &'static str,
+        press: Option<String>,
+    },
+}
+
+fn ignore(reason: &'static str) -> Inbound {
+    Inbound::Ignore { reason, press: None }
 }
 
 /// Reads an update. `bot_username` lets `/cmd@thisbot` through and drops `/cmd@otherbot`.
@@ -48,11 +55,12 @@ pub fn read(update: &Update, bot_username: &str) -> Inbound {
     match &update.kind {
         UpdateKind::Message(message) => read_message(message, bot_username),
         UpdateKind::CallbackQuery(query) => {
+            let ignored = |reason| Inbound::Ignore { reason, press: Some(query.id.0.clone()) };
             let Some(message) = &query.message else {
-                return Inbound::Ignore("a press on an inline-mode message");
+                return ignored("a press on an inline-mode message");
             };
             if !message.chat().is_private() {
-                return Inbound::Ignore("a press outside a private chat");
+                return ignored("a press outside a private chat");
             }
             Inbound::Chat(FromChat {
                 chat_id: message.chat().id.0,
@@ -64,25 +72,25 @@ pub fn read(update: &Update, bot_username: &str) -> Inbound {
                 },
             })
         }
-        UpdateKind::EditedMessage(_) => Inbound::Ignore("an edited message"),
-        UpdateKind::ChannelPost(_) | UpdateKind::EditedChannelPost(_) => Inbound::Ignore("a channel post"),
-        _ => Inbound::Ignore("an update kind no flow asks for"),
+        UpdateKind::EditedMessage(_) => ignore("an edited message"),
+        UpdateKind::ChannelPost(_) | UpdateKind::EditedChannelPost(_) => ignore("a channel post"),
+        _ => ignore("an update kind no flow asks for"),
     }
 }
 
 fn read_message(message: &Message, bot_username: &str) -> Inbound {
     if !message.chat.is_private() {
-        return Inbound::Ignore("a message outside a private chat");
+        return ignore("a message outside a private chat");
     }
     let Some(from) = &message.from else {
-        return Inbound::Ignore("a message without a sender");
+        return ignore("a message without a sender");
     };
     if from.is_bot {
-        return Inbound::Ignore("a message from a bot");
+        return ignore("a message from a bot");
     }
     let incoming = match incoming(message, bot_username) {
         Some(incoming) => incoming,
-        None => return Inbound::Ignore("a command for another bot"),
+        None => return ignore("a command for another bot"),
     };
     Inbound::Chat(FromChat { chat_id: message.chat.id.0, sender: sender(from), incoming })
 }
@@ -90,7 +98,12 @@ fn read_message(message: &Message, bot_username: &str) -> Inbound {
 /// `None` for a command addressed to another bot.
 fn incoming(message: &Message, bot_username: &str) -> Option<Incoming> {
     if let Some(text) = message.text() {
-        if let Some(command) = text.strip_prefix('/') {
+        // A command is what Telegram marks as one (a bot_command entity at the start), so a
+        // typed "/r/rust news" stays text.
+        let marked = message.entities().is_some_and(|entities| {
+            entities.iter().any(|e| e.offset == 0 && e.kind == teloxide::types::MessageEntityKind::BotCommand)
+        });
+        if let Some(command) = text.strip_prefix('/').filter(|_| marked) {
             let (head, args) = command.split_once(char::is_whitespace).unwrap_or((command, ""));
             let name = match head.split_once('@') {
                 Some((name, to)) if to.eq_ignore_ascii_case(bot_username) => name,
@@ -101,12 +114,13 @@ fn incoming(message: &Message, bot_username: &str) -> Option<Incoming> {
         }
         return Some(Incoming::Event(EventKind::Text { text: text.to_string() }));
     }
+    let group = message.media_group_id().map(|group| group.0.clone());
     let file = if let Some(animation) = message.animation() {
         MediaFile { kind: MediaKind::Animation, file_id: animation.file.id.0.clone() }
     } else if let Some(sizes) = message.photo() {
         // Telegram lists the sizes smallest first; keep the largest.
         let Some(largest) = sizes.iter().max_by_key(|size| size.width * size.height) else {
-            return Some(Incoming::Unsupported);
+            return Some(Incoming::Unsupported { album: group });
         };
         MediaFile { kind: MediaKind::Photo, file_id: largest.file.id.0.clone() }
     } else if let Some(video) = message.video() {
@@ -114,11 +128,11 @@ fn incoming(message: &Message, bot_username: &str) -> Option<Incoming> {
     } else if let Some(document) = message.document() {
         MediaFile { kind: MediaKind::Document, file_id: document.file.id.0.clone() }
     } else {
-        return Some(Incoming::Unsupported);
+        return Some(Incoming::Unsupported { album: group });
     };
     let caption = message.caption().map(str::to_string);
-    if let Some(group) = message.media_group_id() {
-        return Some(Incoming::AlbumPart { group: group.0.clone(), file, caption });
+    if let Some(group) = group {
+        return Some(Incoming::AlbumPart { group, file, caption });
     }
     let media = Media { kind: file.kind, file_id: file.file_id, caption, more: Vec::new() };
     Some(Incoming::Event(EventKind::Media { media }))
@@ -151,18 +165,29 @@ mod tests {
 
     #[test]
     fn commands_addressed_to_this_bot_or_to_nobody_are_commands() {
-        let read_text = |text: &str| read(&private_message(serde_json::json!({ "text": text })), "shop_bot");
+        let read_text = |text: &str| {
+            let length = text.split_whitespace().next().map_or(0, |w| w.encode_utf16().count());
+            let entities = if text.starts_with('/') {
+                serde_json::json!([{ "type": "bot_command", "offset": 0, "length": length }])
+            } else {
+                serde_json::json!([])
+            };
+            read(&private_message(serde_json::json!({ "text": text, "entities": entities })), "shop_bot")
+        };
         let command = |name: &str, args: &str| {
             Incoming::Event(EventKind::Command { name: name.to_string(), args: args.to_string() })
         };
         let incoming = |inbound: Inbound| match inbound {
             Inbound::Chat(chat) => Some(chat.incoming),
-            Inbound::Ignore(_) => None,
+            Inbound::Ignore { .. } => None,
         };
         assert_eq!(incoming(read_text("/start")), Some(command("start", "")));
         assert_eq!(incoming(read_text("/start@Shop_Bot go")), Some(command("start", "go")));
         assert_eq!(incoming(read_text("/start@other_bot")), None);
         assert_eq!(incoming(read_text("Բարև")), Some(Incoming::Event(EventKind::Text { text: "Բարև".into() })));
+        // A slash Telegram did not mark as a command is text.
+        let unmarked = read(&private_message(serde_json::json!({ "text": "/r/rust news" })), "shop_bot");
+        assert_eq!(incoming(unmarked), Some(Incoming::Event(EventKind::Text { text: "/r/rust news".into() })));
     }
 
     #[test]
@@ -186,14 +211,14 @@ mod tests {
         let group = update(serde_json::json!({ "update_id": 2, "message": {
             "message_id": 1, "date": 0, "chat": { "id": -5, "type": "group", "title": "g" },
             "from": { "id": 42, "is_bot": false, "first_name": "A" }, "text": "/start" } }));
-        assert!(matches!(read(&group, "b"), Inbound::Ignore(_)));
+        assert!(matches!(read(&group, "b"), Inbound::Ignore { .. }));
         let edited = update(serde_json::json!({ "update_id": 3, "edited_message": {
             "message_id": 1, "date": 0, "edit_date": 1, "chat": { "id": 42, "type": "private", "first_name": "A" },
             "from": { "id": 42, "is_bot": false, "first_name": "A" }, "text": "x" } }));
-        assert!(matches!(read(&edited, "b"), Inbound::Ignore(_)));
+        assert!(matches!(read(&edited, "b"), Inbound::Ignore { .. }));
         let sticker = private_message(serde_json::json!({ "sticker": {
             "file_id": "st", "file_unique_id": "u", "type": "regular", "width": 512, "height": 512,
             "is_animated": false, "is_video": false } }));
-        assert!(matches!(read(&sticker, "b"), Inbound::Chat(FromChat { incoming: Incoming::Unsupported, .. })));
+        assert!(matches!(read(&sticker, "b"), Inbound::Chat(FromChat { incoming: Incoming::Unsupported { .. }, .. })));
     }
 }

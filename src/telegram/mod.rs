@@ -8,7 +8,7 @@ pub mod outbound;
 pub mod pace;
 pub mod startup;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -111,12 +111,18 @@ pub async fn termination_signal() {
     }
 }
 
-/// The bot client for `api_url` (a trailing slash is fine).
+/// The bot client for `api_url` (a trailing slash is fine; a path is not: teloxide hides the
+/// token in error messages only when it is the URL's first path segment).
 pub fn connect(token: &str, api_url: &str) -> Result<Bot, RunError> {
     // No trailing slash: teloxide appends path segments, and `…//bot…` would miss.
-    let api_url = url::Url::parse(api_url.trim_end_matches('/'))
+    let url = url::Url::parse(api_url.trim_end_matches('/'))
         .map_err(|e| RunError::Startup(format!("TELEGRAM_API_URL {api_url} is not a URL: {e}")))?;
-    Ok(Bot::new(token).set_api_url(api_url))
+    if !matches!(url.path(), "" | "/") {
+        return Err(RunError::Startup(format!(
+            "TELEGRAM_API_URL {api_url} has a path; give the server's root URL (the token would otherwise show in error messages)"
+        )));
+    }
+    Ok(Bot::new(token).set_api_url(url))
 }
 
 /// Why `run` stopped early.
@@ -142,9 +148,10 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, options: RunOptions) -> Resu
         clock: options.clock.clone(),
         observer: options.observer.clone(),
         album_quiet: options.album_quiet,
-        chat_locks: Mutex::new(HashMap::new()),
+        queues: Mutex::new(HashMap::new()),
+        workers: Mutex::new(Vec::new()),
         albums: Mutex::new(HashMap::new()),
-        collectors: tokio::sync::Mutex::new(Vec::new()),
+        unsupported_albums: Mutex::new(VecDeque::new()),
     });
     let handler_app = app.clone();
     let handler: UpdateHandler<std::convert::Infallible> = dptree::entry().endpoint(move |update: Update| {
@@ -154,7 +161,12 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, options: RunOptions) -> Resu
             Ok(())
         }
     });
-    let mut dispatcher = Dispatcher::builder(bot.clone(), handler).default_handler(|_| async {}).build();
+    // Arrival is one quick sequential step (gate, albums, queueing); the work itself runs in one
+    // queue per chat (see `App::enqueue`), so a busy chat never holds up the others.
+    let mut dispatcher = Dispatcher::builder(bot.clone(), handler)
+        .default_handler(|_| async {})
+        .distribution_function(|_| Some(()))
+        .build();
     let token = dispatcher.shutdown_token();
     let shutdown = options.shutdown;
     tokio::spawn(async move {
@@ -187,8 +199,9 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, options: RunOptions) -> Resu
                     tracing::error!("the webhook server failed: {error}");
                 }
             });
-            dispatcher.dispatch_with_listener(listener, errors).await;
+            let dispatched = dispatcher.try_dispatch_with_listener(listener, errors).await;
             let _ = server.await;
+            dispatched.map_err(|e| RunError::Startup(format!("cannot start taking updates: {e}")))?;
         }
         None => {
             let polling = Polling::builder(bot.clone())
@@ -197,14 +210,13 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, options: RunOptions) -> Resu
                 .delete_webhook()
                 .await
                 .build();
-            dispatcher.dispatch_with_listener(polling, errors).await;
+            dispatcher
+                .try_dispatch_with_listener(polling, errors)
+                .await
+                .map_err(|e| RunError::Startup(format!("cannot start taking updates: {e}")))?;
         }
     }
-    // Albums still being collected are handled before the store closes.
-    let collectors = std::mem::take(&mut *app.collectors.lock().await);
-    for collector in collectors {
-        let _ = collector.await;
-    }
+    app.finish().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -218,11 +230,13 @@ struct App {
     clock: Clock,
     observer: Option<Observer>,
     album_quiet: Duration,
-    /// One lock per chat: a chat's events are handled and delivered one after another.
-    chat_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    /// One queue per chat, served by one task: a chat's work is done in arrival order.
+    queues: Mutex<HashMap<i64, tokio::sync::mpsc::Sender<Job>>>,
+    workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Albums being collected, by (chat, media group).
     albums: Mutex<HashMap<(i64, String), Album>>,
-    collectors: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Albums of unusable files already answered, so an album gets one notice, not ten.
+    unsupported_albums: Mutex<VecDeque<(i64, String)>>,
 }
 
 struct Album {
@@ -234,51 +248,50 @@ struct Album {
     last_part: Instant,
 }
 
-/// Whether an update is dealt with, or waits in an album being collected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Taken {
-    Done { ended: bool },
-    InAlbum,
+/// Work queued for a chat.
+struct Job {
+    /// The updates this job finishes (reported to the observer when done).
+    update_ids: Vec<u64>,
+    /// A press to answer (by the engine's answer, or silently).
+    press: Option<Press>,
+    /// A menu text to send first (flood warning, unusable message).
+    notice: Option<&'static str>,
+    /// The event for the engine, with the update id that guards against handling it twice.
+    event: Option<(Sender, u64, EventKind)>,
 }
 
 /// The most files Telegram puts in one album.
 const MAX_ALBUM: usize = 10;
+/// Jobs a chat may have waiting; more are dropped (flood control mutes such a sender).
+const QUEUE_LENGTH: usize = 64;
+/// A chat's worker stops after this long without work.
+const WORKER_IDLE: Duration = Duration::from_secs(60);
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 impl App {
+    /// Takes one update as it arrives: quick and in arrival order (the gate counts arrivals,
+    /// not handling), then queues the work for its chat.
     async fn on_update(self: &Arc<Self>, update: Update) {
         let update_id = u64::from(update.id.0);
         let chat_id = update.chat().map_or(0, |chat| chat.id.0);
-        if let Taken::Done { ended } = self.take_update(update_id, update).await {
-            self.report(chat_id, &[update_id], ended);
-        }
-    }
-
-    /// Tells the observer that updates are dealt with.
-    fn report(&self, chat_id: i64, update_ids: &[u64], ended: bool) {
-        if let Some(observer) = &self.observer {
-            update_ids.iter().for_each(|&update_id| observer(&Report { chat_id, update_id, ended }));
-        }
-    }
-
-    async fn take_update(self: &Arc<Self>, update_id: u64, update: Update) -> Taken {
         let FromChat { chat_id, sender, incoming } = match inbound::read(&update, &self.bot_username) {
             Inbound::Chat(from_chat) => from_chat,
-            Inbound::Ignore(reason) => {
+            Inbound::Ignore { reason, press } => {
                 tracing::debug!(update_id, "ignored {reason}");
-                return Taken::Done { ended: false };
+                self.answer_aside(press.map(|query_id| Press { query_id, answered: false }), None, chat_id, update_id);
+                return;
             }
         };
         // The second and later files of an album join the first without another check.
         if let Incoming::AlbumPart { group, file, caption } = &incoming
             && self.join_album(chat_id, update_id, group, file, caption)
         {
-            return Taken::InAlbum;
+            return;
         }
-        // An album still being collected in this chat came first: handle it first.
-        if !matches!(incoming, Incoming::AlbumPart { .. }) {
-            self.flush_albums(chat_id).await;
-        }
-        let mut press = match &incoming {
+        let press = match &incoming {
             Incoming::Press { query_id, .. } => Some(Press { query_id: query_id.clone(), answered: false }),
             _ => None,
         };
@@ -297,35 +310,193 @@ impl App {
                 ),
             }
         }
-        let notice = match verdict {
-            Verdict::Admit => None,
-            Verdict::Refuse => Some("access_denied"),
-            Verdict::WarnFlood => Some("flood_warning"),
-            Verdict::Ignore => None,
+        let job = |notice, event| Job { update_ids: vec![update_id], press: None, notice, event };
+        let job = match verdict {
+            Verdict::Admit => match incoming {
+                Incoming::Event(kind) => job(None, Some((sender, update_id, kind))),
+                Incoming::Press { data, message_id, .. } => {
+                    let kind = EventKind::Button { data, message_id: Some(message_id) };
+                    Job { press, ..job(None, Some((sender, update_id, kind))) }
+                }
+                Incoming::AlbumPart { group, file, caption } => {
+                    let album = Album {
+                        update_ids: vec![update_id],
+                        sender,
+                        files: vec![file],
+                        caption,
+                        last_part: Instant::now(),
+                    };
+                    self.start_album(chat_id, group, album);
+                    return;
+                }
+                Incoming::Unsupported { album } => {
+                    if let Some(group) = album
+                        && !self.first_unsupported_of(chat_id, group)
+                    {
+                        job(None, None)
+                    } else {
+                        job(Some("unsupported_message"), Some((sender, update_id, EventKind::Resume)))
+                    }
+                }
+            },
+            // An admin's warning goes through their queue, after what they sent before.
+            Verdict::WarnFlood => Job { press, ..job(Some("flood_warning"), None) },
+            Verdict::Refuse => {
+                self.answer_aside(press, Some("access_denied"), chat_id, update_id);
+                return;
+            }
+            Verdict::Ignore => {
+                self.answer_aside(press, None, chat_id, update_id);
+                return;
+            }
         };
-        if verdict != Verdict::Admit {
-            if let Some(press) = press.as_mut() {
-                outbound::answer(&self.tg, press, None).await;
+        self.enqueue_after_albums(chat_id, job);
+    }
+
+    /// Answers a press and sends a notice outside any queue (outsiders, muted users, presses
+    /// nobody handles), then reports the update.
+    fn answer_aside(
+        self: &Arc<Self>,
+        press: Option<Press>,
+        notice: Option<&'static str>,
+        chat_id: i64,
+        update_id: u64,
+    ) {
+        if press.is_none() && notice.is_none() {
+            self.report(chat_id, &[update_id], false);
+            return;
+        }
+        let app = self.clone();
+        tokio::spawn(async move {
+            if let Some(mut press) = press {
+                outbound::answer(&app.tg, &mut press, None).await;
             }
             if let Some(key) = notice {
-                self.notify(chat_id, key).await;
+                app.notify(chat_id, key).await;
             }
-            return Taken::Done { ended: false };
+            app.report(chat_id, &[update_id], false);
+        });
+    }
+
+    /// Whether this is the first unusable file seen of an album.
+    fn first_unsupported_of(&self, chat_id: i64, group: String) -> bool {
+        let mut seen = lock(&self.unsupported_albums);
+        let key = (chat_id, group);
+        if seen.contains(&key) {
+            return false;
         }
-        let kind = match incoming {
-            Incoming::Event(kind) => kind,
-            Incoming::Press { data, message_id, .. } => EventKind::Button { data, message_id: Some(message_id) },
-            Incoming::AlbumPart { group, file, caption } => {
-                self.start_album(chat_id, update_id, sender, group, file, caption).await;
-                return Taken::InAlbum;
+        if seen.len() >= 256 {
+            seen.pop_front();
+        }
+        seen.push_back(key);
+        true
+    }
+
+    /// Queues a job behind any album of the chat still being collected (the album came first).
+    fn enqueue_after_albums(self: &Arc<Self>, chat_id: i64, job: Job) {
+        // Held while queueing, so an album's collector cannot slip in between.
+        let mut albums = lock(&self.albums);
+        let mut open: Vec<(i64, String)> = albums.keys().filter(|(chat, _)| *chat == chat_id).cloned().collect();
+        open.sort_by_key(|key| albums.get(key).and_then(|a| a.update_ids.first().copied()));
+        for key in open {
+            if let Some(album) = albums.remove(&key) {
+                self.enqueue(chat_id, album_job(album));
             }
-            Incoming::Unsupported => {
-                self.notify(chat_id, "unsupported_message").await;
-                EventKind::Resume
+        }
+        self.enqueue(chat_id, job);
+        drop(albums);
+    }
+
+    /// Puts a job on the chat's queue, starting the chat's worker if it has none.
+    fn enqueue(self: &Arc<Self>, chat_id: i64, job: Job) {
+        let mut queues = lock(&self.queues);
+        let mut job = job;
+        for _ in 0..2 {
+            let queue = queues.entry(chat_id).or_insert_with(|| self.start_worker(chat_id));
+            match queue.try_send(job) {
+                Ok(()) => return,
+                Err(tokio::sync::mpsc::error::TrySendError::Full(dropped)) => {
+                    tracing::warn!(chat_id, "a chat's queue is full; dropping an update");
+                    self.answer_aside(dropped.press, None, chat_id, dropped.update_ids.first().copied().unwrap_or(0));
+                    return;
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(returned)) => {
+                    queues.remove(&chat_id);
+                    job = returned;
+                }
             }
-        };
-        let ended = self.handle(chat_id, update_id, sender, kind, press).await;
-        Taken::Done { ended }
+        }
+    }
+
+    /// Starts the task that works through a chat's queue; it stops after a quiet minute.
+    fn start_worker(self: &Arc<Self>, chat_id: i64) -> tokio::sync::mpsc::Sender<Job> {
+        let (queue, mut jobs) = tokio::sync::mpsc::channel::<Job>(QUEUE_LENGTH);
+        let app = self.clone();
+        let worker = tokio::spawn(async move {
+            loop {
+                match tokio::time::timeout(WORKER_IDLE, jobs.recv()).await {
+                    Ok(Some(job)) => app.work(chat_id, job).await,
+                    Ok(None) => break,
+                    Err(_) => {
+                        let mut queues = lock(&app.queues);
+                        if jobs.is_empty() {
+                            queues.remove(&chat_id);
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let mut workers = lock(&self.workers);
+        workers.retain(|worker| !worker.is_finished());
+        workers.push(worker);
+        queue
+    }
+
+    /// Does one job of a chat.
+    async fn work(&self, chat_id: i64, job: Job) {
+        let mut press = job.press;
+        if let Some(key) = job.notice {
+            self.notify(chat_id, key).await;
+        }
+        let mut ended = false;
+        if let Some((sender, update_id, kind)) = job.event {
+            ended = self.handle(chat_id, update_id, sender, kind, press.as_mut()).await;
+        }
+        if let Some(press) = press.as_mut() {
+            outbound::answer(&self.tg, press, None).await;
+        }
+        self.report(chat_id, &job.update_ids, ended);
+    }
+
+    /// At shutdown: albums being collected are queued, every queue is worked to the end.
+    async fn finish(&self) {
+        let open: Vec<((i64, String), Album)> = lock(&self.albums).drain().collect();
+        {
+            let queues = lock(&self.queues);
+            let mut open = open;
+            open.sort_by_key(|(_, album)| album.update_ids.first().copied());
+            for ((chat_id, _), album) in open {
+                if let Some(queue) = queues.get(&chat_id) {
+                    let _ = queue.try_send(album_job(album));
+                } else {
+                    tracing::warn!(chat_id, "an album arrived as the bot stopped; it was not handled");
+                }
+            }
+        }
+        // Closing the queues lets each worker finish what it has and stop.
+        lock(&self.queues).clear();
+        let workers: Vec<_> = lock(&self.workers).drain(..).collect();
+        for worker in workers {
+            let _ = worker.await;
+        }
+    }
+
+    /// Tells the observer that updates are dealt with.
+    fn report(&self, chat_id: i64, update_ids: &[u64], ended: bool) {
+        if let Some(observer) = &self.observer {
+            update_ids.iter().for_each(|&update_id| observer(&Report { chat_id, update_id, ended }));
+        }
     }
 
     /// Sends a menu text outside any conversation.
@@ -340,11 +511,6 @@ impl App {
         }
     }
 
-    fn chat_lock(&self, chat_id: i64) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.chat_locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(chat_id).or_default().clone()
-    }
-
     /// Hands one event to the engine and delivers what it says. The press is answered as soon
     /// as the engine produces the answer, and "typing…" shows while an action runs. Returns
     /// whether the conversation ended.
@@ -354,10 +520,8 @@ impl App {
         update_id: u64,
         sender: Sender,
         kind: EventKind,
-        press: Option<Press>,
+        press: Option<&mut Press>,
     ) -> bool {
-        let lock = self.chat_lock(chat_id);
-        let _turn = lock.lock().await;
         let now = (self.clock)();
         let event = Event { chat_id, user_id: sender.id, now, kind };
         let user = User {
@@ -380,12 +544,13 @@ impl App {
             tokio::select! {
                 Some(effect) = progress.recv() => match effect {
                     Effect::Answer { text } => {
-                        if let Some(press) = press.as_mut() {
+                        if let Some(press) = press.as_deref_mut() {
                             outbound::answer(&self.tg, press, text.as_deref()).await;
                         }
                     }
                     Effect::RunAction { .. } if typing.is_none() => {
-                        // Shown at once, then renewed while the action runs (it fades after ~5 s).
+                        // Shown at once (one try), then renewed while the action runs (it
+                        // fades after ~5 s) in its own task.
                         outbound::typing(&self.tg, chat_id).await;
                         let tg = self.tg.clone();
                         typing = Some(tokio::spawn(async move {
@@ -407,19 +572,13 @@ impl App {
         match outcome {
             Ok(Ok(Some(handled))) => {
                 ended = handled.effects.iter().any(|effect| matches!(effect, Effect::End));
-                let _ = outbound::deliver(&self.tg, chat_id, handled.effects, press.as_mut()).await;
+                let _ = outbound::deliver(&self.tg, chat_id, handled.effects, press).await;
             }
             Ok(Ok(None)) => {
                 tracing::info!(chat_id, update_id, "an update seen before was delivered again; skipped");
-                if let Some(press) = press.as_mut() {
-                    outbound::answer(&self.tg, press, None).await;
-                }
             }
             Ok(Err(error)) => {
                 tracing::error!(chat_id, update_id, "the store failed: {error}");
-                if let Some(press) = press.as_mut() {
-                    outbound::answer(&self.tg, press, None).await;
-                }
                 self.notify(chat_id, "error_store_failed").await;
             }
             Err(error) => {
@@ -428,31 +587,6 @@ impl App {
             }
         }
         ended
-    }
-
-    /// Hands a collected album to the engine as one media event.
-    async fn handle_album(&self, chat_id: i64, album: Album) {
-        let mut files = album.files.into_iter();
-        let Some(first) = files.next() else { return };
-        let media = Media { kind: first.kind, file_id: first.file_id, caption: album.caption, more: files.collect() };
-        let last = album.update_ids.iter().copied().max().unwrap_or_default();
-        let ended = self.handle(chat_id, last, album.sender, EventKind::Media { media }, None).await;
-        self.report(chat_id, &album.update_ids, ended);
-    }
-
-    /// Handles at once the albums of a chat still being collected (a later update must not
-    /// overtake them).
-    async fn flush_albums(&self, chat_id: i64) {
-        let open: Vec<Album> = {
-            let mut albums = self.albums.lock().unwrap_or_else(|p| p.into_inner());
-            let keys: Vec<(i64, String)> = albums.keys().filter(|(chat, _)| *chat == chat_id).cloned().collect();
-            let mut open: Vec<Album> = keys.iter().filter_map(|key| albums.remove(key)).collect();
-            open.sort_by_key(|album| album.update_ids.first().copied());
-            open
-        };
-        for album in open {
-            self.handle_album(chat_id, album).await;
-        }
     }
 
     /// Adds a file to an album being collected; `false` if no album of that group is open.
@@ -464,7 +598,7 @@ impl App {
         file: &MediaFile,
         caption: &Option<String>,
     ) -> bool {
-        let mut albums = self.albums.lock().unwrap_or_else(|p| p.into_inner());
+        let mut albums = lock(&self.albums);
         let Some(album) = albums.get_mut(&(chat_id, group.to_string())) else {
             return false;
         };
@@ -479,41 +613,41 @@ impl App {
         true
     }
 
-    /// Opens an album with its first file and hands it to the engine once no more files come.
-    async fn start_album(
-        self: &Arc<Self>,
-        chat_id: i64,
-        update_id: u64,
-        sender: Sender,
-        group: String,
-        file: MediaFile,
-        caption: Option<String>,
-    ) {
+    /// Opens an album with its first file; once no more files come for a moment, it is queued
+    /// as one media event (unless a later update of the chat queued it first).
+    fn start_album(self: &Arc<Self>, chat_id: i64, group: String, album: Album) {
         let key = (chat_id, group);
-        let album =
-            Album { update_ids: vec![update_id], sender, files: vec![file], caption, last_part: Instant::now() };
-        self.albums.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), album);
+        lock(&self.albums).insert(key.clone(), album);
         let app = self.clone();
-        let collector = tokio::spawn(async move {
-            let album = loop {
+        tokio::spawn(async move {
+            loop {
                 let wait = {
-                    let mut albums = app.albums.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut albums = lock(&app.albums);
                     let Some(album) = albums.get(&key) else { return };
                     let quiet_for = album.last_part.elapsed();
                     if quiet_for >= app.album_quiet {
-                        match albums.remove(&key) {
-                            Some(album) => break album,
-                            None => return,
+                        if let Some(album) = albums.remove(&key) {
+                            // Queued while the albums are locked: nothing of this chat can
+                            // be queued in between.
+                            app.enqueue(chat_id, album_job(album));
                         }
+                        return;
                     }
                     app.album_quiet - quiet_for
                 };
                 tokio::time::sleep(wait).await;
-            };
-            app.handle_album(chat_id, album).await;
+            }
         });
-        let mut collectors = self.collectors.lock().await;
-        collectors.retain(|c| !c.is_finished());
-        collectors.push(collector);
     }
+}
+
+/// A collected album as one media event, guarded by its last update id.
+fn album_job(album: Album) -> Job {
+    let mut files = album.files.into_iter();
+    let last = album.update_ids.iter().copied().max().unwrap_or_default();
+    let event = files.next().map(|first| {
+        let media = Media { kind: first.kind, file_id: first.file_id, caption: album.caption, more: files.collect() };
+        (album.sender, last, EventKind::Media { media })
+    });
+    Job { update_ids: album.update_ids, press: None, notice: None, event }
 }

@@ -26,8 +26,13 @@ pub struct Telegram {
     pub pace: Arc<Pace>,
 }
 
-/// How many times a call is tried before the failure is reported.
-const ATTEMPTS: u32 = 8;
+/// How many times a call is tried before the failure is reported (teloxide itself waits 10 s
+/// after each 5xx, so this bounds a Telegram outage's hold on a chat to about a minute).
+const ATTEMPTS: u32 = 5;
+/// 429 answers waited out before a call is given up.
+const MAX_RATE_LIMITED: u32 = 30;
+/// A button answer is only worth a few tries: after 15 s Telegram refuses it anyway.
+const ANSWER_ATTEMPTS: u32 = 3;
 
 impl Telegram {
     /// A call that is not a message (edit, answer, chat action): retried, not paced.
@@ -64,29 +69,40 @@ pub async fn call_with<R>(
 where
     R: Request<Err = RequestError>,
 {
-    let mut attempt = 0;
+    let (mut attempt, mut rate_limited) = (0, 0);
     loop {
-        if let Some((pace, Some((chat_id, priority)))) = pace {
-            pace.wait_turn(chat_id, priority).await;
+        match pace {
+            Some((pace, Some((chat_id, priority)))) => pace.wait_turn(chat_id, priority).await,
+            // Not a message, but a 429 pause holds every call.
+            Some((pace, None)) => pace.wait_unfrozen().await,
+            None => {}
         }
         let error = match request.send_ref().await {
             Ok(output) => return Ok(output),
             Err(error) => error,
         };
-        attempt += 1;
         let wait = match &error {
+            // Telegram did nothing and says when to come back: always safe to retry, and not a
+            // failed attempt (a storm of 429s must not lose the reply), up to a sane bound.
             RequestError::RetryAfter(seconds) => {
+                rate_limited += 1;
+                if rate_limited > MAX_RATE_LIMITED {
+                    return Err(error);
+                }
                 if let Some((pace, _)) = pace {
                     pace.freeze(tokio::time::Instant::now() + seconds.duration());
                 }
                 seconds.duration()
             }
-            error if is_transient(error) => backoff(attempt),
+            transient if is_transient(transient) => {
+                attempt += 1;
+                if attempt >= attempts {
+                    return Err(error);
+                }
+                backoff(attempt)
+            }
             _ => return Err(error),
         };
-        if attempt >= attempts {
-            return Err(error);
-        }
         // Info, not warn: a retry that works is routine; a call that fails for good is logged
         // by the caller.
         tracing::info!(
@@ -135,7 +151,7 @@ pub async fn answer(tg: &Telegram, press: &mut Press, text: Option<&str>) {
     if let Some(text) = text.filter(|t| !t.is_empty()) {
         request = request.text(text.to_string());
     }
-    match tg.call(request, "answerCallbackQuery").await {
+    match call_with(request, "answerCallbackQuery", ANSWER_ATTEMPTS, Some((&tg.pace, None))).await {
         Ok(_) | Err(RequestError::Api(teloxide::ApiError::InvalidQueryId)) => {}
         Err(error) => tracing::warn!("could not answer a button press: {error}"),
     }
@@ -143,7 +159,8 @@ pub async fn answer(tg: &Telegram, press: &mut Press, text: Option<&str>) {
 
 /// Shows "typing…" in a chat (Telegram shows it for about five seconds).
 pub async fn typing(tg: &Telegram, chat_id: i64) {
-    if let Err(error) = tg.call(tg.bot.send_chat_action(ChatId(chat_id), ChatAction::Typing), "sendChatAction").await {
+    let request = tg.bot.send_chat_action(ChatId(chat_id), ChatAction::Typing);
+    if let Err(error) = call_with(request, "sendChatAction", 1, Some((&tg.pace, None))).await {
         tracing::debug!(chat_id, "could not show typing: {error}");
     }
 }
@@ -213,6 +230,13 @@ async fn edit(tg: &Telegram, chat_id: i64, message_id: i64, message: &OutMessage
             | teloxide::ApiError::MessageCantBeEdited
             | teloxide::ApiError::MessageIdInvalid,
         )) => {
+            tracing::debug!(chat_id, message_id, "the message to edit is gone; sending it anew");
+            send(tg, chat_id, Priority::Reply, message).await
+        }
+        // A photo or video message has a caption, not a text: show the new screen as a message.
+        Err(RequestError::Api(teloxide::ApiError::Unknown(description)))
+            if description.contains("no text in the message to edit") =>
+        {
             tracing::debug!(chat_id, message_id, "the message to edit is gone; sending it anew");
             send(tg, chat_id, Priority::Reply, message).await
         }
