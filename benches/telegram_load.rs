@@ -3,7 +3,8 @@
 //! pace. The bot runs in its own process, so its CPU time and memory are measured apart from the
 //! fake server's.
 //!
-//! `cargo bench --bench telegram_load` (env: ADMINS=50, SECONDS=60, THINK_MS=2000..4000).
+//! `cargo bench --bench telegram_load` (env: ADMINS=50, SECONDS=60, THINK_MS=2000..4000,
+//! WEBHOOK=1 for webhook mode instead of long polling).
 
 #[path = "../tests/common/fake_telegram.rs"]
 mod fake_telegram;
@@ -148,9 +149,16 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let users: Vec<i64> = (0..admins).map(|i| 10_000 + i).collect();
     let authorized: Vec<String> = users.iter().map(i64::to_string).collect();
+    // WEBHOOK=1: the fake pushes updates to the bot's webhook instead of answering getUpdates.
+    let webhook = std::env::var("WEBHOOK").is_ok_and(|v| v == "1");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("port").port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_postflow"));
+    command.arg("run");
+    if webhook {
+        command.args(["--webhook-url", &format!("http://127.0.0.1:{port}/hook")]);
+    }
     let bot = Kill(
-        Command::new(env!("CARGO_BIN_EXE_postflow"))
-            .arg("run")
+        command
             .env("CONFIG_DIR", env!("CARGO_MANIFEST_DIR"))
             .env("DATABASE_URL", dir.path().join("load.redb"))
             .env("BOT_TOKEN", fake_telegram::TOKEN)
@@ -158,13 +166,16 @@ fn main() {
             .env("CHANNEL_ID", format!("@{}", fake_telegram::CHANNEL_NAME))
             .env("AUTHORIZED_USERS", authorized.join(","))
             .env("LOG_LEVEL", std::env::var("BOT_LOG").unwrap_or_else(|_| "error".into()))
+            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env_remove("OPENAI_API_KEY")
             .spawn()
             .expect("postflow run"),
     );
     let pid = bot.0.id();
-    let started = rt.block_on(until(&fake, || fake.calls().iter().any(|c| c.method == "getUpdates")));
-    assert!(started, "the bot did not start polling");
+    let started = rt.block_on(until(&fake, || {
+        if webhook { fake.webhook().is_some() } else { fake.calls().iter().any(|c| c.method == "getUpdates") }
+    }));
+    assert!(started, "the bot did not start taking updates");
     std::thread::sleep(Duration::from_secs(2));
     let idle_rss = proc_field(pid, "VmRSS:").unwrap_or(0);
     let cpu_before = cpu_ms(pid).unwrap_or_default();
@@ -210,7 +221,8 @@ fn main() {
     }
     let violations = fake.violations();
     println!(
-        "{admins} admins, think {}..{} ms, {:.0} s: {steps} steps, {:.1} steps/s",
+        "{admins} admins ({}), think {}..{} ms, {:.0} s: {steps} steps, {:.1} steps/s",
+        if webhook { "webhook" } else { "long polling" },
         think.0,
         think.1,
         elapsed.as_secs_f64(),
