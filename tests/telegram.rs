@@ -290,3 +290,40 @@ fn a_busy_chat_does_not_hold_up_another() {
     );
     no_violations(&bot);
 }
+
+#[test]
+fn an_edit_of_a_message_telegram_no_longer_has_is_sent_anew() {
+    let bot = Bot::start(Setup::default());
+    bot.clock.store(1_795_673_220, std::sync::atomic::Ordering::SeqCst); // 2026-11-26 10:07 in Yerevan
+    bot.say(ADMIN, "📝 Նոր գրառում");
+    bot.press(ADMIN, "Վաճառող փոստ");
+    bot.say(ADMIN, "նոր հավաքածու");
+    bot.press(ADMIN, "Բաց թողնել ⏭");
+    bot.press(ADMIN, "✅ Հաստատել");
+    bot.press(ADMIN, "Առանց մեդիայի ⏭");
+    bot.press(ADMIN, "📅 Պլանավորել");
+    // The month arrow edits the calendar in place...
+    let (calendar, next_month) = bot.fake.find_button(ADMIN, "▶️").unwrap();
+    let edited = bot.fake.press(ADMIN, calendar, &next_month);
+    bot.wait(&[edited]);
+    let outputs = bot.fake.outputs_after(ADMIN, edited);
+    assert!(outputs.iter().all(|o| o.edited) && !outputs.is_empty(), "navigation edits: {outputs:?}");
+    // ...and when the message is gone (deleted in the chat), the new month comes as a new message.
+    let (calendar, previous_month) = bot.fake.find_button(ADMIN, "◀️").unwrap();
+    bot.fake.forget_message(ADMIN, calendar);
+    let resent = bot.fake.press(ADMIN, calendar, &previous_month);
+    bot.wait(&[resent]);
+    let outputs = bot.fake.outputs_after(ADMIN, resent);
+    assert!(
+        outputs.iter().any(|o| !o.edited && o.inline_buttons().iter().any(|(label, _)| label == "Նոյեմբեր 2026")),
+        "the calendar is sent anew: {outputs:?}"
+    );
+    let refused_edits = bot
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| c.error.as_deref().is_some_and(|e| e.contains("message to edit not found")))
+        .count();
+    assert_eq!(refused_edits, 1, "Telegram refused the edit once, and the bot did not insist");
+    no_violations(&bot);
+}
