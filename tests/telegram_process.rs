@@ -205,3 +205,37 @@ fn webhook_mode_takes_updates_signed_with_the_secret_and_refuses_the_rest() {
     let violations = fake.violations();
     assert!(violations.is_empty(), "{violations:#?}");
 }
+
+#[test]
+fn doctor_checks_the_token_and_the_bots_rights_in_the_channel() {
+    let rt = runtime();
+    let fake = rt.block_on(FakeTelegram::start());
+    let dir = tempfile::tempdir().unwrap();
+    let doctor = |fake: &FakeTelegram| {
+        let mut command = common::postflow(&dir.path().join("s.redb"), &["doctor"]);
+        command
+            .env("BOT_TOKEN", TOKEN)
+            .env("TELEGRAM_API_URL", &fake.url)
+            .env("CHANNEL_ID", format!("@{CHANNEL_NAME}"))
+            .env("AUTHORIZED_USERS", ADMIN.to_string());
+        let output = command.output().unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).to_string())
+    };
+    let (healthy, report) = doctor(&fake);
+    assert!(healthy, "{report}");
+    assert!(report.contains("ok    Telegram: @shop_test_bot administers @time_2_shopping"), "{report}");
+    fake.set_channel_rights(Some(ChannelRights {
+        member: true,
+        admin: true,
+        can_post: true,
+        can_edit: false,
+        can_delete: true,
+    }));
+    let (healthy, report) = doctor(&fake);
+    assert!(!healthy, "{report}");
+    assert!(
+        report.contains("FAIL  Telegram: the bot administers @time_2_shopping but may not edit messages of others"),
+        "{report}"
+    );
+    assert!(fake.commands().is_empty(), "doctor changes nothing in Telegram");
+}
