@@ -327,3 +327,28 @@ fn an_edit_of_a_message_telegram_no_longer_has_is_sent_anew() {
     assert_eq!(refused_edits, 1, "Telegram refused the edit once, and the bot did not insist");
     no_violations(&bot);
 }
+
+#[test]
+fn an_update_between_the_files_of_an_album_waits_for_the_album() {
+    let bot = Bot::start(Setup::default());
+    bot.say(ADMIN, "📝 Նոր գրառում");
+    bot.press(ADMIN, "Վաճառող փոստ");
+    bot.say(ADMIN, "կաշվե պայուսակ, նոր հավաքածու");
+    bot.press(ADMIN, "Բաց թողնել");
+    bot.press(ADMIN, "✅ Հաստատել");
+    // Telegram delivers a text between the album's files.
+    let ids = vec![
+        bot.fake.send_album_part(ADMIN, "g-mixed", "photo", "front"),
+        bot.fake.send_text(ADMIN, "ահա"),
+        bot.fake.send_album_part(ADMIN, "g-mixed", "photo", "back"),
+        bot.fake.send_album_part(ADMIN, "g-mixed", "photo", "side"),
+    ];
+    bot.wait(&ids);
+    let outputs = bot.fake.outputs();
+    let albums: Vec<_> = outputs.iter().filter(|o| !o.media.is_empty()).collect();
+    assert_eq!(albums.len(), 1, "one album, not split: {albums:#?}");
+    assert_eq!(albums[0].media.len(), 3);
+    let session = bot.session(ADMIN).unwrap();
+    assert_eq!(session.current().map(|f| f.step.as_str()), Some("preview"), "the album was taken first");
+    no_violations(&bot);
+}

@@ -187,7 +187,8 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, options: RunOptions) -> Resu
         teloxide::error_handlers::LoggingErrorHandler::with_custom_text("reading updates from Telegram failed");
     match options.webhook_url {
         Some(url) => {
-            let webhook = webhooks::Options::new(options.http_addr, url);
+            // One connection: Telegram then delivers updates one after another, in order.
+            let webhook = webhooks::Options::new(options.http_addr, url).max_connections(1);
             let (listener, stop, router) = webhooks::axum_to_router(bot.clone(), webhook)
                 .await
                 .map_err(|e| RunError::Startup(format!("Telegram refused the webhook: {e}")))?;
@@ -200,6 +201,9 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, options: RunOptions) -> Resu
                 }
             });
             let dispatched = dispatcher.try_dispatch_with_listener(listener, errors).await;
+            if dispatched.is_err() {
+                server.abort();
+            }
             let _ = server.await;
             dispatched.map_err(|e| RunError::Startup(format!("cannot start taking updates: {e}")))?;
         }
@@ -246,6 +250,8 @@ struct Album {
     files: Vec<MediaFile>,
     caption: Option<String>,
     last_part: Instant,
+    /// Later updates of the chat, queued once the album is.
+    waiting: Vec<Job>,
 }
 
 /// Work queued for a chat.
@@ -281,7 +287,7 @@ impl App {
             Inbound::Chat(from_chat) => from_chat,
             Inbound::Ignore { reason, press } => {
                 tracing::debug!(update_id, "ignored {reason}");
-                self.answer_aside(press.map(|query_id| Press { query_id, answered: false }), None, chat_id, update_id);
+                self.answer_aside(press.map(Press::new), None, chat_id, update_id);
                 return;
             }
         };
@@ -292,7 +298,7 @@ impl App {
             return;
         }
         let press = match &incoming {
-            Incoming::Press { query_id, .. } => Some(Press { query_id: query_id.clone(), answered: false }),
+            Incoming::Press { query_id, .. } => Some(Press::new(query_id.clone())),
             _ => None,
         };
         let (verdict, log) = self.gate.check(sender.id, Instant::now());
@@ -325,6 +331,7 @@ impl App {
                         files: vec![file],
                         caption,
                         last_part: Instant::now(),
+                        waiting: Vec::new(),
                     };
                     self.start_album(chat_id, group, album);
                     return;
@@ -392,18 +399,19 @@ impl App {
         true
     }
 
-    /// Queues a job behind any album of the chat still being collected (the album came first).
+    /// Queues a job, or, while an album of the chat is still being collected, parks it on that
+    /// album: the album came first, and its late files must still join it.
     fn enqueue_after_albums(self: &Arc<Self>, chat_id: i64, job: Job) {
         // Held while queueing, so an album's collector cannot slip in between.
         let mut albums = lock(&self.albums);
-        let mut open: Vec<(i64, String)> = albums.keys().filter(|(chat, _)| *chat == chat_id).cloned().collect();
-        open.sort_by_key(|key| albums.get(key).and_then(|a| a.update_ids.first().copied()));
-        for key in open {
-            if let Some(album) = albums.remove(&key) {
-                self.enqueue(chat_id, album_job(album));
-            }
+        let newest = albums
+            .iter_mut()
+            .filter(|((chat, _), _)| *chat == chat_id)
+            .max_by_key(|(_, album)| album.update_ids.first().copied());
+        match newest {
+            Some((_, album)) => album.waiting.push(job),
+            None => self.enqueue(chat_id, job),
         }
-        self.enqueue(chat_id, job);
         drop(albums);
     }
 
@@ -456,6 +464,12 @@ impl App {
     /// Does one job of a chat.
     async fn work(&self, chat_id: i64, job: Job) {
         let mut press = job.press;
+        // A press that waited long in the queue is answered now, before Telegram gives up on it.
+        if let Some(press) = press.as_mut()
+            && press.arrived.elapsed() > Duration::from_secs(10)
+        {
+            outbound::answer(&self.tg, press, None).await;
+        }
         if let Some(key) = job.notice {
             self.notify(chat_id, key).await;
         }
@@ -470,18 +484,12 @@ impl App {
     }
 
     /// At shutdown: albums being collected are queued, every queue is worked to the end.
-    async fn finish(&self) {
-        let open: Vec<((i64, String), Album)> = lock(&self.albums).drain().collect();
-        {
-            let queues = lock(&self.queues);
-            let mut open = open;
-            open.sort_by_key(|(_, album)| album.update_ids.first().copied());
-            for ((chat_id, _), album) in open {
-                if let Some(queue) = queues.get(&chat_id) {
-                    let _ = queue.try_send(album_job(album));
-                } else {
-                    tracing::warn!(chat_id, "an album arrived as the bot stopped; it was not handled");
-                }
+    async fn finish(self: &Arc<Self>) {
+        let mut open: Vec<((i64, String), Album)> = lock(&self.albums).drain().collect();
+        open.sort_by_key(|(_, album)| album.update_ids.first().copied());
+        for ((chat_id, _), album) in open {
+            for job in album_jobs(album) {
+                self.enqueue(chat_id, job);
             }
         }
         // Closing the queues lets each worker finish what it has and stop.
@@ -625,15 +633,22 @@ impl App {
                     let mut albums = lock(&app.albums);
                     let Some(album) = albums.get(&key) else { return };
                     let quiet_for = album.last_part.elapsed();
-                    if quiet_for >= app.album_quiet {
+                    let first = album.update_ids.first().copied();
+                    // An earlier album of the chat still open goes first.
+                    let earlier_open = albums
+                        .iter()
+                        .any(|((chat, _), other)| *chat == chat_id && other.update_ids.first().copied() < first);
+                    if quiet_for >= app.album_quiet && !earlier_open {
                         if let Some(album) = albums.remove(&key) {
                             // Queued while the albums are locked: nothing of this chat can
                             // be queued in between.
-                            app.enqueue(chat_id, album_job(album));
+                            for job in album_jobs(album) {
+                                app.enqueue(chat_id, job);
+                            }
                         }
                         return;
                     }
-                    app.album_quiet - quiet_for
+                    app.album_quiet.saturating_sub(quiet_for).max(Duration::from_millis(50))
                 };
                 tokio::time::sleep(wait).await;
             }
@@ -641,13 +656,16 @@ impl App {
     }
 }
 
-/// A collected album as one media event, guarded by its last update id.
-fn album_job(album: Album) -> Job {
+/// A collected album as one media event (guarded by its last update id), then the jobs that
+/// waited for it.
+fn album_jobs(album: Album) -> Vec<Job> {
     let mut files = album.files.into_iter();
     let last = album.update_ids.iter().copied().max().unwrap_or_default();
     let event = files.next().map(|first| {
         let media = Media { kind: first.kind, file_id: first.file_id, caption: album.caption, more: files.collect() };
         (album.sender, last, EventKind::Media { media })
     });
-    Job { update_ids: album.update_ids, press: None, notice: None, event }
+    let mut jobs = vec![Job { update_ids: album.update_ids, press: None, notice: None, event }];
+    jobs.extend(album.waiting);
+    jobs
 }

@@ -54,8 +54,17 @@ impl Telegram {
     where
         R: Request<Err = RequestError>,
     {
-        call_with(request, what, ATTEMPTS, Some((&self.pace, Some((chat_id, priority))))).await
+        call_with(request, what, ATTEMPTS, Some((&self.pace, Some(Slot { chat_id, priority, weight: 1 })))).await
     }
+}
+
+/// Where a message goes and how much of the rate budget it takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot {
+    pub chat_id: i64,
+    pub priority: Priority,
+    /// Messages Telegram counts: the number of files for an album, else 1.
+    pub weight: usize,
 }
 
 /// Sends one request, retrying what is worth retrying, `attempts` times at most. With a pacer,
@@ -64,7 +73,7 @@ pub async fn call_with<R>(
     request: R,
     what: &'static str,
     attempts: u32,
-    pace: Option<(&Pace, Option<(i64, Priority)>)>,
+    pace: Option<(&Pace, Option<Slot>)>,
 ) -> Result<teloxide::requests::Output<R>, RequestError>
 where
     R: Request<Err = RequestError>,
@@ -72,7 +81,7 @@ where
     let (mut attempt, mut rate_limited) = (0, 0);
     loop {
         match pace {
-            Some((pace, Some((chat_id, priority)))) => pace.wait_turn(chat_id, priority).await,
+            Some((pace, Some(slot))) => pace.wait_turn_for(slot.chat_id, slot.priority, slot.weight).await,
             // Not a message, but a 429 pause holds every call.
             Some((pace, None)) => pace.wait_unfrozen().await,
             None => {}
@@ -138,6 +147,17 @@ fn backoff(attempt: u32) -> Duration {
 pub struct Press {
     pub query_id: String,
     pub answered: bool,
+    /// When the press arrived: Telegram accepts an answer for about 15 s.
+    pub arrived: tokio::time::Instant,
+}
+
+/// Answers later than this after the press are not attempted (Telegram refuses them at ~15 s).
+pub const ANSWER_DEADLINE: Duration = Duration::from_secs(14);
+
+impl Press {
+    pub fn new(query_id: String) -> Self {
+        Press { query_id, answered: false, arrived: tokio::time::Instant::now() }
+    }
 }
 
 /// Answers a button press (once), with an optional toast. A query Telegram no longer knows
@@ -151,9 +171,12 @@ pub async fn answer(tg: &Telegram, press: &mut Press, text: Option<&str>) {
     if let Some(text) = text.filter(|t| !t.is_empty()) {
         request = request.text(text.to_string());
     }
-    match call_with(request, "answerCallbackQuery", ANSWER_ATTEMPTS, Some((&tg.pace, None))).await {
-        Ok(_) | Err(RequestError::Api(teloxide::ApiError::InvalidQueryId)) => {}
-        Err(error) => tracing::warn!("could not answer a button press: {error}"),
+    // Not held by another chat's 429 pause, and given up at the deadline.
+    let answered = call_with(request, "answerCallbackQuery", ANSWER_ATTEMPTS, None);
+    match tokio::time::timeout_at(press.arrived + ANSWER_DEADLINE, answered).await {
+        Ok(Ok(_) | Err(RequestError::Api(teloxide::ApiError::InvalidQueryId))) => {}
+        Ok(Err(error)) => tracing::warn!("could not answer a button press: {error}"),
+        Err(_) => tracing::warn!("a button press could not be answered in time"),
     }
 }
 
@@ -259,7 +282,8 @@ pub async fn send(tg: &Telegram, chat_id: i64, priority: Priority, message: &Out
     };
     if media.is_album() {
         let request = bot.send_media_group(chat, album(media, caption));
-        return tg.send_paced(chat_id, priority, request, "sendMediaGroup").await.map(drop);
+        let slot = Slot { chat_id, priority, weight: media.files().count() };
+        return call_with(request, "sendMediaGroup", ATTEMPTS, Some((&tg.pace, Some(slot)))).await.map(drop);
     }
     let file = InputFile::file_id(FileId(media.file_id.clone()));
     macro_rules! send_file {

@@ -62,6 +62,13 @@ impl Pace {
 
     /// Waits until a message to `chat_id` may go, and counts it as sent.
     pub async fn wait_turn(&self, chat_id: i64, priority: Priority) {
+        self.wait_turn_for(chat_id, priority, 1).await
+    }
+
+    /// Like [`Pace::wait_turn`] for `weight` messages sent at once (an album counts each file
+    /// towards the channel and overall limits, and once towards a private chat's gap).
+    pub async fn wait_turn_for(&self, chat_id: i64, priority: Priority, weight: usize) {
+        let weight = weight.max(1);
         // Follow-ups leave a fifth of the overall budget to first replies, so that a burst of
         // long answers does not hold up everyone else's next screen.
         let overall = match priority {
@@ -72,9 +79,9 @@ impl Pace {
         loop {
             let wait_until = {
                 let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                match state.earliest(chat_id, &limits, Instant::now()) {
+                match state.earliest(chat_id, &limits, weight, Instant::now()) {
                     None => {
-                        state.record(chat_id, Instant::now());
+                        state.record(chat_id, weight, Instant::now());
                         return;
                     }
                     Some(at) => at,
@@ -120,7 +127,7 @@ fn is_private(chat_id: i64) -> bool {
 
 impl State {
     /// `None` if a message may go at `now`, else the earliest moment it may.
-    fn earliest(&mut self, chat_id: i64, limits: &Limits, now: Instant) -> Option<Instant> {
+    fn earliest(&mut self, chat_id: i64, limits: &Limits, weight: usize, now: Instant) -> Option<Instant> {
         let mut at = now;
         if let Some(frozen) = self.frozen_until {
             if frozen > now {
@@ -133,10 +140,8 @@ impl State {
         while self.all_sends.front().is_some_and(|t| now.duration_since(*t) >= second) {
             self.all_sends.pop_front();
         }
-        if self.all_sends.len() >= limits.per_second_overall {
-            // The send that must leave the window before this one may go.
-            let blocking = self.all_sends.len() - limits.per_second_overall;
-            at = at.max(self.all_sends[blocking] + second);
+        if let Some(leaving) = must_leave(&self.all_sends, weight, limits.per_second_overall) {
+            at = at.max(leaving + second);
         }
         if is_private(chat_id) {
             if let Some(last) = self.last_in_chat.get(&chat_id) {
@@ -147,16 +152,15 @@ impl State {
             while sends.front().is_some_and(|t| now.duration_since(*t) >= minute) {
                 sends.pop_front();
             }
-            if sends.len() >= limits.per_minute_in_channel {
-                let blocking = sends.len() - limits.per_minute_in_channel;
-                at = at.max(sends[blocking] + minute);
+            if let Some(leaving) = must_leave(sends, weight, limits.per_minute_in_channel) {
+                at = at.max(leaving + minute);
             }
         }
         (at > now).then_some(at)
     }
 
-    fn record(&mut self, chat_id: i64, now: Instant) {
-        self.all_sends.push_back(now);
+    fn record(&mut self, chat_id: i64, weight: usize, now: Instant) {
+        self.all_sends.extend(std::iter::repeat_n(now, weight));
         if is_private(chat_id) {
             self.last_in_chat.insert(chat_id, now);
             // Chats quiet for longer than the gap need no memory.
@@ -164,9 +168,19 @@ impl State {
                 self.last_in_chat.retain(|_, last| now.duration_since(*last) < SECOND);
             }
         } else {
-            self.channel_sends.entry(chat_id).or_default().push_back(now);
+            self.channel_sends.entry(chat_id).or_default().extend(std::iter::repeat_n(now, weight));
         }
     }
+}
+
+/// The send time that must leave the window before `weight` more fit under `limit`, if any.
+fn must_leave(window: &VecDeque<Instant>, weight: usize, limit: usize) -> Option<Instant> {
+    let over = (window.len() + weight).checked_sub(limit)?;
+    if over == 0 {
+        return None;
+    }
+    // More than the whole window must leave: wait for the newest (then the window is empty).
+    window.get(over - 1).or_else(|| window.back()).copied()
 }
 
 #[cfg(test)]
@@ -222,6 +236,18 @@ mod tests {
         }
         pace.wait_turn_test(channel).await;
         assert!(start.elapsed() >= MINUTE, "the 21st channel message waits a minute");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_album_counts_each_file_towards_the_channel_limit() {
+        let pace = Pace::new(TELEGRAM);
+        let channel = -1_001_007;
+        let start = Instant::now();
+        pace.wait_turn_for(channel, Priority::Reply, 10).await;
+        pace.wait_turn_for(channel, Priority::Reply, 10).await;
+        assert_eq!(start.elapsed(), Duration::ZERO, "twenty files fit in a minute");
+        pace.wait_turn(channel, Priority::Reply).await;
+        assert!(start.elapsed() >= MINUTE, "the twenty-first waits");
     }
 
     #[tokio::test(start_paused = true)]

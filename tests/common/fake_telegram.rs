@@ -9,7 +9,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -146,7 +146,8 @@ pub struct ChannelRights {
 #[derive(Default)]
 struct State {
     users: HashMap<i64, (String, Option<String>)>,
-    files: HashSet<String>,
+    /// File ids users sent, with their kind (photo, video, animation, document).
+    files: HashMap<String, String>,
     updates: VecDeque<(i64, Value)>,
     /// Every update ever injected, for redelivery.
     history: HashMap<i64, Value>,
@@ -171,6 +172,8 @@ struct State {
     channel_sends: VecDeque<Instant>,
     all_sends: VecDeque<Instant>,
     webhook: Option<(String, Option<String>)>,
+    /// A webhook delivery loop is running.
+    pushing: bool,
     commands: Vec<(String, String)>,
     rights: Option<ChannelRights>,
     date: i64,
@@ -267,6 +270,13 @@ impl FakeTelegram {
             .collect()
     }
 
+    /// One file of an album, on its own (to interleave album parts with other updates).
+    pub fn send_album_part(&self, user: i64, group: &str, kind: &str, file_id: &str) -> i64 {
+        let mut fields = media_fields(kind, file_id);
+        fields["media_group_id"] = json!(group);
+        self.user_message(user, fields)
+    }
+
     /// A user in a group the bot is in writes (the bot must ignore it).
     pub fn send_group_text(&self, user: i64, group_id: i64, text: &str) -> i64 {
         let mut state = self.lock();
@@ -303,8 +313,8 @@ impl FakeTelegram {
     fn user_message(&self, user: i64, fields: Value) -> i64 {
         let mut state = self.lock();
         state.users.entry(user).or_insert_with(|| (format!("User{user}"), Some(format!("user{user}"))));
-        for (_, file_id) in media_of(&fields) {
-            state.files.insert(file_id);
+        for (kind, file_id) in media_of(&fields) {
+            state.files.insert(file_id, kind);
         }
         let message_id = next_message_id(&mut state, user);
         let mut message = json!({
@@ -401,12 +411,27 @@ impl FakeTelegram {
         }
     }
 
-    /// Delivers pending updates to the webhook, like Telegram does (in order, retrying).
+    /// Delivers pending updates to the webhook, like Telegram does: one at a time, in order,
+    /// retrying (one delivery loop at a time).
     fn push_to_webhook(&self, url: String, secret: Option<String>) {
+        {
+            let mut state = self.lock();
+            if state.pushing {
+                return;
+            }
+            state.pushing = true;
+        }
         let fake = self.clone();
         self.runtime.spawn(async move {
             loop {
-                let next = fake.lock().updates.pop_front();
+                let next = {
+                    let mut state = fake.lock();
+                    let next = state.updates.pop_front();
+                    if next.is_none() {
+                        state.pushing = false;
+                    }
+                    next
+                };
                 let Some((_, update)) = next else { return };
                 let mut request = fake.client.post(&url).json(&update);
                 if let Some(secret) = &secret {
@@ -939,13 +964,14 @@ fn answer_callback(state: &mut State, params: &Map<String, Value>) -> Result<Val
 }
 
 /// Checks the rate limits for one more message to `chat`; a breach is a violation and a 429.
-fn check_rate(state: &mut State, chat: i64) -> Result<(), Reply> {
+/// An album counts each of its files (`weight`) towards the channel and overall limits.
+fn check_rate(state: &mut State, chat: i64, weight: usize) -> Result<(), Reply> {
     let now = Instant::now();
     let breach = if chat == CHANNEL_ID {
         while state.channel_sends.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60)) {
             state.channel_sends.pop_front();
         }
-        (state.channel_sends.len() >= 20).then(|| "more than 20 messages a minute in the channel".to_string())
+        (state.channel_sends.len() + weight > 20).then(|| "more than 20 messages a minute in the channel".to_string())
     } else {
         state.chat_sends.get(&chat).and_then(|last| {
             let gap = now.duration_since(*last);
@@ -956,18 +982,31 @@ fn check_rate(state: &mut State, chat: i64) -> Result<(), Reply> {
     while state.all_sends.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
         state.all_sends.pop_front();
     }
-    let breach = breach.or_else(|| (state.all_sends.len() >= 30).then(|| "more than 30 messages a second".to_string()));
+    let breach =
+        breach.or_else(|| (state.all_sends.len() + weight > 30).then(|| "more than 30 messages a second".to_string()));
     if let Some(breach) = breach {
         state.violations.push(format!("rate limit: {breach}"));
         return Err(Reply { code: 429, description: "Too Many Requests: retry after 1".into(), retry_after: 1 });
     }
     if chat == CHANNEL_ID {
-        state.channel_sends.push_back(now);
+        state.channel_sends.extend(std::iter::repeat_n(now, weight));
     } else {
         state.chat_sends.insert(chat, now);
     }
-    state.all_sends.push_back(now);
+    state.all_sends.extend(std::iter::repeat_n(now, weight));
     Ok(())
+}
+
+/// A file id must be one a user sent, and be sent back as what it is.
+fn check_file(state: &mut State, method: &str, file_id: &str, as_kind: &str) -> Result<(), Reply> {
+    match state.files.get(file_id) {
+        None => Err(refuse(state, method, "wrong file identifier/HTTP URL specified")),
+        Some(kind) if kind != as_kind => {
+            let problem = format!("type of file mismatch (a {kind} sent as {as_kind})");
+            Err(refuse(state, method, &problem))
+        }
+        Some(_) => Ok(()),
+    }
 }
 
 /// A violation: the bot sent something Telegram refuses.
@@ -1053,9 +1092,7 @@ fn send(state: &mut State, method: &str, params: &Map<String, Value>) -> Result<
             let mut caption = (String::new(), String::new());
             for (index, item) in items.iter().enumerate() {
                 let file_id = str_of(item, "media");
-                if !state.files.contains(&file_id) {
-                    return Err(refuse(state, method, "wrong file identifier/HTTP URL specified"));
-                }
+                check_file(state, method, &file_id, &str_of(item, "type"))?;
                 let item_params = item.as_object().cloned().unwrap_or_default();
                 let (html, plain) = parse_text(state, method, &item_params, "caption")?;
                 if plain.encode_utf16().count() > MAX_CAPTION {
@@ -1076,9 +1113,7 @@ fn send(state: &mut State, method: &str, params: &Map<String, Value>) -> Result<
                 _ => ("document", "document"),
             };
             let file_id = as_str(params.get(key)).unwrap_or_default();
-            if !state.files.contains(&file_id) {
-                return Err(refuse(state, method, "wrong file identifier/HTTP URL specified"));
-            }
+            check_file(state, method, &file_id, kind)?;
             let (html, plain) = parse_text(state, method, params, "caption")?;
             let length = plain.encode_utf16().count();
             if length > MAX_CAPTION {
@@ -1087,7 +1122,7 @@ fn send(state: &mut State, method: &str, params: &Map<String, Value>) -> Result<
             (html, plain, vec![(kind.to_string(), file_id)])
         }
     };
-    check_rate(state, chat)?;
+    check_rate(state, chat, if method == "sendMediaGroup" { media.len() } else { 1 })?;
     let after_update = state.last_update_in_chat.get(&chat).copied().unwrap_or(0);
     let count = if method == "sendMediaGroup" { media.len() } else { 1 };
     let mut sent = Vec::new();
