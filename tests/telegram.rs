@@ -17,6 +17,15 @@ fn no_violations(bot: &Bot) {
     assert!(violations.is_empty(), "the bot broke Telegram's rules: {violations:#?}");
 }
 
+/// A selling post from the main menu to the media step: keywords, no details, approved draft.
+fn to_the_media_step(bot: &Bot, keywords: &str) {
+    bot.say(ADMIN, "📝 Նոր գրառում");
+    bot.press(ADMIN, "Վաճառող փոստ");
+    bot.say(ADMIN, keywords);
+    bot.press(ADMIN, "Բաց թողնել ⏭");
+    bot.press(ADMIN, "✅ Հաստատել");
+}
+
 #[test]
 fn the_shipped_conversation_scripts_pass_in_run_as_they_do_in_chat() {
     let root = common::bot::shipped_config();
@@ -147,11 +156,7 @@ fn a_429_storm_a_5xx_burst_dropped_connections_and_slow_answers_lose_nothing() {
 #[test]
 fn an_album_is_one_event_and_its_preview_puts_the_buttons_on_a_message_after_it() {
     let bot = Bot::start(Setup::default());
-    bot.say(ADMIN, "📝 Նոր գրառում");
-    bot.press(ADMIN, "Վաճառող փոստ");
-    bot.say(ADMIN, "կաշվե պայուսակ, նոր հավաքածու");
-    bot.press(ADMIN, "Բաց թողնել");
-    bot.press(ADMIN, "✅ Հաստատել");
+    to_the_media_step(&bot, "կաշվե պայուսակ, նոր հավաքածու");
     let parts = bot.fake.send_album(ADMIN, &[("photo", "bag-front"), ("photo", "bag-back"), ("video", "bag-video")]);
     bot.wait(&parts);
     let replies: Vec<_> = parts.iter().flat_map(|id| bot.fake.outputs_after(ADMIN, *id)).collect();
@@ -295,11 +300,7 @@ fn a_busy_chat_does_not_hold_up_another() {
 fn an_edit_of_a_message_telegram_no_longer_has_is_sent_anew() {
     let bot = Bot::start(Setup::default());
     bot.clock.store(1_795_673_220, std::sync::atomic::Ordering::SeqCst); // 2026-11-26 10:07 in Yerevan
-    bot.say(ADMIN, "📝 Նոր գրառում");
-    bot.press(ADMIN, "Վաճառող փոստ");
-    bot.say(ADMIN, "նոր հավաքածու");
-    bot.press(ADMIN, "Բաց թողնել ⏭");
-    bot.press(ADMIN, "✅ Հաստատել");
+    to_the_media_step(&bot, "նոր հավաքածու");
     bot.press(ADMIN, "Առանց մեդիայի ⏭");
     bot.press(ADMIN, "📅 Պլանավորել");
     // The month arrow edits the calendar in place...
@@ -331,11 +332,7 @@ fn an_edit_of_a_message_telegram_no_longer_has_is_sent_anew() {
 #[test]
 fn an_update_between_the_files_of_an_album_waits_for_the_album() {
     let bot = Bot::start(Setup::default());
-    bot.say(ADMIN, "📝 Նոր գրառում");
-    bot.press(ADMIN, "Վաճառող փոստ");
-    bot.say(ADMIN, "կաշվե պայուսակ, նոր հավաքածու");
-    bot.press(ADMIN, "Բաց թողնել");
-    bot.press(ADMIN, "✅ Հաստատել");
+    to_the_media_step(&bot, "կաշվե պայուսակ, նոր հավաքածու");
     // Telegram delivers a text between the album's files.
     let ids = vec![
         bot.fake.send_album_part(ADMIN, "g-mixed", "photo", "front"),
