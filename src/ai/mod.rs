@@ -1,6 +1,8 @@
 //! Post text generation. Without `OPENAI_API_KEY` the AI runs offline: a deterministic draft
 //! rendered from the format's own `offline` template and the admin's keywords.
 
+pub mod output;
+
 use minijinja::Value;
 use minijinja::value::Serde;
 use serde::Serialize;
