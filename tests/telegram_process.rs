@@ -27,7 +27,9 @@ fn runtime() -> tokio::runtime::Runtime {
 /// `postflow run` against the fake, with the settings the operator would give.
 fn run_command(fake: &FakeTelegram, store: &std::path::Path) -> Command {
     let mut command = common::postflow(store, &["run"]);
+    // Away from the repository, so a developer's `.env` cannot change the settings.
     command
+        .current_dir(store.parent().unwrap_or(store))
         .env("BOT_TOKEN", TOKEN)
         .env("TELEGRAM_API_URL", &fake.url)
         .env("CHANNEL_ID", format!("@{CHANNEL_NAME}"))
@@ -214,6 +216,7 @@ fn doctor_checks_the_token_and_the_bots_rights_in_the_channel() {
     let doctor = |fake: &FakeTelegram| {
         let mut command = common::postflow(&dir.path().join("s.redb"), &["doctor"]);
         command
+            .current_dir(dir.path())
             .env("BOT_TOKEN", TOKEN)
             .env("TELEGRAM_API_URL", &fake.url)
             .env("CHANNEL_ID", format!("@{CHANNEL_NAME}"))
