@@ -31,7 +31,7 @@ pub fn sendable(answer: &str) -> Sendable {
 
 /// Drops a short first line that only introduces the post ("Here is your post:", "Sure! Here
 /// it is:", in any language): one line under 120 characters ending with a colon (`:` or the
-/// Armenian `՝`), followed by a blank line and more text. Nothing else is ever dropped.
+/// Armenian U+055D), followed by a blank line and more text. Nothing else is ever dropped.
 fn drop_preamble(answer: &str) -> &str {
     let Some((first, rest)) = answer.split_once('\n') else { return answer };
     let first = first.trim();

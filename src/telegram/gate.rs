@@ -69,13 +69,9 @@ impl Gate {
         }
     }
 
-    pub fn is_authorized(&self, user_id: i64) -> bool {
-        self.authorized.contains(&user_id)
-    }
-
     /// Decides about one update from `user_id` arriving at `now`.
     pub fn check(&self, user_id: i64, now: Instant) -> (Verdict, Option<LogLine>) {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = super::lock(&self.state);
         if !self.authorized.contains(&user_id) {
             return state.outsider(user_id, now, self.refusal_quiet);
         }

@@ -154,8 +154,8 @@ mod tests {
     fn private_message(extra: serde_json::Value) -> Update {
         let mut message = serde_json::json!({
             "message_id": 5, "date": 1_795_672_800,
-            "chat": { "id": 42, "type": "private", "first_name": "Անի" },
-            "from": { "id": 42, "is_bot": false, "first_name": "Անի", "username": "ani" },
+            "chat": { "id": 42, "type": "private", "first_name": "Ani" },
+            "from": { "id": 42, "is_bot": false, "first_name": "Ani", "username": "ani" },
         });
         for (key, value) in extra.as_object().unwrap() {
             message[key] = value.clone();
@@ -184,7 +184,7 @@ mod tests {
         assert_eq!(incoming(read_text("/start")), Some(command("start", "")));
         assert_eq!(incoming(read_text("/start@Shop_Bot go")), Some(command("start", "go")));
         assert_eq!(incoming(read_text("/start@other_bot")), None);
-        assert_eq!(incoming(read_text("Բարև")), Some(Incoming::Event(EventKind::Text { text: "Բարև".into() })));
+        assert_eq!(incoming(read_text("barev")), Some(Incoming::Event(EventKind::Text { text: "barev".into() })));
         // A slash Telegram did not mark as a command is text.
         let unmarked = read(&private_message(serde_json::json!({ "text": "/r/rust news" })), "shop_bot");
         assert_eq!(incoming(unmarked), Some(Incoming::Event(EventKind::Text { text: "/r/rust news".into() })));

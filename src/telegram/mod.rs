@@ -273,6 +273,8 @@ const QUEUE_LENGTH: usize = 64;
 /// A chat's worker stops after this long without work.
 const WORKER_IDLE: Duration = Duration::from_secs(60);
 
+/// Locks a mutex, going on with the data if a panicking holder poisoned it (no lock here guards
+/// an invariant a panic could break half-way).
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

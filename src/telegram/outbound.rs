@@ -241,9 +241,7 @@ fn message_id_of(id: i64) -> MessageId {
 async fn edit(tg: &Telegram, chat_id: i64, message_id: i64, message: &OutMessage) -> Result<(), RequestError> {
     let mut request = tg.bot.edit_message_text(ChatId(chat_id), message_id_of(message_id), &message.text);
     request = request.parse_mode(ParseMode::Html);
-    if let Keyboard::Inline(_) = &message.keyboard
-        && let Some(ReplyMarkup::InlineKeyboard(markup)) = markup(&message.keyboard)
-    {
+    if let Some(ReplyMarkup::InlineKeyboard(markup)) = markup(&message.keyboard) {
         request = request.reply_markup(markup);
     }
     match tg.call(request, "editMessageText").await {

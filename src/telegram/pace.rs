@@ -78,7 +78,7 @@ impl Pace {
         let limits = Limits { per_second_overall: overall.max(1), ..self.limits };
         loop {
             let wait_until = {
-                let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                let mut state = super::lock(&self.state);
                 match state.earliest(chat_id, &limits, weight, Instant::now()) {
                     None => {
                         state.record(chat_id, weight, Instant::now());
@@ -98,7 +98,7 @@ impl Pace {
 
     /// Waits out a 429 pause, if one is on.
     pub async fn wait_unfrozen(&self) {
-        let frozen = self.state.lock().unwrap_or_else(|p| p.into_inner()).frozen_until;
+        let frozen = super::lock(&self.state).frozen_until;
         if let Some(until) = frozen
             && until > Instant::now()
         {
@@ -108,15 +108,10 @@ impl Pace {
 
     /// Stops every send until `until` (Telegram answered 429 with `retry_after`).
     pub fn freeze(&self, until: Instant) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = super::lock(&self.state);
         if state.frozen_until.is_none_or(|frozen| frozen < until) {
             state.frozen_until = Some(until);
         }
-    }
-
-    /// Chats remembered (for tests: old chats are forgotten).
-    pub fn remembered_chats(&self) -> usize {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).last_in_chat.len()
     }
 }
 

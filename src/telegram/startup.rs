@@ -15,7 +15,6 @@ use crate::config::Bundle;
 /// What start-up learned.
 #[derive(Debug, Clone)]
 pub struct Startup {
-    pub bot_id: UserId,
     pub bot_username: String,
     /// The channel's numeric id (the Throttle adaptor needs ids, not `@names`).
     pub channel_id: ChatId,
@@ -69,7 +68,7 @@ pub async fn check(bot: &Bot, api_url: &str, channel: &str) -> Result<Startup, S
         ));
     }
     let bot_username = me.username.clone().unwrap_or_default();
-    Ok(Startup { bot_id: me.id, bot_username, channel_id: chat.id })
+    Ok(Startup { bot_username, channel_id: chat.id })
 }
 
 /// Sets the bot's command list (the `/` menu) from the YAML.

@@ -290,20 +290,17 @@ pub fn out_message(sent: &Output) -> OutMessage {
         caption: None,
         more: rest.iter().map(|(kind, file_id)| MediaFile { kind: kind_of(kind), file_id: file_id.clone() }).collect(),
     });
-    let inline = sent.inline_buttons();
+    let inline = sent.inline_rows();
     let reply = sent.reply_buttons();
     let keyboard = if !inline.is_empty() {
-        let rows = sent.markup.as_ref().and_then(|m| m["inline_keyboard"].as_array().cloned()).unwrap_or_default();
         Keyboard::Inline(
-            rows.iter()
+            inline
+                .into_iter()
                 .map(|row| {
-                    row.as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|b| InlineButton {
-                            label: Cow::Owned(b["text"].as_str().unwrap_or_default().to_string()),
-                            data: CallbackData::from_wire(b["callback_data"].as_str().unwrap_or_default())
-                                .expect("engine-made callback data"),
+                    row.into_iter()
+                        .map(|(label, data)| InlineButton {
+                            label: Cow::Owned(label),
+                            data: CallbackData::from_wire(&data).expect("engine-made callback data"),
                         })
                         .collect()
                 })

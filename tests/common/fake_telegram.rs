@@ -75,13 +75,12 @@ pub struct Output {
 impl Output {
     /// Inline buttons as (label, callback data), row by row.
     pub fn inline_buttons(&self) -> Vec<(String, String)> {
-        let rows = self.markup.as_ref().and_then(|m| m.get("inline_keyboard")).and_then(Value::as_array);
-        rows.into_iter()
-            .flatten()
-            .filter_map(Value::as_array)
-            .flatten()
-            .map(|b| (str_of(b, "text"), str_of(b, "callback_data")))
-            .collect()
+        self.inline_rows().into_iter().flatten().collect()
+    }
+
+    /// Inline buttons as (label, callback data), by row.
+    pub fn inline_rows(&self) -> Vec<Vec<(String, String)>> {
+        inline_rows(self.markup.as_ref())
     }
 
     /// Labels of a reply keyboard.
@@ -165,8 +164,6 @@ struct State {
     queries: HashMap<String, Query>,
     next_query: u64,
     violations: Vec<String>,
-    not_modified: usize,
-    repeated_answers: usize,
     faults: Faults,
     chat_sends: HashMap<i64, Instant>,
     channel_sends: VecDeque<Instant>,
@@ -233,11 +230,6 @@ impl FakeTelegram {
 
     pub fn set_faults(&self, faults: Faults) {
         self.lock().faults = faults;
-    }
-
-    /// The Unix time put on injected messages.
-    pub fn set_date(&self, date: i64) {
-        self.lock().date = date;
     }
 
     // ----- what users do --------------------------------------------------------------------
@@ -366,18 +358,7 @@ impl FakeTelegram {
             .range((user, i64::MIN)..=(user, i64::MAX))
             .rev()
             .find(|(_, m)| m.markup.as_ref().is_some_and(|k| k.get("inline_keyboard").is_some()))?;
-        let buttons = Output {
-            chat_id: user,
-            message_id: newest.1.message_id,
-            edited: false,
-            html: String::new(),
-            plain: String::new(),
-            media: Vec::new(),
-            markup: newest.1.markup.clone(),
-            at: Instant::now(),
-            after_update: 0,
-        }
-        .inline_buttons();
+        let buttons: Vec<(String, String)> = inline_rows(newest.1.markup.as_ref()).into_iter().flatten().collect();
         let exact = buttons.iter().find(|(l, _)| l.trim() == label.trim());
         let found = exact.or_else(|| {
             let mut containing = buttons.iter().filter(|(l, _)| l.contains(label));
@@ -491,21 +472,6 @@ impl FakeTelegram {
         self.lock().queries.values().filter(|q| !q.answered).count()
     }
 
-    /// How often the bot edited a message into what it already was.
-    pub fn not_modified(&self) -> usize {
-        self.lock().not_modified
-    }
-
-    /// How often the bot answered a press that was already answered.
-    pub fn repeated_answers(&self) -> usize {
-        self.lock().repeated_answers
-    }
-
-    /// Whether every injected update has been taken by the bot (acknowledged or pushed).
-    pub fn updates_drained(&self) -> bool {
-        self.lock().updates.is_empty()
-    }
-
     pub fn webhook(&self) -> Option<(String, Option<String>)> {
         self.lock().webhook.clone()
     }
@@ -514,11 +480,18 @@ impl FakeTelegram {
     pub fn activity(&self) -> impl std::future::Future<Output = ()> + '_ {
         self.activity.notified()
     }
+}
 
-    /// Waits until the bot makes another call or `timeout` passes.
-    pub async fn wait_activity(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.activity.notified()).await;
-    }
+/// The (label, callback data) rows of an inline keyboard markup.
+fn inline_rows(markup: Option<&Value>) -> Vec<Vec<(String, String)>> {
+    let rows = markup.and_then(|m| m.get("inline_keyboard")).and_then(Value::as_array);
+    rows.into_iter()
+        .flatten()
+        .map(|row| {
+            let buttons = row.as_array().into_iter().flatten();
+            buttons.map(|b| (str_of(b, "text"), str_of(b, "callback_data"))).collect()
+        })
+        .collect()
 }
 
 fn str_of(value: &Value, key: &str) -> String {
@@ -949,7 +922,6 @@ fn answer_callback(state: &mut State, params: &Map<String, Value>) -> Result<Val
     let Some(query) = state.queries.get_mut(&id) else { return Err(bad(too_old)) };
     if query.answered {
         // Telegram refuses a second answer; a bot may try once after a redelivered update.
-        state.repeated_answers += 1;
         return Err(bad(too_old));
     }
     query.answered = true;
@@ -1207,7 +1179,6 @@ fn edit_text(state: &mut State, params: &Map<String, Value>) -> Result<Value, Re
         return Err(refuse(state, method, "there is no text in the message to edit"));
     }
     if stored.plain == plain && stored.html == html && stored.markup == markup {
-        state.not_modified += 1;
         return Err(bad(
             "message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",
         ));
