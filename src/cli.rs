@@ -8,6 +8,9 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::actions::CATALOGUE;
+use crate::ai::Ai;
+use crate::ai::llm::{Llm, LlmError};
+use crate::ai::openai::{OpenAi, OpenAiSettings, RetryPolicy};
 use crate::config::{self, Bundle};
 use crate::driver::Driver;
 use crate::settings::{Settings, init_logging};
@@ -143,12 +146,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let bundle = load_bundle(&settings)?;
             let store = Store::open(&settings.store_path())?;
             // This release always drafts offline; say so where the admin looks.
-            tracing::info!(
-                key_set = settings.openai_api_key.is_some(),
-                "the AI runs offline: drafts come from the formats' templates"
-            );
-            println!("AI: offline — drafts are built from each format's offline template and your keywords.");
-            let driver = Driver::new(bundle, store);
+            let ai = build_ai(&settings)?;
+            println!("AI: {}", ai.llm().describe());
+            let driver = Driver::with_ai(bundle, store, ai);
             let stdin = std::io::stdin();
             let ansi = std::io::stdout().is_terminal();
             crate::console::run(&driver, user, stdin.lock(), std::io::stdout(), ansi)?;
@@ -220,9 +220,47 @@ fn run_bot(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     options.webhook_url = args.webhook_url;
     options.http_addr = settings.http_addr.parse()?;
+    let ai = build_ai(settings)?;
+    tracing::info!(ai = %ai.llm().describe(), "AI");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(crate::telegram::run(bundle, store, options))?;
+    runtime.block_on(crate::telegram::run(bundle, store, ai, options))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The language model the settings ask for: an OpenAI-compatible server when a key is set,
+/// the offline generator otherwise.
+pub fn build_ai(settings: &Settings) -> anyhow::Result<Arc<Ai>> {
+    let Some(key) = &settings.openai_api_key else {
+        tracing::info!("no OPENAI_API_KEY: the AI runs offline (drafts from the formats' offline templates)");
+        return Ok(Arc::new(Ai::offline()));
+    };
+    let model = OpenAi::new(openai_settings(settings, key)).map_err(|problem| anyhow::anyhow!(problem))?;
+    Ok(Arc::new(Ai::new(Arc::new(model))))
+}
+
+fn openai_settings(settings: &Settings, key: &crate::settings::Secret) -> OpenAiSettings {
+    OpenAiSettings {
+        api_key: key.expose().to_string(),
+        base_url: settings.openai_base_url.clone().filter(|url| !url.trim().is_empty()),
+        model: settings.openai_model.clone(),
+        timeout: std::time::Duration::from_secs(settings.openai_timeout_secs.max(1)),
+        retry: RetryPolicy { attempts: settings.openai_max_attempts.max(1), ..RetryPolicy::default() },
+    }
+}
+
+/// A failed AI check in the operator's words.
+fn ai_verdict(problem: &LlmError) -> String {
+    match problem {
+        LlmError::Unauthorized(detail) => format!("the server refuses OPENAI_API_KEY (wrong or revoked key): {detail}"),
+        LlmError::UnknownModel(detail) => format!("OPENAI_MODEL is not available on this server: {detail}"),
+        LlmError::Unavailable(detail) => {
+            format!("the server cannot be reached (check OPENAI_BASE_URL and the network): {detail}")
+        }
+        LlmError::Timeout => "the server did not answer in time (OPENAI_TIMEOUT_SECS)".to_string(),
+        LlmError::RateLimited { .. } => "the server is rate-limiting this key; try again later".to_string(),
+        LlmError::QuotaExceeded(detail) => format!("the account's quota is used up: {detail}"),
+        other => other.to_string(),
+    }
 }
 
 fn doctor(settings: &Settings) -> anyhow::Result<ExitCode> {
@@ -291,12 +329,31 @@ fn doctor(settings: &Settings) -> anyhow::Result<ExitCode> {
             println!("FAIL  store: {err}");
         }
     }
-    if settings.openai_api_key.is_some() {
-        println!(
-            "note  OPENAI_API_KEY is set, but this build's AI runs offline (the OpenAI client arrives with the AI release)"
-        );
-    } else {
-        println!("note  AI: offline (no OPENAI_API_KEY) — drafts come from the formats' offline templates");
+    match &settings.openai_api_key {
+        None => println!(
+            "note  AI: offline (no OPENAI_API_KEY) — drafts come from the formats' offline templates; improve and translate need a model"
+        ),
+        Some(key) => {
+            let checked = OpenAi::new(openai_settings(settings, key)).and_then(|model| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start the check: {e}"))?;
+                let verdict = runtime.block_on(model.check());
+                Ok((model.describe(), verdict))
+            });
+            match checked {
+                Ok((what, Ok(detail))) => println!("ok    AI: {what}: {detail}"),
+                Ok((what, Err(problem))) => {
+                    healthy = false;
+                    println!("FAIL  AI: {what}: {}", ai_verdict(&problem));
+                }
+                Err(problem) => {
+                    healthy = false;
+                    println!("FAIL  AI: {problem}");
+                }
+            }
+        }
     }
     Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::actions::{self, ActionContext};
+use crate::ai::{Ai, AiCall, Completed};
 use crate::config::Bundle;
 use crate::engine::event::{ActionOutcome, Effect, Event, EventKind};
 use crate::engine::session::{Session, Wait};
@@ -14,17 +15,43 @@ use crate::store::{Store, StoreError, Turn};
 pub struct Handled {
     pub effects: Vec<Effect>,
     pub session: Session,
+    /// The slow (AI) action the session now waits for, when the adapter runs those itself
+    /// ([`Driver::handle_update`]): the adapter starts it unless it already runs.
+    pub waiting_on: Option<Launch>,
 }
 
-/// The engine, its configuration and its store.
+/// A slow action for the adapter to run outside the store's turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Launch {
+    pub chat_id: i64,
+    pub user_id: i64,
+    pub request_id: u64,
+    pub name: String,
+    pub args: serde_json::Value,
+}
+
+/// Whether slow actions run inside the turn (terminal, tests) or are left to the adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slow {
+    Inline,
+    Deferred,
+}
+
+/// The engine, its configuration, its store and its language model.
 pub struct Driver {
     pub bundle: Arc<Bundle>,
     pub store: Store,
+    pub ai: Arc<Ai>,
 }
 
 impl Driver {
+    /// A driver whose AI runs offline.
     pub fn new(bundle: Arc<Bundle>, store: Store) -> Self {
-        Driver { bundle, store }
+        Driver::with_ai(bundle, store, Arc::new(Ai::offline()))
+    }
+
+    pub fn with_ai(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>) -> Self {
+        Driver { bundle, store, ai }
     }
 
     /// The session of a chat as stored (a fresh one if the chat is new).
@@ -41,14 +68,16 @@ impl Driver {
     /// handled again; nothing is half-done and nothing is done twice.
     pub fn handle(&self, event: Event) -> Result<Handled, StoreError> {
         let turn = self.store.begin_turn()?;
-        self.handle_in(turn, event, &mut |_| {})
+        self.handle_in(turn, event, &mut |_| {}, Slow::Inline)
     }
 
     /// Like [`Driver::handle`], for an adapter that delivers updates at least once: an update
     /// already handled for its chat returns `None` and changes nothing; the user's profile is
     /// recorded in the same transaction; `progress` sees every button answer and action start
     /// as soon as the engine produces it (before the action runs), so the adapter can answer
-    /// the press and show "typing…" at once.
+    /// the press and show "typing…" at once. Slow (AI) actions are not run here: the session
+    /// is committed waiting for one, [`Handled::waiting_on`] names it, and the adapter runs it
+    /// and hands the result to [`Driver::finish_action`]; meanwhile the chat stays responsive.
     pub fn handle_update(
         &self,
         event: Event,
@@ -64,10 +93,36 @@ impl Driver {
         if let Some(user) = &delivery.user {
             turn.touch_user(user)?;
         }
-        self.handle_in(turn, event, progress).map(Some)
+        self.handle_in(turn, event, progress, Slow::Deferred).map(Some)
     }
 
-    fn handle_in(&self, turn: Turn, event: Event, progress: &mut dyn FnMut(&Effect)) -> Result<Handled, StoreError> {
+    /// Hands a slow action's result to the engine: its model calls are recorded, and the flow
+    /// moves on (a result the session no longer waits for — the admin cancelled — is recorded
+    /// and otherwise ignored). `None` if this result was already handled.
+    pub fn finish_action(
+        &self,
+        launch: &Launch,
+        completed: Completed,
+        now: i64,
+        progress: &mut dyn FnMut(&Effect),
+    ) -> Result<Option<Handled>, StoreError> {
+        let turn = self.store.begin_turn()?;
+        if turn.action_result(launch.chat_id, launch.request_id)?.is_some() {
+            return Ok(None);
+        }
+        let base = Event { chat_id: launch.chat_id, user_id: launch.user_id, now, kind: EventKind::Resume };
+        let outcome = record_outcome(&turn, &base, launch.request_id, &launch.name, completed)?;
+        let event = Event { kind: EventKind::ActionResult { request_id: launch.request_id, outcome }, ..base };
+        self.handle_in(turn, event, progress, Slow::Deferred).map(Some)
+    }
+
+    fn handle_in(
+        &self,
+        turn: Turn,
+        event: Event,
+        progress: &mut dyn FnMut(&Effect),
+        slow: Slow,
+    ) -> Result<Handled, StoreError> {
         let mut session = match turn.load_session(event.chat_id) {
             Ok(Some(session)) => session,
             Ok(None) => Session::new(event.chat_id, event.user_id),
@@ -84,20 +139,38 @@ impl Driver {
             Err(other) => return Err(other),
         };
         let mut shown = Vec::new();
-        // A session saved while waiting for an action (by an adapter that runs slow actions
-        // outside the turn) gets the action carried out first.
+        // A session saved while waiting for an action (a crash, or an adapter that runs slow
+        // actions outside the turn) gets the action carried out first — unless the adapter runs
+        // slow actions itself and this one is slow.
+        let is_event_result = matches!(event.kind, EventKind::ActionResult { .. });
         if let (Wait::Action { .. }, Some(pending)) = (&session.wait, &session.pending)
             && engine::pending_is_current(&self.bundle, &session)
+            && !(slow == Slow::Deferred && Ai::handles(&pending.name))
+            && !is_event_result
         {
             let (request_id, name, args) = (pending.request_id, pending.name.clone(), pending.args.clone());
-            let outcome = self.run_action(&turn, &event, request_id, &name, &args)?;
+            let outcome = self.run_action(&turn, &event, request_id, &name, &args, slow)?;
             let resume = Event { kind: EventKind::ActionResult { request_id, outcome }, ..event.clone() };
-            session = self.apply(&turn, session, resume, &mut shown, progress)?;
+            session = self.apply(&turn, session, resume, &mut shown, progress, slow)?;
         }
-        let session = self.apply(&turn, session, event, &mut shown, progress)?;
+        let session = self.apply(&turn, session, event, &mut shown, progress, slow)?;
         turn.save_session(&session)?;
         turn.commit()?;
-        Ok(Handled { effects: shown, session })
+        let waiting_on = match (&session.wait, &session.pending) {
+            (Wait::Action { request_id }, Some(pending))
+                if pending.request_id == *request_id && Ai::handles(&pending.name) && slow == Slow::Deferred =>
+            {
+                Some(Launch {
+                    chat_id: session.chat_id,
+                    user_id: session.user_id,
+                    request_id: *request_id,
+                    name: pending.name.clone(),
+                    args: pending.args.clone(),
+                })
+            }
+            _ => None,
+        };
+        Ok(Handled { effects: shown, session, waiting_on })
     }
 
     /// Runs the engine until no action is left.
@@ -108,6 +181,7 @@ impl Driver {
         event: Event,
         shown: &mut Vec<Effect>,
         progress: &mut dyn FnMut(&Effect),
+        slow: Slow,
     ) -> Result<Session, StoreError> {
         let mut queue = vec![event];
         while let Some(event) = queue.pop() {
@@ -118,8 +192,12 @@ impl Driver {
             for effect in effects {
                 match effect {
                     Effect::RunAction { request_id, name, args } => {
+                        if slow == Slow::Deferred && Ai::handles(&name) {
+                            // The adapter runs it (see `Handled::waiting_on`).
+                            continue;
+                        }
                         progress(&Effect::RunAction { request_id, name: name.clone(), args: serde_json::Value::Null });
-                        let outcome = self.run_action(turn, &event, request_id, &name, &args)?;
+                        let outcome = self.run_action(turn, &event, request_id, &name, &args, slow)?;
                         queue.push(Event { kind: EventKind::ActionResult { request_id, outcome }, ..event.clone() });
                     }
                     Effect::Warn { message } => {
@@ -140,10 +218,16 @@ impl Driver {
         request_id: u64,
         name: &str,
         args: &serde_json::Value,
+        slow: Slow,
     ) -> Result<ActionOutcome, StoreError> {
         if let Some(recorded) = turn.action_result(event.chat_id, request_id)? {
             tracing::info!(chat_id = event.chat_id, request_id, action = name, "replaying a recorded action result");
             return Ok(outcome_from_record(recorded));
+        }
+        if Ai::handles(name) {
+            debug_assert_eq!(slow, Slow::Inline, "slow actions are deferred to the adapter");
+            let completed = self.ai.run_blocking(&self.bundle, name, args);
+            return record_outcome(turn, event, request_id, name, completed);
         }
         let ctx = ActionContext {
             bundle: &self.bundle,
@@ -156,21 +240,41 @@ impl Driver {
         let started = std::time::Instant::now();
         let result = actions::run(&ctx, name, args);
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let (outcome, record) = match result {
-            Ok(value) => {
-                tracing::debug!(chat_id = event.chat_id, action = name, elapsed_ms, "action done");
-                (ActionOutcome::Ok { value: value.clone() }, serde_json::json!({ "ok": value }))
-            }
-            Err(error) => {
-                let (code, detail) = (error.code.code().to_string(), error.detail);
-                tracing::warn!(chat_id = event.chat_id, action = name, elapsed_ms, code, "action failed: {detail}");
-                let record = serde_json::json!({ "failed": { "code": code, "detail": detail } });
-                (ActionOutcome::Failed { code, detail }, record)
-            }
-        };
-        turn.record_action(event.chat_id, request_id, &record)?;
-        Ok(outcome)
+        tracing::debug!(chat_id = event.chat_id, action = name, elapsed_ms, "action done");
+        record_outcome(turn, event, request_id, name, Completed { result, calls: Vec::new() })
     }
+}
+
+/// Records an action's result (so it is never carried out twice) and its model calls, and
+/// returns the outcome for the engine.
+fn record_outcome(
+    turn: &Turn,
+    event: &Event,
+    request_id: u64,
+    name: &str,
+    completed: Completed,
+) -> Result<ActionOutcome, StoreError> {
+    for call in &completed.calls {
+        record_ai_call(turn, event, call)?;
+    }
+    let (outcome, record) = match completed.result {
+        Ok(value) => (ActionOutcome::Ok { value: value.clone() }, serde_json::json!({ "ok": value })),
+        Err(error) => {
+            let (code, detail) = (error.code.code().to_string(), error.detail);
+            tracing::warn!(chat_id = event.chat_id, action = name, code, "action failed: {detail}");
+            let record = serde_json::json!({ "failed": { "code": code, "detail": detail } });
+            (ActionOutcome::Failed { code, detail }, record)
+        }
+    };
+    turn.record_action(event.chat_id, request_id, &record)?;
+    Ok(outcome)
+}
+
+fn record_ai_call(turn: &Turn, event: &Event, call: &AiCall) -> Result<(), StoreError> {
+    let mut record = serde_json::to_value(call).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    record["chat_id"] = serde_json::Value::from(event.chat_id);
+    record["user_id"] = serde_json::Value::from(event.user_id);
+    turn.record_event("ai_call", event.now, &record)
 }
 
 /// What an adapter knows about how an event reached it.

@@ -39,6 +39,14 @@ pub struct Settings {
     #[arg(long, env = "OPENAI_MODEL", default_value = "gpt-4o-mini", global = true)]
     pub openai_model: String,
 
+    /// The longest one AI request may take, in seconds (the answer included).
+    #[arg(long, env = "OPENAI_TIMEOUT_SECS", default_value_t = 60, global = true)]
+    pub openai_timeout_secs: u64,
+
+    /// Attempts per AI request (timeouts, 429, 5xx and network errors are retried).
+    #[arg(long, env = "OPENAI_MAX_ATTEMPTS", default_value_t = 3, global = true)]
+    pub openai_max_attempts: u32,
+
     /// The Telegram bot token (used by `run`).
     #[arg(long, env = "BOT_TOKEN", hide_env_values = true, global = true)]
     pub bot_token: Option<Secret>,
@@ -171,8 +179,14 @@ impl Settings {
 
 /// Sets up tracing on stderr.
 pub fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // async-openai logs a model's whole answer at error level when it cannot parse it; answers
+    // belong in debug logs only (postflow logs the classified failure itself).
+    let verbose = settings.log_level.contains("debug") || settings.log_level.contains("trace");
+    if !verbose && let Ok(quiet) = "async_openai=off".parse() {
+        filter = filter.add_directive(quiet);
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match settings.log_format {
         LogFormat::Json => builder.json().try_init(),

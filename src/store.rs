@@ -21,13 +21,15 @@ const ACTION_LOG: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("act
 /// Per chat, the newest Telegram update id handled and when (Unix seconds): a redelivered update
 /// is not handled twice.
 const SEEN_UPDATES: TableDefinition<i64, (u64, i64)> = TableDefinition::new("seen_updates");
+/// The append-only event log, in order of recording: sequence number → JSON record.
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 /// Telegram redelivers within hours; after a week without updates it may restart its update ids
 /// at a random (possibly lower) number. An id not newer than the last one counts as seen only
 /// within this horizon.
 const REDELIVERY_HORIZON_SECS: i64 = 24 * 3600;
 
 /// Names of every table, for backups and tests.
-pub const TABLES: [&str; 6] = ["meta", "sessions", "posts", "users", "action_log", "seen_updates"];
+pub const TABLES: [&str; 7] = ["meta", "sessions", "posts", "users", "action_log", "seen_updates", "events"];
 
 /// Store failures, worded for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +153,7 @@ impl Store {
             txn.open_table(USERS)?;
             txn.open_table(SEEN_UPDATES)?;
             txn.open_table(ACTION_LOG)?;
+            txn.open_table(EVENTS)?;
         }
         txn.commit()?;
         Ok(())
@@ -231,6 +234,33 @@ impl Store {
         Ok(users)
     }
 
+    /// Every recorded event, oldest first.
+    pub fn events(&self) -> Result<Vec<serde_json::Value>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(EVENTS)?;
+        let mut events = Vec::new();
+        for entry in table.iter()? {
+            let (seq, bytes) = entry?;
+            events.push(decode(bytes.value(), || format!("event {}", seq.value()))?);
+        }
+        Ok(events)
+    }
+
+    /// Every session, for start-up work such as resuming actions that were under way.
+    pub fn sessions(&self) -> Result<Vec<Session>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SESSIONS)?;
+        let mut sessions = Vec::new();
+        for entry in table.iter()? {
+            let (chat_id, bytes) = entry?;
+            // A record that no longer decodes is left for the chat's next event to replace.
+            if let Ok(session) = decode::<Session>(bytes.value(), || format!("session of chat {}", chat_id.value())) {
+                sessions.push(session);
+            }
+        }
+        Ok(sessions)
+    }
+
     /// The recorded result of an action request, if it already ran.
     pub fn action_result(&self, chat_id: i64, request_id: u64) -> Result<Option<serde_json::Value>, StoreError> {
         let txn = self.db.begin_read()?;
@@ -300,6 +330,19 @@ impl Turn {
     pub fn record_action(&self, chat_id: i64, request_id: u64, result: &serde_json::Value) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.txn.open_table(ACTION_LOG)?.insert((chat_id, request_id), bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// Appends an event (`kind` plus the fields of `record`) to the event log.
+    pub fn record_event(&self, kind: &str, at: i64, record: &serde_json::Value) -> Result<(), StoreError> {
+        let mut event = serde_json::json!({ "kind": kind, "at": at });
+        if let (Some(event), Some(fields)) = (event.as_object_mut(), record.as_object()) {
+            event.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let bytes = serde_json::to_vec(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut table = self.txn.open_table(EVENTS)?;
+        let next = table.last()?.map_or(0, |(seq, _)| seq.value() + 1);
+        table.insert(next, bytes.as_slice())?;
         Ok(())
     }
 

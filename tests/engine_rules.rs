@@ -21,7 +21,7 @@ fn bundle(flows: &[(&str, &str)]) -> Bundle {
 fn bundle_with_menu(edit_menu: impl Fn(String) -> String, flows: &[(&str, &str)]) -> Bundle {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/minimal");
-    for sub in ["flows", "formats", "prompts/offline"] {
+    for sub in ["flows", "formats", "prompts/offline", "prompts/ai"] {
         std::fs::create_dir_all(dir.path().join(sub)).unwrap();
     }
     let menu = std::fs::read_to_string(root.join("flows/menu.yaml")).unwrap();
@@ -29,7 +29,9 @@ fn bundle_with_menu(edit_menu: impl Fn(String) -> String, flows: &[(&str, &str)]
     std::fs::write(dir.path().join("flows/menu.yaml"), edit_menu(menu.replace("start_flow: order", "start_flow: t")))
         .unwrap();
     std::fs::copy(root.join("formats/basic.yaml"), dir.path().join("formats/basic.yaml")).unwrap();
-    std::fs::copy(root.join("prompts/offline/basic.j2"), dir.path().join("prompts/offline/basic.j2")).unwrap();
+    for prompt in ["offline/basic.j2", "ai/basic.j2", "ai/basic_system.j2"] {
+        std::fs::copy(root.join("prompts").join(prompt), dir.path().join("prompts").join(prompt)).unwrap();
+    }
     for (name, text) in flows {
         std::fs::write(dir.path().join(format!("flows/{name}.yaml")), text).unwrap();
     }

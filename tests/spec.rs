@@ -69,11 +69,11 @@ fn the_spec_flow_example_compiles() {
     std::fs::write(dir.path().join("flows/order.yaml"), block).unwrap();
     std::fs::copy(format!("{root}/examples/minimal/formats/basic.yaml"), dir.path().join("formats/basic.yaml"))
         .unwrap();
-    std::fs::copy(
-        format!("{root}/examples/minimal/prompts/offline/basic.j2"),
-        dir.path().join("prompts/offline/basic.j2"),
-    )
-    .unwrap();
+    for prompt in ["offline/basic.j2", "ai/basic.j2", "ai/basic_system.j2"] {
+        let target = dir.path().join("prompts").join(prompt);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(format!("{root}/examples/minimal/prompts/{prompt}"), target).unwrap();
+    }
     let loaded = postflow::config::load(dir.path(), postflow::actions::CATALOGUE, chrono_tz::Asia::Yerevan);
     if let Err(d) = &loaded.result {
         panic!("{}", postflow::config::render_diagnostics(d, &loaded.sources));

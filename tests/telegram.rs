@@ -245,9 +245,13 @@ fn a_slow_step_is_answered_at_once_and_shows_typing() {
     let calls: Vec<String> = bot.fake.calls()[before..].iter().map(|c| c.method.clone()).collect();
     let position = |method: &str| calls.iter().position(|m| m == method);
     let answered = position("answerCallbackQuery").expect("the press is answered");
+    let waiting = position("sendMessage").expect("the step's \"⏳\" message is sent");
     let typing = position("sendChatAction").expect("typing shows while the AI runs");
-    let reply = position("sendMessage").expect("the draft is sent");
-    assert!(answered < typing && typing < reply, "answer, then typing, then the reply: {calls:?}");
+    let draft = calls.iter().rposition(|m| m == "sendMessage").expect("the draft is sent");
+    assert!(
+        answered < waiting && waiting < typing && typing < draft,
+        "answer, the step's message, typing while the AI works, then the draft: {calls:?}"
+    );
     no_violations(&bot);
 }
 

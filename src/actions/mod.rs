@@ -3,7 +3,6 @@
 
 use serde_json::{Value, json};
 
-use crate::ai;
 use crate::config::Bundle;
 use crate::config::bundle::{ActionErrorCode, ActionSchema, ArgKind, ArgSpec};
 use crate::engine::BUILTIN_SESSION_CLEAR;
@@ -24,11 +23,118 @@ pub const CATALOGUE: &[ActionSchema] = &[
     },
     ActionSchema {
         name: "ai.generate",
-        description: "Writes a post draft for a format from keywords (offline template without OPENAI_API_KEY).",
+        description: "Writes a post draft for a format from keywords: `{text, length, limit, fits, shortened, words, offline, model}`.",
         args: &[
-            ArgSpec { name: "format", kind: ArgKind::Text, required: true, description: "the format id" },
+            ArgSpec {
+                name: "format",
+                kind: ArgKind::Text,
+                required: true,
+                description: "the format id (its prompts, length and model settings)",
+            },
             ArgSpec { name: "keywords", kind: ArgKind::Text, required: true, description: "the admin's keywords" },
             ArgSpec { name: "details", kind: ArgKind::Text, required: false, description: "optional extra details" },
+            ArgSpec {
+                name: "language",
+                kind: ArgKind::Text,
+                required: false,
+                description: "the language to write in (default hy)",
+            },
+            ArgSpec {
+                name: "limit",
+                kind: ArgKind::Number,
+                required: false,
+                description: "the longest result in Telegram units (default the format's max_chars; 1024 for a caption)",
+            },
+        ],
+    },
+    ActionSchema {
+        name: "ai.improve",
+        description: "Rewrites a draft better, following the admin's instruction: the same shape as ai.generate.",
+        args: &[
+            ArgSpec {
+                name: "format",
+                kind: ArgKind::Text,
+                required: true,
+                description: "the format id (its prompts, length and model settings)",
+            },
+            ArgSpec { name: "text", kind: ArgKind::Text, required: true, description: "the post text (Telegram HTML)" },
+            ArgSpec {
+                name: "instruction",
+                kind: ArgKind::Text,
+                required: false,
+                description: "what the admin wants changed",
+            },
+            ArgSpec {
+                name: "limit",
+                kind: ArgKind::Number,
+                required: false,
+                description: "the longest result in Telegram units (default the format's max_chars; 1024 for a caption)",
+            },
+        ],
+    },
+    ActionSchema {
+        name: "ai.translate",
+        description: "Translates a post (hy, ru, en...): the same shape as ai.generate plus `language`.",
+        args: &[
+            ArgSpec {
+                name: "format",
+                kind: ArgKind::Text,
+                required: true,
+                description: "the format id (its prompts, length and model settings)",
+            },
+            ArgSpec { name: "text", kind: ArgKind::Text, required: true, description: "the post text (Telegram HTML)" },
+            ArgSpec { name: "language", kind: ArgKind::Text, required: true, description: "the target language code" },
+            ArgSpec {
+                name: "limit",
+                kind: ArgKind::Number,
+                required: false,
+                description: "the longest result in Telegram units (default the format's max_chars; 1024 for a caption)",
+            },
+        ],
+    },
+    ActionSchema {
+        name: "ai.analyze",
+        description: "Scores a post: `{score (0-10), strengths, problems, suggestions, offline}`.",
+        args: &[
+            ArgSpec {
+                name: "format",
+                kind: ArgKind::Text,
+                required: true,
+                description: "the format id (its prompts, length and model settings)",
+            },
+            ArgSpec { name: "text", kind: ArgKind::Text, required: true, description: "the post text (Telegram HTML)" },
+        ],
+    },
+    ActionSchema {
+        name: "ai.shorten",
+        description: "Shortens a post to a limit: the same shape as ai.generate.",
+        args: &[
+            ArgSpec {
+                name: "format",
+                kind: ArgKind::Text,
+                required: true,
+                description: "the format id (its prompts, length and model settings)",
+            },
+            ArgSpec { name: "text", kind: ArgKind::Text, required: true, description: "the post text (Telegram HTML)" },
+            ArgSpec {
+                name: "limit",
+                kind: ArgKind::Number,
+                required: false,
+                description: "the longest result in Telegram units (default the format's max_chars; 1024 for a caption)",
+            },
+        ],
+    },
+    ActionSchema {
+        name: "ai.suggest_cta",
+        description: "Suggests call-to-action button labels: `{labels, offline}`.",
+        args: &[
+            ArgSpec {
+                name: "format",
+                kind: ArgKind::Text,
+                required: true,
+                description: "the format id (its prompts, length and model settings)",
+            },
+            ArgSpec { name: "text", kind: ArgKind::Text, required: true, description: "the post text (Telegram HTML)" },
         ],
     },
     ActionSchema {
@@ -118,14 +224,6 @@ impl From<serde_json::Error> for ActionError {
 /// Runs an action by name.
 pub fn run(ctx: &ActionContext<'_>, name: &str, args: &Value) -> Result<Value, ActionError> {
     match name {
-        "ai.generate" => {
-            let format = str_arg(args, "format")?;
-            let keywords = str_arg(args, "keywords")?;
-            let details = args.get("details").and_then(Value::as_str);
-            let draft = ai::offline_draft(ctx.bundle, format, keywords, details)?;
-            tracing::info!(format, words = draft.words, "offline AI draft (no OPENAI_API_KEY)");
-            Ok(serde_json::to_value(draft)?)
-        }
         "draft.save" => draft_save(ctx, args),
         "posts.list" => {
             let status = args.get("status").and_then(Value::as_str).unwrap_or("draft");

@@ -29,6 +29,28 @@ pub fn sendable(answer: &str) -> Sendable {
     Sendable { html, length }
 }
 
+/// Cuts Telegram HTML to at most `limit` units at the best break (paragraph, line, sentence,
+/// word), closing open tags and adding "…" when something was cut: the offline stand-in for
+/// shortening, always valid and within the limit.
+pub fn cut_to(html_text: &str, limit: usize) -> Sendable {
+    let whole = sendable_html(html_text);
+    if whole.fits(limit) {
+        return whole;
+    }
+    let room = limit.saturating_sub(1).max(1);
+    let first = html::split_for_telegram(&whole.html, room).into_iter().next().unwrap_or_default();
+    let cut = format!("{}…", first.trim_end());
+    let cut = sendable_html(&cut);
+    if cut.fits(limit) { cut } else { sendable_html(&first) }
+}
+
+/// Measures Telegram HTML that is already clean (after sanitizing it once more).
+pub fn sendable_html(html_text: &str) -> Sendable {
+    let html = html::sanitize(html_text);
+    let length = html::sanitized_utf16_len(&html);
+    Sendable { html, length }
+}
+
 /// Drops a short first line that only introduces the post ("Here is your post:", "Sure! Here
 /// it is:", in any language): one line under 120 characters ending with a colon (`:` or the
 /// Armenian U+055D), followed by a blank line and more text. Nothing else is ever dropped.

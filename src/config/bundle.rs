@@ -314,12 +314,25 @@ pub struct Format {
     pub id: String,
     pub names: FormatNames,
     pub description: Option<String>,
+    pub audience: Option<String>,
+    pub tone: Option<String>,
+    pub structure: Vec<String>,
     pub emoji: Vec<String>,
     pub cta: Vec<String>,
     pub min_words: u32,
     pub max_words: u32,
+    /// The longest post of this format, in Telegram's units (at most 4096).
+    pub max_chars: u32,
     pub hashtags: Vec<String>,
+    pub ai: FormatAi,
     pub prompts: FormatPrompts,
+}
+
+/// Model settings of a format.
+#[derive(Debug, Clone, Serialize)]
+pub struct FormatAi {
+    pub temperature: f32,
+    pub max_tokens: u32,
 }
 
 /// Names of a format in Armenian, Russian and English.
@@ -333,10 +346,15 @@ pub struct FormatNames {
 /// Template names a format uses.
 #[derive(Debug, Clone, Serialize)]
 pub struct FormatPrompts {
+    pub system: String,
     pub generate: String,
-    pub improve: Option<String>,
-    pub translate: Option<String>,
     pub offline: String,
+    pub improve: String,
+    pub translate: String,
+    pub analyze: String,
+    pub shorten: String,
+    pub suggest_cta: String,
+    pub offline_analyze: String,
 }
 
 /// Why an action can fail. The menu file words each one as the text `error_<code>`; the engine
@@ -352,10 +370,19 @@ pub enum ActionErrorCode {
     StoreFailed,
     GenerationFailed,
     Unavailable,
+    AiTimeout,
+    AiRateLimited,
+    AiUnavailable,
+    AiMisconfigured,
+    AiRefused,
+    AiTruncated,
+    AiEmpty,
+    AiBadAnswer,
+    AiOffline,
 }
 
 impl ActionErrorCode {
-    pub const ALL: [ActionErrorCode; 9] = [
+    pub const ALL: [ActionErrorCode; 18] = [
         ActionErrorCode::NotFound,
         ActionErrorCode::NotADraft,
         ActionErrorCode::EmptyText,
@@ -365,6 +392,15 @@ impl ActionErrorCode {
         ActionErrorCode::StoreFailed,
         ActionErrorCode::GenerationFailed,
         ActionErrorCode::Unavailable,
+        ActionErrorCode::AiTimeout,
+        ActionErrorCode::AiRateLimited,
+        ActionErrorCode::AiUnavailable,
+        ActionErrorCode::AiMisconfigured,
+        ActionErrorCode::AiRefused,
+        ActionErrorCode::AiTruncated,
+        ActionErrorCode::AiEmpty,
+        ActionErrorCode::AiBadAnswer,
+        ActionErrorCode::AiOffline,
     ];
 
     /// The code as it travels in events and the action log.
@@ -379,6 +415,15 @@ impl ActionErrorCode {
             ActionErrorCode::StoreFailed => "store_failed",
             ActionErrorCode::GenerationFailed => "generation_failed",
             ActionErrorCode::Unavailable => "unavailable",
+            ActionErrorCode::AiTimeout => "ai_timeout",
+            ActionErrorCode::AiRateLimited => "ai_rate_limited",
+            ActionErrorCode::AiUnavailable => "ai_unavailable",
+            ActionErrorCode::AiMisconfigured => "ai_misconfigured",
+            ActionErrorCode::AiRefused => "ai_refused",
+            ActionErrorCode::AiTruncated => "ai_truncated",
+            ActionErrorCode::AiEmpty => "ai_empty",
+            ActionErrorCode::AiBadAnswer => "ai_bad_answer",
+            ActionErrorCode::AiOffline => "ai_offline",
         }
     }
 
@@ -394,6 +439,17 @@ impl ActionErrorCode {
             ActionErrorCode::StoreFailed => "the store could not be read or written",
             ActionErrorCode::GenerationFailed => "the draft could not be generated",
             ActionErrorCode::Unavailable => "the action is not available in this version",
+            ActionErrorCode::AiTimeout => "the AI model did not answer in time (after retries)",
+            ActionErrorCode::AiRateLimited => "the AI server is rate-limiting us or the quota is used up",
+            ActionErrorCode::AiUnavailable => "the AI server cannot be reached or keeps failing",
+            ActionErrorCode::AiMisconfigured => {
+                "the AI server refuses the key, the model or the request (an operator must fix it)"
+            }
+            ActionErrorCode::AiRefused => "the model refused or its content filter blocked the answer",
+            ActionErrorCode::AiTruncated => "the answer was cut off at the token limit",
+            ActionErrorCode::AiEmpty => "the model gave an empty answer",
+            ActionErrorCode::AiBadAnswer => "the model's answer could not be read (e.g. malformed JSON)",
+            ActionErrorCode::AiOffline => "the action needs a language model and the AI runs offline",
         }
     }
 }

@@ -17,6 +17,11 @@ use crate::engine::{html, media_kinds, render::GLOBALS};
 /// Expressions are also kept as templates named with this prefix and their source.
 pub const EXPRESSION_PREFIX: &str = "=expr:";
 
+/// Telegram's longest message, in UTF-16 units.
+const MAX_TEXT_UNITS: u32 = 4096;
+/// Model settings of a format that names none.
+const DEFAULT_TEMPERATURE: f32 = 0.7;
+const DEFAULT_MAX_TOKENS: u32 = 800;
 /// Telegram allows at most 8 buttons in a row and 100 on a keyboard.
 const MAX_ROW: u8 = 8;
 const MAX_BUTTONS: usize = 100;
@@ -56,6 +61,9 @@ pub fn compile(
             }
             formats.push((format, file));
         }
+    }
+    for (format, file) in &formats {
+        c.rehearse_prompts(format, file);
     }
     let formats: Vec<Format> = formats.into_iter().map(|(f, _)| f).collect();
     c.format_ids = formats.iter().map(|f| f.id.clone()).collect();
@@ -209,6 +217,8 @@ fn new_environment() -> Environment<'static> {
     env.set_auto_escape_callback(|name| if name.starts_with("ai/") { AutoEscape::None } else { AutoEscape::Html });
     env.add_filter("telegram_html", |text: String| Value::from_safe_string(html::sanitize(&text)));
     env.add_filter("plain", |text: String| html::to_plain_text(&text, false));
+    // A text's length as Telegram counts it (UTF-16 units of the visible text).
+    env.add_filter("telegram_length", |text: String| html::sanitized_utf16_len(&html::sanitize(&text)));
     env
 }
 
@@ -361,17 +371,50 @@ impl<'a> Compiler<'a> {
         if raw.cta.is_empty() {
             self.error(file, "cta", "a format needs at least one call to action");
         }
-        let prompts = [
-            ("prompts.generate", Some(&raw.prompts.generate)),
-            ("prompts.improve", raw.prompts.improve.as_ref()),
-            ("prompts.translate", raw.prompts.translate.as_ref()),
-            ("prompts.offline", Some(&raw.prompts.offline)),
+        let max_chars = raw.length.max_chars.unwrap_or(MAX_TEXT_UNITS);
+        if max_chars == 0 || max_chars > MAX_TEXT_UNITS {
+            self.error(
+                file,
+                "length.max_chars",
+                format!("max_chars {max_chars} is outside 1..{MAX_TEXT_UNITS} (Telegram's longest message)"),
+            );
+        }
+        let temperature = raw.ai.temperature.unwrap_or(DEFAULT_TEMPERATURE);
+        if !(0.0..=2.0).contains(&temperature) {
+            self.error(file, "ai.temperature", format!("temperature {temperature} is outside 0..2"));
+        }
+        let max_tokens = raw.ai.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+        if max_tokens == 0 {
+            self.error(file, "ai.max_tokens", "max_tokens must be at least 1");
+        }
+        let p = raw.prompts;
+        let shared = |given: Option<String>, default: &str| given.unwrap_or_else(|| default.to_string());
+        let prompts = FormatPrompts {
+            system: p.system,
+            generate: p.generate,
+            offline: p.offline,
+            improve: shared(p.improve, "ai/improve"),
+            translate: shared(p.translate, "ai/translate"),
+            analyze: shared(p.analyze, "ai/analyze"),
+            shorten: shared(p.shorten, "ai/shorten"),
+            suggest_cta: shared(p.suggest_cta, "ai/suggest_cta"),
+            offline_analyze: shared(p.offline_analyze, "offline/analyze"),
+        };
+        let named = [
+            ("prompts.system", &prompts.system),
+            ("prompts.generate", &prompts.generate),
+            ("prompts.offline", &prompts.offline),
+            ("prompts.improve", &prompts.improve),
+            ("prompts.translate", &prompts.translate),
+            ("prompts.analyze", &prompts.analyze),
+            ("prompts.shorten", &prompts.shorten),
+            ("prompts.suggest_cta", &prompts.suggest_cta),
+            ("prompts.offline_analyze", &prompts.offline_analyze),
         ];
-        for (path, name) in prompts {
-            if let Some(name) = name
-                && !templates.contains(name)
-            {
-                let i = self.error(file, path, format!("template `{name}` does not exist"));
+        for (path, name) in named {
+            if !templates.contains(name) {
+                // A shared template left at its default is reported at `prompts`.
+                let i = self.error(file, path, format!("template `{name}` ({path}) does not exist"));
                 let hint = did_you_mean(name, templates.iter().map(String::as_str))
                     .unwrap_or_else(|| format!("create prompts/{name}.j2"));
                 self.hint(i, Some(hint));
@@ -381,18 +424,64 @@ impl<'a> Compiler<'a> {
             id: raw.id,
             names: FormatNames { hy: raw.names.hy, ru: raw.names.ru, en: raw.names.en },
             description: raw.description,
+            audience: raw.audience,
+            tone: raw.tone,
+            structure: raw.structure,
             emoji: raw.emoji,
             cta: raw.cta,
             min_words: raw.length.min_words,
             max_words: raw.length.max_words,
+            max_chars,
             hashtags: raw.hashtags,
-            prompts: FormatPrompts {
-                generate: raw.prompts.generate,
-                improve: raw.prompts.improve,
-                translate: raw.prompts.translate,
-                offline: raw.prompts.offline,
-            },
+            ai: FormatAi { temperature, max_tokens },
+            prompts,
         })
+    }
+
+    /// Renders every prompt of a format once with sample inputs, so a template that fails at
+    /// run time (a missing include, a bad filter argument) is a `validate` error, not a failed
+    /// draft in front of an admin.
+    fn rehearse_prompts(&mut self, format: &Format, file: &SourceFile) {
+        let sample = serde_json::json!({
+            "format": format,
+            "keywords": ["sample"],
+            "keywords_text": "sample",
+            "details": "sample",
+            "language": "hy",
+            "limit": format.max_chars,
+            "length": format.max_chars + 1,
+            "text": "<b>sample</b>",
+            "instruction": "sample",
+            "emoji": format.emoji.first(),
+            "emoji2": format.emoji.last(),
+            "cta": format.cta.first(),
+            "hashtags": format.hashtags.join(" "),
+            "facts": {
+                "words": 1, "too_short": true, "too_long": false, "has_cta": false,
+                "missing_hashtags": format.hashtags, "emoji_count": 0, "bold_title": false,
+                "length": 1, "over_limit": false, "score": 5,
+            },
+        });
+        let p = &format.prompts;
+        let named = [
+            ("prompts.system", &p.system),
+            ("prompts.generate", &p.generate),
+            ("prompts.offline", &p.offline),
+            ("prompts.improve", &p.improve),
+            ("prompts.translate", &p.translate),
+            ("prompts.analyze", &p.analyze),
+            ("prompts.shorten", &p.shorten),
+            ("prompts.suggest_cta", &p.suggest_cta),
+            ("prompts.offline_analyze", &p.offline_analyze),
+        ];
+        for (path, name) in named {
+            let Ok(template) = self.env.get_template(name) else { continue };
+            if let Err(err) = template.render(Value::from(Serde(&sample))) {
+                let at = err.name().map(|n| format!(" ({n}.j2 line {})", err.line().unwrap_or(0))).unwrap_or_default();
+                let i = self.error(file, path, format!("template `{name}` fails to render{at}: {}", short(&err)));
+                self.hint(i, Some("check the template's includes, extends and filters".to_string()));
+            }
+        }
     }
 
     // ----- menu ---------------------------------------------------------------------------

@@ -221,12 +221,33 @@ pub struct RawFormat {
     pub names: RawNames,
     #[serde(default)]
     pub description: Option<String>,
+    /// Who the posts are for, in the prompt's words.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// How the posts sound.
+    #[serde(default)]
+    pub tone: Option<String>,
+    /// The parts of a post, in order.
+    #[serde(default)]
+    pub structure: Vec<String>,
     pub emoji: Vec<String>,
     pub cta: Vec<String>,
     pub length: RawLength,
     #[serde(default)]
     pub hashtags: Vec<String>,
+    #[serde(default)]
+    pub ai: RawFormatAi,
     pub prompts: RawFormatPrompts,
+}
+
+/// Model settings of a format.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFormatAi {
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
 }
 
 /// A name in the three languages the shop uses.
@@ -238,22 +259,34 @@ pub struct RawNames {
     pub en: String,
 }
 
-/// Target post length in words.
+/// Target post length in words, and the most characters a post of the format may have.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLength {
     pub min_words: u32,
     pub max_words: u32,
+    #[serde(default)]
+    pub max_chars: Option<u32>,
 }
 
-/// Templates a format uses, by name (path under `prompts/` without `.j2`).
+/// Templates a format uses, by name (path under `prompts/` without `.j2`). The shared ones
+/// default to `ai/<task>`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFormatPrompts {
+    pub system: String,
     pub generate: String,
+    pub offline: String,
     #[serde(default)]
     pub improve: Option<String>,
     #[serde(default)]
     pub translate: Option<String>,
-    pub offline: String,
+    #[serde(default)]
+    pub analyze: Option<String>,
+    #[serde(default)]
+    pub shorten: Option<String>,
+    #[serde(default)]
+    pub suggest_cta: Option<String>,
+    #[serde(default)]
+    pub offline_analyze: Option<String>,
 }

@@ -20,8 +20,9 @@ use teloxide::prelude::*;
 use teloxide::types::AllowedUpdate;
 use teloxide::update_listeners::{Polling, webhooks};
 
+use crate::ai::{Ai, Completed};
 use crate::config::Bundle;
-use crate::driver::{Delivery, Driver};
+use crate::driver::{Delivery, Driver, Handled, Launch};
 use crate::engine::event::{Effect, Event, EventKind, Media, MediaFile};
 use crate::engine::{self};
 use crate::store::{Store, User};
@@ -135,14 +136,14 @@ pub enum RunError {
 
 /// Runs the bot until `options.shutdown` resolves: start-up checks, then updates until told to
 /// stop; the update in hand is finished and albums being collected are handled before it returns.
-pub async fn run(bundle: Arc<Bundle>, store: Store, options: RunOptions) -> Result<(), RunError> {
+pub async fn run(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>, options: RunOptions) -> Result<(), RunError> {
     let bot = connect(&options.bot_token, &options.api_url)?;
     let started = startup::check(&bot, &options.api_url, &options.channel).await.map_err(RunError::Startup)?;
     startup::set_commands(&bot, &bundle).await.map_err(RunError::Startup)?;
     tracing::info!(bot = %started.bot_username, channel = started.channel_id.0, "connected to Telegram");
     let app = Arc::new(App {
         tg: Telegram { bot: bot.clone(), pace: Arc::new(pace::Pace::new(pace::TELEGRAM)) },
-        driver: Arc::new(Driver::new(bundle.clone(), store)),
+        driver: Arc::new(Driver::with_ai(bundle.clone(), store, ai)),
         gate: Gate::new(options.authorized.iter().copied(), options.flood, options.refusal_quiet),
         bot_username: started.bot_username.clone(),
         clock: options.clock.clone(),
@@ -152,7 +153,9 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, options: RunOptions) -> Resu
         workers: Mutex::new(Vec::new()),
         albums: Mutex::new(HashMap::new()),
         unsupported_albums: Mutex::new(VecDeque::new()),
+        running: Mutex::new(HashMap::new()),
     });
+    app.resume_actions();
     let handler_app = app.clone();
     let handler: UpdateHandler<std::convert::Infallible> = dptree::entry().endpoint(move |update: Update| {
         let app = handler_app.clone();
@@ -241,6 +244,16 @@ struct App {
     albums: Mutex<HashMap<(i64, String), Album>>,
     /// Albums of unusable files already answered, so an album gets one notice, not ten.
     unsupported_albums: Mutex<VecDeque<(i64, String)>>,
+    /// The slow (AI) action each chat waits for, running in its own task: the chat's queue
+    /// stays free, so the admin can cancel or get a "busy" answer meanwhile.
+    running: Mutex<HashMap<i64, Running>>,
+}
+
+struct Running {
+    request_id: u64,
+    task: tokio::task::AbortHandle,
+    /// Updates reported once the action's result has been delivered.
+    update_ids: Vec<u64>,
 }
 
 struct Album {
@@ -264,6 +277,15 @@ struct Job {
     notice: Option<&'static str>,
     /// The event for the engine, with the update id that guards against handling it twice.
     event: Option<(Sender, u64, EventKind)>,
+    /// A slow action's result, for the engine.
+    finished: Option<(Launch, Completed)>,
+}
+
+/// What `follow` did about a chat's slow action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Followed {
+    Nothing,
+    Launched,
 }
 
 /// The most files Telegram puts in one album.
@@ -318,7 +340,7 @@ impl App {
                 ),
             }
         }
-        let job = |notice, event| Job { update_ids: vec![update_id], press: None, notice, event };
+        let job = |notice, event| Job { update_ids: vec![update_id], press: None, notice, event, finished: None };
         let job = match verdict {
             Verdict::Admit => match incoming {
                 Incoming::Event(kind) => job(None, Some((sender, update_id, kind))),
@@ -464,7 +486,7 @@ impl App {
     }
 
     /// Does one job of a chat.
-    async fn work(&self, chat_id: i64, job: Job) {
+    async fn work(self: &Arc<Self>, chat_id: i64, job: Job) {
         let mut press = job.press;
         // A press that waited long in the queue is answered now, before Telegram gives up on it.
         if let Some(press) = press.as_mut()
@@ -476,13 +498,114 @@ impl App {
             self.notify(chat_id, key).await;
         }
         let mut ended = false;
+        let mut followed = Followed::Nothing;
         if let Some((sender, update_id, kind)) = job.event {
-            ended = self.handle(chat_id, update_id, sender, kind, press.as_mut()).await;
+            let handled = self.handle(chat_id, update_id, sender, kind, press.as_mut()).await;
+            ended = handled.as_ref().is_some_and(|h| h.effects.iter().any(|e| matches!(e, Effect::End)));
+            followed = self.follow(chat_id, handled.map(|h| h.waiting_on), &job.update_ids);
+        }
+        if let Some((launch, completed)) = job.finished {
+            let handled = self.finish_action(chat_id, &launch, completed).await;
+            ended = handled.as_ref().is_some_and(|h| h.effects.iter().any(|e| matches!(e, Effect::End)));
+            followed = self.follow(chat_id, handled.map(|h| h.waiting_on), &job.update_ids);
         }
         if let Some(press) = press.as_mut() {
             outbound::answer(&self.tg, press, None).await;
         }
-        self.report(chat_id, &job.update_ids, ended);
+        // A job that started a slow action is reported when the action's reply is out.
+        if followed != Followed::Launched {
+            self.report(chat_id, &job.update_ids, ended);
+        }
+    }
+
+    /// Keeps the chat's slow action in step with its session: starts the one the session waits
+    /// for (unless it runs already) and stops one it no longer waits for (the admin cancelled).
+    /// `update_ids` are reported when a newly started action's reply is delivered.
+    fn follow(self: &Arc<Self>, chat_id: i64, waiting_on: Option<Option<Launch>>, update_ids: &[u64]) -> Followed {
+        // The store failed: leave whatever runs alone.
+        let Some(waiting_on) = waiting_on else { return Followed::Nothing };
+        let mut running = lock(&self.running);
+        if let (Some(current), Some(launch)) = (running.get(&chat_id), &waiting_on)
+            && current.request_id == launch.request_id
+        {
+            return Followed::Nothing;
+        }
+        if let Some(stale) = running.remove(&chat_id) {
+            tracing::info!(chat_id, request_id = stale.request_id, "the chat moved on; stopping its AI request");
+            stale.task.abort();
+            self.report(chat_id, &stale.update_ids, false);
+        }
+        let Some(launch) = waiting_on else { return Followed::Nothing };
+        let app = self.clone();
+        let request_id = launch.request_id;
+        let task = tokio::spawn(async move {
+            // "typing…" shows at once and, as it fades after about 5 s, is renewed while the
+            // model works.
+            outbound::typing(&app.tg, chat_id).await;
+            let tg = app.tg.clone();
+            let typing = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(4500)).await;
+                    outbound::typing(&tg, chat_id).await;
+                }
+            });
+            let bundle = app.driver.bundle.clone();
+            let completed = app.driver.ai.run(&bundle, &launch.name, &launch.args).await;
+            typing.abort();
+            let update_ids = {
+                let mut running = lock(&app.running);
+                match running.get(&chat_id) {
+                    Some(current) if current.request_id == launch.request_id => {
+                        running.remove(&chat_id).map(|r| r.update_ids).unwrap_or_default()
+                    }
+                    // Replaced meanwhile: the result is stale.
+                    _ => return,
+                }
+            };
+            let job = Job { update_ids, press: None, notice: None, event: None, finished: Some((launch, completed)) };
+            app.enqueue_after_albums(chat_id, job);
+        });
+        running.insert(chat_id, Running { request_id, task: task.abort_handle(), update_ids: update_ids.to_vec() });
+        Followed::Launched
+    }
+
+    /// At start: actions that were under way when the bot stopped are started again.
+    fn resume_actions(self: &Arc<Self>) {
+        let sessions = match self.driver.store.sessions() {
+            Ok(sessions) => sessions,
+            Err(error) => {
+                tracing::error!("cannot read the sessions to resume their actions: {error}");
+                return;
+            }
+        };
+        for session in sessions {
+            if let (crate::engine::session::Wait::Action { request_id }, Some(pending)) =
+                (&session.wait, &session.pending)
+                && pending.request_id == *request_id
+                && Ai::handles(&pending.name)
+                && engine::pending_is_current(&self.driver.bundle, &session)
+            {
+                tracing::info!(chat_id = session.chat_id, action = %pending.name, "resuming an AI request cut off by the last stop");
+                let launch = Launch {
+                    chat_id: session.chat_id,
+                    user_id: session.user_id,
+                    request_id: *request_id,
+                    name: pending.name.clone(),
+                    args: pending.args.clone(),
+                };
+                self.follow(session.chat_id, Some(Some(launch)), &[]);
+            }
+        }
+    }
+
+    /// Hands a slow action's result to the engine and delivers what it says.
+    async fn finish_action(&self, chat_id: i64, launch: &Launch, completed: Completed) -> Option<Handled> {
+        let now = (self.clock)();
+        let driver = self.driver.clone();
+        let launch_owned = launch.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || driver.finish_action(&launch_owned, completed, now, &mut |_| {})).await;
+        self.deliver_outcome(chat_id, 0, outcome, None).await
     }
 
     /// At shutdown: albums being collected are queued, every queue is worked to the end.
@@ -493,6 +616,11 @@ impl App {
             for job in album_jobs(album) {
                 self.enqueue(chat_id, job);
             }
+        }
+        // AI requests under way are dropped: the sessions still wait for them, and the next
+        // start runs them again.
+        for (_, running) in lock(&self.running).drain() {
+            running.task.abort();
         }
         // Closing the queues lets each worker finish what it has and stop.
         lock(&self.queues).clear();
@@ -523,7 +651,7 @@ impl App {
 
     /// Hands one event to the engine and delivers what it says. The press is answered as soon
     /// as the engine produces the answer, and "typing…" shows while an action runs. Returns
-    /// whether the conversation ended.
+    /// what was handled (`None` if nothing was: a redelivery, or a failure already reported).
     async fn handle(
         &self,
         chat_id: i64,
@@ -531,7 +659,7 @@ impl App {
         sender: Sender,
         kind: EventKind,
         press: Option<&mut Press>,
-    ) -> bool {
+    ) -> Option<Handled> {
         let now = (self.clock)();
         let event = Event { chat_id, user_id: sender.id, now, kind };
         let user = User {
@@ -578,25 +706,43 @@ impl App {
         if let Some(typing) = typing {
             typing.abort();
         }
-        let mut ended = false;
+        if let Ok(Ok(None)) = outcome {
+            tracing::info!(chat_id, update_id, "an update seen before was delivered again; skipped");
+        }
+        self.deliver_outcome(chat_id, update_id, outcome, press).await
+    }
+
+    /// Delivers what the engine said, or tells the admin that the store failed or the handling
+    /// panicked.
+    async fn deliver_outcome(
+        &self,
+        chat_id: i64,
+        update_id: u64,
+        outcome: Result<Result<Option<Handled>, crate::store::StoreError>, tokio::task::JoinError>,
+        press: Option<&mut Press>,
+    ) -> Option<Handled> {
         match outcome {
-            Ok(Ok(Some(handled))) => {
-                ended = handled.effects.iter().any(|effect| matches!(effect, Effect::End));
-                let _ = outbound::deliver(&self.tg, chat_id, handled.effects, press).await;
+            Ok(Ok(Some(mut handled))) => {
+                let effects = std::mem::take(&mut handled.effects);
+                let ended = effects.iter().any(|effect| matches!(effect, Effect::End));
+                let _ = outbound::deliver(&self.tg, chat_id, effects, press).await;
+                if ended {
+                    handled.effects.push(Effect::End);
+                }
+                Some(handled)
             }
-            Ok(Ok(None)) => {
-                tracing::info!(chat_id, update_id, "an update seen before was delivered again; skipped");
-            }
+            Ok(Ok(None)) => None,
             Ok(Err(error)) => {
                 tracing::error!(chat_id, update_id, "the store failed: {error}");
                 self.notify(chat_id, "error_store_failed").await;
+                None
             }
             Err(error) => {
                 tracing::error!(chat_id, update_id, "handling an update panicked: {error}");
                 self.notify(chat_id, "internal_error").await;
+                None
             }
         }
-        ended
     }
 
     /// Adds a file to an album being collected; `false` if no album of that group is open.
@@ -667,7 +813,7 @@ fn album_jobs(album: Album) -> Vec<Job> {
         let media = Media { kind: first.kind, file_id: first.file_id, caption: album.caption, more: files.collect() };
         (album.sender, last, EventKind::Media { media })
     });
-    let mut jobs = vec![Job { update_ids: album.update_ids, press: None, notice: None, event }];
+    let mut jobs = vec![Job { update_ids: album.update_ids, press: None, notice: None, event, finished: None }];
     jobs.extend(album.waiting);
     jobs
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use postflow::actions::CATALOGUE;
+use postflow::ai::Ai;
 use postflow::config::Bundle;
 use postflow::config::bundle::MediaKind;
 use postflow::console::{Screen, Shown, TurnOutput};
@@ -67,6 +68,8 @@ pub struct Setup {
     pub authorized: Vec<i64>,
     pub flood: FloodLimits,
     pub album_quiet: Duration,
+    /// The language model (offline unless a test points it at the fake OpenAI server).
+    pub ai: Arc<Ai>,
 }
 
 impl Default for Setup {
@@ -75,6 +78,7 @@ impl Default for Setup {
             authorized: (1000..1100).collect(),
             flood: FloodLimits { max_updates: 1000, window: Duration::from_secs(10), mute: Duration::from_secs(60) },
             album_quiet: Duration::from_millis(300),
+            ai: Arc::new(Ai::offline()),
         }
     }
 }
@@ -137,7 +141,7 @@ impl Bot {
             let _ = stopped.await;
         });
         self.stop = Some(stop);
-        self.task = Some(self.rt.spawn(postflow::telegram::run(bundle, store, options)));
+        self.task = Some(self.rt.spawn(postflow::telegram::run(bundle, store, setup.ai, options)));
         // Wait until the bot polls.
         let started = Instant::now();
         while !self.fake.calls().iter().any(|c| c.method == "getUpdates") {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod bot;
+pub mod fake_openai;
 pub mod fake_telegram;
 
 use std::path::Path;
