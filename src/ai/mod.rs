@@ -87,10 +87,13 @@ impl Ai {
     /// Runs an `ai.*` action from code that is not async, waiting for the answer.
     pub fn run_blocking(&self, bundle: &Bundle, name: &str, args: &Value) -> Completed {
         let mut future = std::pin::pin!(self.run(bundle, name, args));
-        // The offline generator answers at once: no runtime needed.
-        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-        if let std::task::Poll::Ready(done) = future.as_mut().poll(&mut context) {
-            return done;
+        // The offline generator answers at once and touches no I/O: no runtime needed. (A
+        // network model's future must first be polled inside a runtime.)
+        if self.llm.is_offline() {
+            let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+            if let std::task::Poll::Ready(done) = future.as_mut().poll(&mut context) {
+                return done;
+            }
         }
         if tokio::runtime::Handle::try_current().is_ok() {
             // Inside a runtime a nested block_on would panic: wait on a thread of its own.
@@ -247,7 +250,12 @@ impl<'a> Job<'a> {
         let inputs = json!({ "text": clean, "facts": facts(format, &clean) });
         let answer = self.ask_json(format, Purpose::Analyze, &format.prompts.analyze, inputs).await?;
         let verdict = parse_verdict(&answer.text)?;
+        let whole = (verdict.score.fract() == 0.0).then_some(verdict.score as i64);
         let mut value = serde_json::to_value(verdict)?;
+        // "7/10" reads better than "7.0/10".
+        if let Some(whole) = whole {
+            value["score"] = Value::from(whole);
+        }
         value["offline"] = Value::from(self.ai.llm.is_offline());
         Ok(value)
     }

@@ -522,6 +522,17 @@ impl App {
     /// for (unless it runs already) and stops one it no longer waits for (the admin cancelled).
     /// `update_ids` are reported when a newly started action's reply is delivered.
     fn follow(self: &Arc<Self>, chat_id: i64, waiting_on: Option<Option<Launch>>, update_ids: &[u64]) -> Followed {
+        self.follow_after(chat_id, waiting_on, update_ids, Duration::ZERO)
+    }
+
+    /// [`App::follow`], starting the action after `delay`.
+    fn follow_after(
+        self: &Arc<Self>,
+        chat_id: i64,
+        waiting_on: Option<Option<Launch>>,
+        update_ids: &[u64],
+        delay: Duration,
+    ) -> Followed {
         // The store failed: leave whatever runs alone.
         let Some(waiting_on) = waiting_on else { return Followed::Nothing };
         let mut running = lock(&self.running);
@@ -539,6 +550,7 @@ impl App {
         let app = self.clone();
         let request_id = launch.request_id;
         let task = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
             // "typing…" shows at once and, as it fades after about 5 s, is renewed while the
             // model works.
             outbound::typing(&app.tg, chat_id).await;
@@ -593,7 +605,14 @@ impl App {
                     name: pending.name.clone(),
                     args: pending.args.clone(),
                 };
-                self.follow(session.chat_id, Some(Some(launch)), &[]);
+                // The pacer does not know what the chat got just before the stop: one message
+                // per second per chat holds only if the reply waits that long.
+                self.follow_after(
+                    session.chat_id,
+                    Some(Some(launch)),
+                    &[],
+                    pace::TELEGRAM.chat_gap + Duration::from_millis(200),
+                );
             }
         }
     }
