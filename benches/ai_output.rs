@@ -1,10 +1,15 @@
-//! Turning model answers into sendable Telegram HTML: 1,000 realistic Armenian answers (Markdown
-//! with headings, bold, lists, links, emoji, a preamble now and then, stray HTML).
+//! The AI layer's own work around a model call: turning 1,000 realistic Armenian answers
+//! (Markdown with headings, bold, lists, links, emoji, a preamble now and then, stray HTML) into
+//! sendable Telegram HTML, and rendering the Jinja prompts of every shipped format.
 
 use std::hint::black_box;
+use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use postflow::actions::CATALOGUE;
+use postflow::ai::Ai;
 use postflow::ai::output::sendable;
+use serde_json::json;
 
 const OPENERS: &[&str] = &["Ահա ձեր գրառումը՝\n\n", "", "", "Here is your post:\n\n", ""];
 const TITLES: &[&str] = &[
@@ -78,5 +83,56 @@ fn convert(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, convert);
+/// Prompt rendering: the system and generate prompts of each format (what every `ai.generate`
+/// renders before it calls the model), and the whole offline `ai.generate` (system, user and
+/// offline templates, cleaning, accounting).
+fn prompts(c: &mut Criterion) {
+    let loaded = postflow::config::load(Path::new(env!("CARGO_MANIFEST_DIR")), CATALOGUE, chrono_tz::Asia::Yerevan);
+    let bundle = loaded.result.unwrap_or_else(|_| panic!("the shipped configuration loads"));
+    let inputs: Vec<(String, String, minijinja::Value)> = bundle
+        .formats
+        .iter()
+        .map(|format| {
+            let inputs = json!({
+                "format": format,
+                "keywords": ["կաշվե պայուսակ", "նոր հավաքածու", "20% զեղչ"],
+                "keywords_text": "կաշվե պայուսակ, նոր հավաքածու, 20% զեղչ",
+                "details": "Գինը՝ 25000 ֏, առաքումն անվճար է Երևանում",
+                "language": "hy",
+                "limit": format.max_chars,
+            });
+            (
+                format.prompts.system.clone(),
+                format.prompts.generate.clone(),
+                minijinja::Value::from(minijinja::value::Serde(&inputs)),
+            )
+        })
+        .collect();
+    let mut group = c.benchmark_group("prompts");
+    group.throughput(Throughput::Elements(inputs.len() as u64));
+    group.bench_function("system + generate prompt, each of 4 formats", |b| {
+        b.iter(|| {
+            for (system, generate, ctx) in &inputs {
+                black_box(bundle.templates.get_template(system).unwrap().render(ctx).unwrap());
+                black_box(bundle.templates.get_template(generate).unwrap().render(ctx).unwrap());
+            }
+        })
+    });
+    let ai = Ai::offline();
+    let args: Vec<serde_json::Value> = bundle
+        .formats
+        .iter()
+        .map(|f| json!({ "format": f.id, "keywords": "կաշվե պայուսակ, նոր հավաքածու, 20% զեղչ", "details": "Գինը՝ 25000 ֏" }))
+        .collect();
+    group.bench_function("offline ai.generate, each of 4 formats", |b| {
+        b.iter(|| {
+            for args in &args {
+                black_box(ai.run_blocking(&bundle, "ai.generate", args).result.unwrap());
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, convert, prompts);
 criterion_main!(benches);

@@ -111,6 +111,20 @@ impl Driver {
             return Ok(None);
         }
         let base = Event { chat_id: launch.chat_id, user_id: launch.user_id, now, kind: EventKind::Resume };
+        // A result for a request the session no longer has (cancelled, or a fresh session that
+        // reuses the id for another action) must not be recorded under that id: only its model
+        // calls are kept, for accounting.
+        let pending = turn.load_session(launch.chat_id).ok().flatten().and_then(|s| s.pending);
+        let current = pending
+            .is_some_and(|p| p.request_id == launch.request_id && p.name == launch.name && p.args == launch.args);
+        if !current {
+            for call in &completed.calls {
+                record_ai_call(&turn, &base, call)?;
+            }
+            turn.commit()?;
+            tracing::info!(chat_id = launch.chat_id, request_id = launch.request_id, "a stale AI result was dropped");
+            return Ok(None);
+        }
         let outcome = record_outcome(&turn, &base, launch.request_id, &launch.name, completed)?;
         let event = Event { kind: EventKind::ActionResult { request_id: launch.request_id, outcome }, ..base };
         self.handle_in(turn, event, progress, Slow::Deferred).map(Some)

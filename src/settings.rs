@@ -182,12 +182,19 @@ pub fn init_logging(settings: &Settings) {
     let mut filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // async-openai logs a model's whole answer at error level when it cannot parse it; answers
-    // belong in debug logs only (postflow logs the classified failure itself).
-    let verbose = settings.log_level.contains("debug") || settings.log_level.contains("trace");
-    if !verbose && let Ok(quiet) = "async_openai=off".parse() {
+    // belong in debug logs only (postflow logs the classified failure itself). It is heard only
+    // when the level is plain `debug`/`trace` or the filter names it.
+    let named = settings.log_level.contains("async_openai");
+    let everything_verbose = ["debug", "trace"].contains(&settings.log_level.trim());
+    if !named
+        && !everything_verbose
+        && let Ok(quiet) = "async_openai=off".parse()
+    {
         filter = filter.add_directive(quiet);
     }
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal, never in files or pipes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match settings.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

@@ -242,6 +242,22 @@ async fn answers_that_are_not_posts_are_recognised_and_not_retried() {
 }
 
 #[tokio::test]
+async fn a_proxys_html_error_page_is_read_by_its_status() {
+    let cases = [
+        (Fault::HtmlError(404), ActionErrorCode::AiMisconfigured, 1),
+        (Fault::HtmlError(401), ActionErrorCode::AiMisconfigured, 1),
+        (Fault::HtmlError(429), ActionErrorCode::AiRateLimited, 3),
+        (Fault::HtmlError(502), ActionErrorCode::AiUnavailable, 3),
+    ];
+    for (fault, expected, attempts) in cases {
+        let h = harness(3, Duration::from_secs(10)).await;
+        h.fake.set_always(Some(fault.clone()));
+        assert_eq!(code(&h.generate().await), expected, "{fault:?}");
+        assert_eq!(h.fake.completions().len(), attempts, "{fault:?}");
+    }
+}
+
+#[tokio::test]
 async fn an_unknown_model_is_a_configuration_problem() {
     let h = harness(3, Duration::from_secs(10)).await;
     h.fake.set_models(&["gpt-4o-mini"]);

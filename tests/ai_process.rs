@@ -14,8 +14,13 @@ use common::postflow;
 const FORMATS: [&str; 4] = ["Վաճառող փոստ", "Տեղեկատվական", "Ակցիա/Զեղչ", "Ընտրանի"];
 
 fn chat(fake: &FakeOpenAi, input: &str) -> Output {
+    chat_logging(fake, input, "warn")
+}
+
+fn chat_logging(fake: &FakeOpenAi, input: &str, log_level: &str) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let mut child = postflow(&dir.path().join("store.redb"), &["chat", "--user", "1001"])
+        .env("LOG_LEVEL", log_level)
         .env("OPENAI_API_KEY", API_KEY)
         .env("OPENAI_BASE_URL", fake.base_url())
         .env("OPENAI_MODEL", "test-model")
@@ -79,6 +84,22 @@ fn chat_with_a_model_drafts_every_format_and_runs_every_review_action() {
         }
     }
     assert!(!stdout.contains("**"), "Markdown is converted, never shown raw");
+}
+
+#[test]
+fn prompts_and_answers_reach_only_debug_logs_and_the_key_never() {
+    let fake = FakeOpenAi::start_in_thread();
+    let input = "📝 Նոր գրառում\nՎաճառող փոստ\nկաշվե պայուսակ\nԲաց թողնել ⏭\n";
+    let info = chat_logging(&fake, input, "info");
+    let info_log = String::from_utf8_lossy(&info.stderr);
+    assert!(info_log.contains("AI call") && info_log.contains("prompt_tokens="), "accounting is logged: {info_log}");
+    assert!(!info_log.contains("Լեզվի կանոններ") && !info_log.contains("Տարբերակ"), "no prompt or answer: {info_log}");
+    let debug = chat_logging(&fake, input, "debug");
+    let debug_log = String::from_utf8_lossy(&debug.stderr);
+    assert!(debug_log.contains("Լեզվի կանոններ") && debug_log.contains("Տարբերակ"), "debug shows both");
+    for log in [&info_log, &debug_log] {
+        assert!(!log.contains(API_KEY) && !log.contains(&API_KEY[API_KEY.len() - 12..]), "the API key leaked");
+    }
 }
 
 fn doctor(envs: &[(&str, &str)]) -> (bool, String) {

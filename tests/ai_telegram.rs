@@ -121,9 +121,13 @@ fn the_admin_can_cancel_while_the_model_works_and_is_told_it_is_busy() {
     bot.wait(&[press]);
     let session = bot.session(ADMIN).unwrap();
     assert!(session.is_idle() && session.pending.is_none(), "{session:?}");
-    // Nothing arrives later from the abandoned request.
+    // Nothing arrives later from the abandoned request, and "typing…" stops with it (it is
+    // renewed every 4.5 s while a model works).
     fake.set_always(None);
-    std::thread::sleep(Duration::from_millis(300));
+    let typing = || bot.fake.calls().iter().filter(|c| c.method == "sendChatAction").count();
+    let typed = typing();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(typing(), typed, "typing stopped with the request");
     assert!(!plain(&bot.fake.outputs()).contains("Տարբերակ"), "no draft after the cancel");
     no_violations(&bot);
 }

@@ -108,6 +108,7 @@ impl Ai {
     }
 
     fn blocking_runtime(&self) -> &tokio::runtime::Runtime {
+        // Dropped without blocking (see `Drop`), so an `Ai` may be dropped anywhere.
         self.runtime.get_or_init(|| {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -116,6 +117,15 @@ impl Ai {
                 .build()
                 .unwrap_or_else(|e| panic!("cannot start the AI runtime: {e}"))
         })
+    }
+}
+
+impl Drop for Ai {
+    fn drop(&mut self) {
+        // A runtime dropped the usual way blocks, which panics inside async code.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -462,7 +472,7 @@ pub fn parse_verdict(answer: &str) -> Result<Verdict, ActionError> {
         _ => None,
     }
     .filter(|s| s.is_finite() && (0.0..=10.0).contains(s))
-    .ok_or_else(|| bad_answer(format!("no score from 0 to 10 in {}", clip(answer))))?;
+    .ok_or_else(|| bad_answer("no score from 0 to 10", answer))?;
     let list = |name: &str| -> Vec<String> {
         let items = match object.get(name) {
             Some(Value::Array(items)) => items.clone(),
@@ -510,7 +520,7 @@ pub fn parse_labels(answer: &str) -> Result<Vec<String>, ActionError> {
         }
     }
     if labels.is_empty() {
-        return Err(bad_answer(format!("no labels in {}", clip(answer))));
+        return Err(bad_answer("no call-to-action labels", answer));
     }
     Ok(labels)
 }
@@ -520,11 +530,11 @@ fn json_object(answer: &str) -> Result<serde_json::Map<String, Value>, ActionErr
     let start = text.find('{');
     let end = text.rfind('}');
     let (Some(start), Some(end)) = (start, end) else {
-        return Err(bad_answer(format!("no JSON object in {}", clip(answer))));
+        return Err(bad_answer("no JSON object", answer));
     };
     match serde_json::from_str::<Value>(text.get(start..=end).unwrap_or_default()) {
         Ok(Value::Object(object)) => Ok(object),
-        Ok(_) | Err(_) => Err(bad_answer(format!("malformed JSON in {}", clip(answer)))),
+        Ok(_) | Err(_) => Err(bad_answer("malformed JSON", answer)),
     }
 }
 
@@ -534,12 +544,10 @@ fn strip_fences(answer: &str) -> &str {
     text.strip_suffix("```").unwrap_or(text).trim()
 }
 
-fn bad_answer(detail: String) -> ActionError {
-    ActionError::new(ActionErrorCode::AiBadAnswer, detail)
-}
-
-fn clip(text: &str) -> String {
-    clip_to(text, 120)
+/// An unreadable answer: the reason goes to the warning, the answer itself only to the debug log.
+fn bad_answer(reason: &str, answer: &str) -> ActionError {
+    tracing::debug!(answer, "unreadable answer: {reason}");
+    ActionError::new(ActionErrorCode::AiBadAnswer, reason.to_string())
 }
 
 fn clip_to(text: &str, max: usize) -> String {

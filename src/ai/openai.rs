@@ -189,7 +189,7 @@ impl OpenAi {
 
 impl Llm for OpenAi {
     fn describe(&self) -> String {
-        format!("model {} at {}", self.model, self.base_url)
+        format!("model {} at {}", self.model, without_credentials(&self.base_url))
     }
 
     fn model(&self) -> &str {
@@ -202,6 +202,18 @@ impl Llm for OpenAi {
 
     fn chat<'a>(&'a self, request: &'a ChatRequest) -> LlmFuture<'a> {
         Box::pin(self.complete(request))
+    }
+}
+
+/// A URL for logs and `doctor`: any `user:password@` part removed.
+fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string().trim_end_matches('/').to_string()
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -294,31 +306,37 @@ async fn send_with_retries(
     loop {
         let last = retry + 1 >= policy.attempts.max(1);
         let request = factory.build().await?;
-        let wait = match http.execute(request).await {
-            Ok(response) if response.status().as_u16() == 429 => {
-                let retry_after = retry_after(response.headers());
-                let (response, quota) = peek_quota(response).await?;
+        // The whole answer is read inside the attempt, so a body that stalls times out and is
+        // retried like any other timeout.
+        let attempt = match http.execute(request).await {
+            Ok(response) => read_whole(response).await,
+            Err(error) => Err(error),
+        };
+        let wait = match attempt {
+            Ok(answer) if answer.status.as_u16() == 429 => {
+                let retry_after = retry_after(&answer.headers);
+                let quota = String::from_utf8_lossy(&answer.body).contains("insufficient_quota");
                 match retry_after {
-                    _ if quota || last => return Ok(response),
+                    _ if quota || last => return Ok(answer.into_response()),
                     Some(wait) if wait > policy.max_retry_after => {
                         tracing::warn!(
                             retry_after_secs = wait.as_secs(),
                             "the AI server asks to wait too long; giving up"
                         );
-                        return Ok(response);
+                        return Ok(answer.into_response());
                     }
                     Some(wait) => wait,
                     None => policy.backoff(retry),
                 }
             }
-            Ok(response) if response.status().is_server_error() && !last => {
-                tracing::warn!(status = response.status().as_u16(), retry, "the AI server failed; retrying");
-                retry_after(response.headers())
-                    .filter(|w| *w <= policy.max_retry_after)
-                    .unwrap_or(policy.backoff(retry))
+            Ok(answer) if answer.status.is_server_error() && !last => {
+                tracing::warn!(status = answer.status.as_u16(), retry, "the AI server failed; retrying");
+                retry_after(&answer.headers).filter(|w| *w <= policy.max_retry_after).unwrap_or(policy.backoff(retry))
             }
-            Ok(response) => return Ok(response),
-            Err(error) if !last && (error.is_timeout() || error.is_connect() || error.is_request()) => {
+            Ok(answer) => return Ok(answer.into_response()),
+            Err(error)
+                if !last && (error.is_timeout() || error.is_connect() || error.is_request() || error.is_body()) =>
+            {
                 tracing::warn!(retry, "the AI request failed ({}); retrying", error.without_url());
                 policy.backoff(retry)
             }
@@ -329,23 +347,49 @@ async fn send_with_retries(
     }
 }
 
-/// Reads a 429 body to tell a used-up quota (permanent) from a rate limit (wait and retry),
-/// then rebuilds the response for async-openai to read.
-async fn peek_quota(response: openai_http::Response) -> Result<(openai_http::Response, bool), OpenAIError> {
+/// An answer read in full.
+struct Answer {
+    status: http::StatusCode,
+    headers: http::HeaderMap,
+    body: bytes::Bytes,
+}
+
+async fn read_whole(response: openai_http::Response) -> Result<Answer, openai_http::Error> {
     let status = response.status();
     let headers = response.headers().clone();
-    let body = response.bytes().await.map_err(OpenAIError::Reqwest)?;
-    let quota = String::from_utf8_lossy(&body).contains("insufficient_quota");
-    let mut rebuilt = http::Response::new(body);
-    *rebuilt.status_mut() = status;
-    *rebuilt.headers_mut() = headers;
-    Ok((openai_http::Response::from(rebuilt), quota))
+    let body = response.bytes().await?;
+    Ok(Answer { status, headers, body })
+}
+
+impl Answer {
+    /// The response for async-openai to read. An error whose body is not OpenAI's
+    /// `{"error": {...}}` (a proxy's HTML page, a FastAPI `{"detail": ...}`) is rewrapped in that
+    /// shape, so it is reported by its status, not as an unreadable answer.
+    fn into_response(self) -> openai_http::Response {
+        let body = if !self.status.is_success() && !self.status.is_server_error() && !is_openai_error(&self.body) {
+            let excerpt: String = String::from_utf8_lossy(&self.body).chars().take(200).collect();
+            let wrapped = serde_json::json!({ "error": { "message": excerpt.trim(), "type": null, "param": null, "code": null } });
+            bytes::Bytes::from(wrapped.to_string())
+        } else {
+            self.body
+        };
+        let mut rebuilt = http::Response::new(body);
+        *rebuilt.status_mut() = self.status;
+        *rebuilt.headers_mut() = self.headers;
+        rebuilt.headers_mut().remove(http::header::CONTENT_LENGTH);
+        openai_http::Response::from(rebuilt)
+    }
+}
+
+fn is_openai_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("error").is_some_and(|e| e.is_object()))
 }
 
 /// Retry-After in seconds (the form OpenAI and most gateways send).
 fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    value.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+    // Anything beyond a day is as good as "too long" (and must not overflow a Duration).
+    value.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(|s| Duration::from_secs_f64(s.min(86_400.0)))
 }
 
 #[cfg(test)]
@@ -370,5 +414,7 @@ mod tests {
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
         headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers), None);
+        headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1e20"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(86_400)), "clamped, no overflow");
     }
 }

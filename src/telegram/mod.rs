@@ -154,8 +154,9 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>, options: RunOpt
         albums: Mutex::new(HashMap::new()),
         unsupported_albums: Mutex::new(VecDeque::new()),
         running: Mutex::new(HashMap::new()),
+        closing: std::sync::atomic::AtomicBool::new(false),
     });
-    app.resume_actions();
+    app.resume_actions(&options.authorized);
     let handler_app = app.clone();
     let handler: UpdateHandler<std::convert::Infallible> = dptree::entry().endpoint(move |update: Update| {
         let app = handler_app.clone();
@@ -247,10 +248,13 @@ struct App {
     /// The slow (AI) action each chat waits for, running in its own task: the chat's queue
     /// stays free, so the admin can cancel or get a "busy" answer meanwhile.
     running: Mutex<HashMap<i64, Running>>,
+    /// Set when the bot stops: no new AI request starts, and no new chat worker.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 struct Running {
     request_id: u64,
+    name: String,
     task: tokio::task::AbortHandle,
     /// Updates reported once the action's result has been delivered.
     update_ids: Vec<u64>,
@@ -279,6 +283,15 @@ struct Job {
     event: Option<(Sender, u64, EventKind)>,
     /// A slow action's result, for the engine.
     finished: Option<(Launch, Completed)>,
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What `follow` did about a chat's slow action.
@@ -444,9 +457,23 @@ impl App {
         let mut queues = lock(&self.queues);
         let mut job = job;
         for _ in 0..2 {
+            if self.closing.load(std::sync::atomic::Ordering::SeqCst) && !queues.contains_key(&chat_id) {
+                // Stopping: no new worker (nothing would wait for it). Only a model's result can
+                // come here now; its session still waits, and the next start asks again.
+                self.report(chat_id, &job.update_ids, false);
+                return;
+            }
             let queue = queues.entry(chat_id).or_insert_with(|| self.start_worker(chat_id));
             match queue.try_send(job) {
                 Ok(()) => return,
+                Err(tokio::sync::mpsc::error::TrySendError::Full(result)) if result.finished.is_some() => {
+                    // A model's result is never dropped: it waits for room.
+                    let queue = queue.clone();
+                    tokio::spawn(async move {
+                        let _ = queue.send(result).await;
+                    });
+                    return;
+                }
                 Err(tokio::sync::mpsc::error::TrySendError::Full(dropped)) => {
                     tracing::warn!(chat_id, "a chat's queue is full; dropping an update");
                     self.answer_aside(dropped.press, None, chat_id, dropped.update_ids.first().copied().unwrap_or(0));
@@ -505,6 +532,12 @@ impl App {
             followed = self.follow(chat_id, handled.map(|h| h.waiting_on), &job.update_ids);
         }
         if let Some((launch, completed)) = job.finished {
+            {
+                let mut running = lock(&self.running);
+                if running.get(&chat_id).is_some_and(|r| r.request_id == launch.request_id) {
+                    running.remove(&chat_id);
+                }
+            }
             let handled = self.finish_action(chat_id, &launch, completed).await;
             ended = handled.as_ref().is_some_and(|h| h.effects.iter().any(|e| matches!(e, Effect::End)));
             followed = self.follow(chat_id, handled.map(|h| h.waiting_on), &job.update_ids);
@@ -536,8 +569,10 @@ impl App {
         // The store failed: leave whatever runs alone.
         let Some(waiting_on) = waiting_on else { return Followed::Nothing };
         let mut running = lock(&self.running);
+        // The same request (running, or done with its result queued): nothing to do.
         if let (Some(current), Some(launch)) = (running.get(&chat_id), &waiting_on)
             && current.request_id == launch.request_id
+            && current.name == launch.name
         {
             return Followed::Nothing;
         }
@@ -547,28 +582,22 @@ impl App {
             self.report(chat_id, &stale.update_ids, false);
         }
         let Some(launch) = waiting_on else { return Followed::Nothing };
+        if self.closing.load(std::sync::atomic::Ordering::SeqCst) {
+            // Stopping: the session keeps waiting, and the next start runs the request.
+            return Followed::Nothing;
+        }
         let app = self.clone();
-        let request_id = launch.request_id;
+        let (request_id, name) = (launch.request_id, launch.name.clone());
         let task = tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            // "typing…" shows at once and, as it fades after about 5 s, is renewed while the
-            // model works.
-            outbound::typing(&app.tg, chat_id).await;
-            let tg = app.tg.clone();
-            let typing = tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(4500)).await;
-                    outbound::typing(&tg, chat_id).await;
-                }
-            });
-            let bundle = app.driver.bundle.clone();
-            let completed = app.driver.ai.run(&bundle, &launch.name, &launch.args).await;
-            typing.abort();
+            let completed = app.ask_model(chat_id, &launch).await;
+            // Keep the entry until the result is handled, so that an update handled meanwhile
+            // does not start the same request again; take the updates to report.
             let update_ids = {
                 let mut running = lock(&app.running);
-                match running.get(&chat_id) {
-                    Some(current) if current.request_id == launch.request_id => {
-                        running.remove(&chat_id).map(|r| r.update_ids).unwrap_or_default()
+                match running.get_mut(&chat_id) {
+                    Some(current) if current.request_id == launch.request_id && current.name == launch.name => {
+                        std::mem::take(&mut current.update_ids)
                     }
                     // Replaced meanwhile: the result is stale.
                     _ => return,
@@ -577,12 +606,44 @@ impl App {
             let job = Job { update_ids, press: None, notice: None, event: None, finished: Some((launch, completed)) };
             app.enqueue_after_albums(chat_id, job);
         });
-        running.insert(chat_id, Running { request_id, task: task.abort_handle(), update_ids: update_ids.to_vec() });
+        running
+            .insert(chat_id, Running { request_id, name, task: task.abort_handle(), update_ids: update_ids.to_vec() });
         Followed::Launched
     }
 
+    /// Runs the model for a slow action while "typing…" shows (at once, then renewed as it
+    /// fades after about 5 s). A panic in the AI layer becomes a failed result, so the chat is
+    /// never left waiting.
+    async fn ask_model(self: &Arc<Self>, chat_id: i64, launch: &Launch) -> Completed {
+        outbound::typing(&self.tg, chat_id).await;
+        let app = self.clone();
+        let (name, args) = (launch.name.clone(), launch.args.clone());
+        let mut model = tokio::spawn(async move {
+            let bundle = app.driver.bundle.clone();
+            app.driver.ai.run(&bundle, &name, &args).await
+        });
+        // Aborting this task (the admin cancelled) must stop the model call and the typing too.
+        let _stop_model = AbortOnDrop(model.abort_handle());
+        let joined = loop {
+            tokio::select! {
+                joined = &mut model => break joined,
+                () = tokio::time::sleep(Duration::from_millis(4500)) => outbound::typing(&self.tg, chat_id).await,
+            }
+        };
+        joined.unwrap_or_else(|error| {
+            tracing::error!(chat_id, action = %launch.name, "the AI action panicked: {error}");
+            Completed {
+                result: Err(crate::actions::ActionError::new(
+                    crate::config::bundle::ActionErrorCode::GenerationFailed,
+                    "the AI action panicked",
+                )),
+                calls: Vec::new(),
+            }
+        })
+    }
+
     /// At start: actions that were under way when the bot stopped are started again.
-    fn resume_actions(self: &Arc<Self>) {
+    fn resume_actions(self: &Arc<Self>, authorized: &[i64]) {
         let sessions = match self.driver.store.sessions() {
             Ok(sessions) => sessions,
             Err(error) => {
@@ -596,6 +657,7 @@ impl App {
                 && pending.request_id == *request_id
                 && Ai::handles(&pending.name)
                 && engine::pending_is_current(&self.driver.bundle, &session)
+                && authorized.contains(&session.user_id)
             {
                 tracing::info!(chat_id = session.chat_id, action = %pending.name, "resuming an AI request cut off by the last stop");
                 let launch = Launch {
@@ -637,15 +699,24 @@ impl App {
             }
         }
         // AI requests under way are dropped: the sessions still wait for them, and the next
-        // start runs them again.
-        for (_, running) in lock(&self.running).drain() {
-            running.task.abort();
-        }
+        // start runs them again. Their updates are reported as dealt with.
+        self.closing.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stop_models();
         // Closing the queues lets each worker finish what it has and stop.
         lock(&self.queues).clear();
         let workers: Vec<_> = lock(&self.workers).drain(..).collect();
         for worker in workers {
             let _ = worker.await;
+        }
+        // A result queued before the stop may have been handled by now; anything else stops.
+        self.stop_models();
+    }
+
+    fn stop_models(&self) {
+        let stopped: Vec<(i64, Running)> = lock(&self.running).drain().collect();
+        for (chat_id, running) in stopped {
+            running.task.abort();
+            self.report(chat_id, &running.update_ids, false);
         }
     }
 

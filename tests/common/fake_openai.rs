@@ -111,6 +111,8 @@ pub enum Fault {
     Refusal(String),
     /// 401 `invalid_api_key`, as if the key were wrong.
     Unauthorized,
+    /// That status with an HTML page, as a proxy or gateway in front of the server answers.
+    HtmlError(u16),
 }
 
 #[derive(Default)]
@@ -675,5 +677,14 @@ async fn apply_fault(shared: &Shared, fault: Fault, request: &Checked) -> Respon
             completion(next_number(shared), request, choices, text.chars().count())
         }
         Fault::Unauthorized => unauthorized(API_KEY),
+        Fault::HtmlError(status) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let page =
+                format!("<html><head><title>{status}</title></head><body><h1>{status}</h1><hr>nginx</body></html>");
+            let mut response = Response::new(Body::from(page));
+            *response.status_mut() = status;
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            response
+        }
     }
 }
