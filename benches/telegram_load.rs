@@ -4,8 +4,14 @@
 //! fake server's.
 //!
 //! `cargo bench --bench telegram_load` (env: ADMINS=50, SECONDS=60, THINK_MS=2000..4000,
-//! WEBHOOK=1 for webhook mode instead of long polling).
+//! WEBHOOK=1 for webhook mode instead of long polling, AI=fake to draft with the real OpenAI
+//! client against the fake OpenAI-compatible server (MODEL_MS=800 of model latency) instead of
+//! the offline generator). Diagnostics: BY_STEP=1 (latency per step), SLOW=1 (every reply over
+//! 100 ms, with its admin, round and step), DUMP=1 (the chats where the per-chat pace held a reply
+//! back).
 
+#[path = "../tests/common/fake_openai.rs"]
+mod fake_openai;
 #[path = "../tests/common/fake_telegram.rs"]
 mod fake_telegram;
 
@@ -120,7 +126,13 @@ async fn admin(
             let replied = until(&fake, || !fake.outputs_after(user, update).is_empty()).await;
             let first: Option<Output> = fake.outputs_after(user, update).into_iter().next();
             match (replied, first) {
-                (true, Some(first)) => latencies.push((index, first.at.saturating_duration_since(sent))),
+                (true, Some(first)) => {
+                    let latency = first.at.saturating_duration_since(sent);
+                    if latency > Duration::from_millis(100) && std::env::var("SLOW").is_ok() {
+                        println!("slow: user {user} round {round} step {index}: {latency:?}");
+                    }
+                    latencies.push((index, latency))
+                }
                 _ => {
                     lost += 1;
                     break;
@@ -153,7 +165,17 @@ fn main() {
     let webhook = std::env::var("WEBHOOK").is_ok_and(|v| v == "1");
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("port").port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_postflow"));
-    command.arg("run");
+    command.arg("run").env_remove("OPENAI_API_KEY");
+    // AI=fake: every draft comes from the fake OpenAI server, after MODEL_MS of "thinking".
+    let model = (std::env::var("AI").is_ok_and(|v| v == "fake")).then(|| {
+        let model = fake_openai::FakeOpenAi::start_in_thread();
+        model.set_delay(Duration::from_millis(env_or("MODEL_MS", 800)));
+        command
+            .env("OPENAI_API_KEY", fake_openai::API_KEY)
+            .env("OPENAI_BASE_URL", model.base_url())
+            .env("OPENAI_MODEL", "test-model");
+        model
+    });
     if webhook {
         command.args(["--webhook-url", &format!("http://127.0.0.1:{port}/hook")]);
     }
@@ -167,7 +189,6 @@ fn main() {
             .env("AUTHORIZED_USERS", authorized.join(","))
             .env("LOG_LEVEL", std::env::var("BOT_LOG").unwrap_or_else(|_| "error".into()))
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env_remove("OPENAI_API_KEY")
             .spawn()
             .expect("postflow run"),
     );
@@ -219,6 +240,26 @@ fn main() {
             );
         }
     }
+    // DUMP=1: the chats where a reply followed the previous answer's last message within 1.3 s
+    // (so the per-chat pace held it back), with times — for chasing a latency tail.
+    if std::env::var("DUMP").is_ok() {
+        let outputs = fake.outputs();
+        let first = outputs.first().map(|o| o.at).unwrap_or_else(Instant::now);
+        for &user in &users {
+            let chat: Vec<&Output> = outputs.iter().filter(|o| o.chat_id == user).collect();
+            let close = chat.windows(2).any(|w| {
+                w[0].after_update != w[1].after_update && w[1].at.duration_since(w[0].at) < Duration::from_millis(1300)
+            });
+            if close {
+                println!("chat {user}:");
+                for output in &chat {
+                    let text: String = output.plain.chars().take(40).collect();
+                    let at = output.at.duration_since(first).as_secs_f64();
+                    println!("  {at:>9.3} s  after update {}  {text:?}", output.after_update);
+                }
+            }
+        }
+    }
     let violations = fake.violations();
     println!(
         "{admins} admins ({}), think {}..{} ms, {:.0} s: {steps} steps, {:.1} steps/s",
@@ -251,6 +292,9 @@ fn main() {
         peak_rss as f64 / 1024.0
     );
     println!("lost steps: {lost}; Telegram rule violations recorded by the fake: {}", violations.len());
+    if let Some(model) = &model {
+        println!("model requests: {} (each answered after {} ms)", model.completions().len(), env_or("MODEL_MS", 800));
+    }
     for violation in violations.iter().take(5) {
         println!("  {violation}");
     }

@@ -54,6 +54,12 @@ impl Driver {
         Driver { bundle, store, ai }
     }
 
+    /// Whether an adapter that runs slow actions itself gets this one: a model's actions, not
+    /// the offline generator's (it answers in microseconds, inside the turn).
+    fn deferred(&self, action: &str) -> bool {
+        Ai::handles(action) && !self.ai.llm().is_offline()
+    }
+
     /// The session of a chat as stored (a fresh one if the chat is new).
     pub fn session(&self, chat_id: i64, user_id: i64) -> Result<Session, StoreError> {
         Ok(self.store.load_session(chat_id)?.unwrap_or_else(|| Session::new(chat_id, user_id)))
@@ -159,7 +165,7 @@ impl Driver {
         let is_event_result = matches!(event.kind, EventKind::ActionResult { .. });
         if let (Wait::Action { .. }, Some(pending)) = (&session.wait, &session.pending)
             && engine::pending_is_current(&self.bundle, &session)
-            && !(slow == Slow::Deferred && Ai::handles(&pending.name))
+            && !(slow == Slow::Deferred && self.deferred(&pending.name))
             && !is_event_result
         {
             let (request_id, name, args) = (pending.request_id, pending.name.clone(), pending.args.clone());
@@ -172,7 +178,7 @@ impl Driver {
         turn.commit()?;
         let waiting_on = match (&session.wait, &session.pending) {
             (Wait::Action { request_id }, Some(pending))
-                if pending.request_id == *request_id && Ai::handles(&pending.name) && slow == Slow::Deferred =>
+                if pending.request_id == *request_id && self.deferred(&pending.name) && slow == Slow::Deferred =>
             {
                 Some(Launch {
                     chat_id: session.chat_id,
@@ -206,7 +212,7 @@ impl Driver {
             for effect in effects {
                 match effect {
                     Effect::RunAction { request_id, name, args } => {
-                        if slow == Slow::Deferred && Ai::handles(&name) {
+                        if slow == Slow::Deferred && self.deferred(&name) {
                             // The adapter runs it (see `Handled::waiting_on`).
                             continue;
                         }
@@ -239,7 +245,7 @@ impl Driver {
             return Ok(outcome_from_record(recorded));
         }
         if Ai::handles(name) {
-            debug_assert_eq!(slow, Slow::Inline, "slow actions are deferred to the adapter");
+            debug_assert!(slow == Slow::Inline || !self.deferred(name), "slow actions are deferred to the adapter");
             let completed = self.ai.run_blocking(&self.bundle, name, args);
             return record_outcome(turn, event, request_id, name, completed);
         }

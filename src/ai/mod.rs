@@ -199,11 +199,10 @@ impl<'a> Job<'a> {
             "cta": pick(&format.cta, 0),
             "hashtags": format.hashtags.join(" "),
         });
-        let answer = self.ask(format, Purpose::Generate, &format.prompts.generate, inputs, limit).await?;
-        self.finish(format, answer, limit).await
+        self.rewrite(format, Purpose::Generate, &format.prompts.generate, inputs, limit).await
     }
 
-    /// Improve and translate: the text goes in, a new text comes out.
+    /// Generate, improve and translate: ask, then make the answer sendable within `limit`.
     async fn rewrite(
         &mut self,
         format: &Format,

@@ -357,6 +357,23 @@ pub struct FormatPrompts {
     pub offline_analyze: String,
 }
 
+impl FormatPrompts {
+    /// Every template with its key under `prompts:`.
+    pub fn named(&self) -> [(&'static str, &str); 9] {
+        [
+            ("prompts.system", self.system.as_str()),
+            ("prompts.generate", self.generate.as_str()),
+            ("prompts.offline", self.offline.as_str()),
+            ("prompts.improve", self.improve.as_str()),
+            ("prompts.translate", self.translate.as_str()),
+            ("prompts.analyze", self.analyze.as_str()),
+            ("prompts.shorten", self.shorten.as_str()),
+            ("prompts.suggest_cta", self.suggest_cta.as_str()),
+            ("prompts.offline_analyze", self.offline_analyze.as_str()),
+        ]
+    }
+}
+
 /// Why an action can fail. The menu file words each one as the text `error_<code>`; the engine
 /// puts those words in the `error` slot and logs the technical detail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -400,18 +400,7 @@ impl<'a> Compiler<'a> {
             suggest_cta: shared(p.suggest_cta, "ai/suggest_cta"),
             offline_analyze: shared(p.offline_analyze, "offline/analyze"),
         };
-        let named = [
-            ("prompts.system", &prompts.system),
-            ("prompts.generate", &prompts.generate),
-            ("prompts.offline", &prompts.offline),
-            ("prompts.improve", &prompts.improve),
-            ("prompts.translate", &prompts.translate),
-            ("prompts.analyze", &prompts.analyze),
-            ("prompts.shorten", &prompts.shorten),
-            ("prompts.suggest_cta", &prompts.suggest_cta),
-            ("prompts.offline_analyze", &prompts.offline_analyze),
-        ];
-        for (path, name) in named {
+        for (path, name) in prompts.named() {
             if !templates.contains(name) {
                 // A shared template left at its default is reported at `prompts`.
                 let i = self.error(file, path, format!("template `{name}` ({path}) does not exist"));
@@ -462,19 +451,7 @@ impl<'a> Compiler<'a> {
                 "length": 1, "over_limit": false, "score": 5,
             },
         });
-        let p = &format.prompts;
-        let named = [
-            ("prompts.system", &p.system),
-            ("prompts.generate", &p.generate),
-            ("prompts.offline", &p.offline),
-            ("prompts.improve", &p.improve),
-            ("prompts.translate", &p.translate),
-            ("prompts.analyze", &p.analyze),
-            ("prompts.shorten", &p.shorten),
-            ("prompts.suggest_cta", &p.suggest_cta),
-            ("prompts.offline_analyze", &p.offline_analyze),
-        ];
-        for (path, name) in named {
+        for (path, name) in format.prompts.named() {
             let Ok(template) = self.env.get_template(name) else { continue };
             if let Err(err) = template.render(Value::from(Serde(&sample))) {
                 let at = err.name().map(|n| format!(" ({n}.j2 line {})", err.line().unwrap_or(0))).unwrap_or_default();

@@ -656,6 +656,7 @@ impl App {
                 (&session.wait, &session.pending)
                 && pending.request_id == *request_id
                 && Ai::handles(&pending.name)
+                && !self.driver.ai.llm().is_offline()
                 && engine::pending_is_current(&self.driver.bundle, &session)
                 && authorized.contains(&session.user_id)
             {
@@ -686,7 +687,7 @@ impl App {
         let launch_owned = launch.clone();
         let outcome =
             tokio::task::spawn_blocking(move || driver.finish_action(&launch_owned, completed, now, &mut |_| {})).await;
-        self.deliver_outcome(chat_id, 0, outcome, None).await
+        self.deliver_outcome(chat_id, 0, outcome, None, pace::Priority::FollowUp).await
     }
 
     /// At shutdown: albums being collected are queued, every queue is worked to the end.
@@ -799,7 +800,7 @@ impl App {
         if let Ok(Ok(None)) = outcome {
             tracing::info!(chat_id, update_id, "an update seen before was delivered again; skipped");
         }
-        self.deliver_outcome(chat_id, update_id, outcome, press).await
+        self.deliver_outcome(chat_id, update_id, outcome, press, pace::Priority::Reply).await
     }
 
     /// Delivers what the engine said, or tells the admin that the store failed or the handling
@@ -810,12 +811,13 @@ impl App {
         update_id: u64,
         outcome: Result<Result<Option<Handled>, crate::store::StoreError>, tokio::task::JoinError>,
         press: Option<&mut Press>,
+        first: pace::Priority,
     ) -> Option<Handled> {
         match outcome {
             Ok(Ok(Some(mut handled))) => {
                 let effects = std::mem::take(&mut handled.effects);
                 let ended = effects.iter().any(|effect| matches!(effect, Effect::End));
-                let _ = outbound::deliver(&self.tg, chat_id, effects, press).await;
+                let _ = outbound::deliver_as(&self.tg, chat_id, effects, press, first).await;
                 if ended {
                     handled.effects.push(Effect::End);
                 }

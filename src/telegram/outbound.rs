@@ -196,9 +196,21 @@ pub async fn deliver(
     effects: Vec<Effect>,
     press: Option<&mut Press>,
 ) -> Result<(), RequestError> {
+    deliver_as(tg, chat_id, effects, press, Priority::Reply).await
+}
+
+/// [`deliver`], its first message sent with `priority` (a model's result follows the "⏳" that
+/// already answered the admin: it is a follow-up).
+pub async fn deliver_as(
+    tg: &Telegram,
+    chat_id: i64,
+    effects: Vec<Effect>,
+    press: Option<&mut Press>,
+    first: Priority,
+) -> Result<(), RequestError> {
     let mut press = press;
     let mut first_failure = None;
-    let mut priority = Priority::Reply;
+    let mut priority = first;
     for effect in effects {
         let result = match effect {
             Effect::Answer { text } => {
