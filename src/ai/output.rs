@@ -37,11 +37,23 @@ pub fn cut_to(html_text: &str, limit: usize) -> Sendable {
     if whole.fits(limit) {
         return whole;
     }
-    let room = limit.saturating_sub(1).max(1);
-    let first = html::split_for_telegram(&whole.html, room).into_iter().next().unwrap_or_default();
-    let cut = format!("{}…", first.trim_end());
-    let cut = sendable_html(&cut);
-    if cut.fits(limit) { cut } else { sendable_html(&first) }
+    // Room for the text before "…"; a character wider than the room (an emoji is two units)
+    // can make the first piece too long, so the room shrinks until the cut fits.
+    let mut room = limit.saturating_sub(1).max(1);
+    loop {
+        let first = html::split_for_telegram(&whole.html, room).into_iter().next().unwrap_or_default();
+        let cut = sendable_html(&format!("{}…", first.trim_end()));
+        if cut.fits(limit) {
+            return cut;
+        }
+        if room == 1 {
+            break;
+        }
+        room = room.saturating_sub((cut.length - limit).max(1)).max(1);
+    }
+    // Not even one character fits before the ellipsis.
+    let ellipsis = sendable_html("…");
+    if ellipsis.fits(limit) { ellipsis } else { sendable_html("") }
 }
 
 /// Measures Telegram HTML that is already clean (after sanitizing it once more).
@@ -218,6 +230,15 @@ mod tests {
     #[test]
     fn links_only_to_the_web_or_telegram() {
         assert_eq!(sendable("[x](javascript:alert(1))").html, "x");
+    }
+
+    #[test]
+    fn a_cut_fits_even_when_one_character_is_wider_than_the_limit() {
+        assert_eq!(cut_to("🡐🡐", 2).html, "…");
+        assert_eq!(cut_to("🡐", 1).html, "…");
+        assert_eq!(cut_to("abc", 0).length, 0);
+        let cut = cut_to("<b>Առաջին նախադասություն։</b> Երկրորդը շատ ավելի երկար է։", 30);
+        assert!(cut.fits(30) && cut.html.starts_with("<b>Առաջին") && cut.html.ends_with('…'), "{cut:?}");
     }
 
     #[test]
