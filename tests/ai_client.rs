@@ -265,6 +265,18 @@ async fn an_unknown_model_is_a_configuration_problem() {
 }
 
 #[tokio::test]
+async fn a_server_without_json_mode_is_asked_in_words_from_then_on() {
+    let h = harness(3, Duration::from_secs(10)).await;
+    h.fake.set_json_mode_unsupported(true);
+    for _ in 0..2 {
+        let verdict = h.run("ai.analyze", json!({ "format": "info", "text": "<b>Խորհուրդ</b>" })).await;
+        assert_eq!(verdict.result.unwrap()["score"], 7);
+    }
+    let formats: Vec<Option<String>> = h.fake.completions().iter().map(|r| r.response_format()).collect();
+    assert_eq!(formats, vec![Some("json_object".into()), None, None], "refused once, then not sent again");
+}
+
+#[tokio::test]
 async fn a_malformed_quality_verdict_is_an_error_not_a_zero_score() {
     let h = harness(3, Duration::from_secs(10)).await;
     for answer in ["Տեքստը լավն է, 8 միավոր։", "{\"strengths\": [\"ok\"]}", "{\"score\": 14}"] {

@@ -124,6 +124,8 @@ struct Inner {
     models: Vec<String>,
     delay: Duration,
     models_missing: bool,
+    /// Refuse `response_format`, as some compatible servers do.
+    json_mode_missing: bool,
     /// Completion objects sent so far (every 200 with a completion body, faulty ones included):
     /// numbers the ids and the "Տարբերակ <n>" of the default post.
     completions: u64,
@@ -244,6 +246,11 @@ impl FakeOpenAi {
         self.lock().delay = delay;
     }
 
+    /// Makes chat completions with `response_format` answer 400, as servers without JSON mode do.
+    pub fn set_json_mode_unsupported(&self, unsupported: bool) {
+        self.lock().json_mode_missing = unsupported;
+    }
+
     /// Makes GET /v1/models and /v1/models/{id} answer 404, as some compatible servers do.
     pub fn set_models_endpoint_missing(&self, missing: bool) {
         self.lock().models_missing = missing;
@@ -323,10 +330,10 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         at,
     };
-    let (delay, models_missing) = {
+    let (delay, models_missing, json_mode_missing) = {
         let mut inner = shared.lock();
         inner.requests.push(recorded.clone());
-        (inner.delay, inner.models_missing)
+        (inner.delay, inner.models_missing, inner.json_mode_missing)
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -337,6 +344,10 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
     }
     let (method, path) = (recorded.method.as_str(), recorded.path.as_str());
     if method == "POST" && path == COMPLETIONS_PATH {
+        if json_mode_missing && recorded.body.get("response_format").is_some_and(|f| !f.is_null()) {
+            let message = "Unrecognized request argument supplied: response_format";
+            return error(StatusCode::BAD_REQUEST, message, "invalid_request_error", Some("response_format"), None);
+        }
         return chat_completion(&shared, &recorded.body).await;
     }
     if method == "GET" && !models_missing {
@@ -572,9 +583,12 @@ fn next_number(shared: &Shared) -> u64 {
     inner.completions
 }
 
-/// A fixed JSON review for JSON formats; else an Armenian post quoting its source.
+/// A fixed JSON review for JSON formats (or a request that asks for a `"score"` in words, as a
+/// model without JSON mode still answers JSON when told to); else an Armenian post quoting its
+/// source.
 fn default_answer(n: u64, request: &Checked) -> String {
-    if matches!(request.format.as_deref(), Some("json_object" | "json_schema")) {
+    let asked_in_words = request.format.is_none() && request.last_user.contains("\"score\"");
+    if matches!(request.format.as_deref(), Some("json_object" | "json_schema")) || asked_in_words {
         let review = json!({
             "score": 7,
             "strengths": ["Վերնագիրը գրավիչ է", "Կա գործողության կոչ"],
