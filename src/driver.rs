@@ -120,7 +120,12 @@ impl Driver {
         // A result for a request the session no longer has (cancelled, or a fresh session that
         // reuses the id for another action) must not be recorded under that id: only its model
         // calls are kept, for accounting.
-        let pending = turn.load_session(launch.chat_id).ok().flatten().and_then(|s| s.pending);
+        let pending = match turn.load_session(launch.chat_id) {
+            Ok(session) => session.and_then(|s| s.pending),
+            // A record that no longer decodes waits for nothing.
+            Err(StoreError::Corrupt(_)) => None,
+            Err(other) => return Err(other),
+        };
         let current = pending
             .is_some_and(|p| p.request_id == launch.request_id && p.name == launch.name && p.args == launch.args);
         if !current {

@@ -381,8 +381,10 @@ impl Answer {
     }
 }
 
+/// Whether async-openai can read the body as its error shape (a message string, optional string
+/// code: a gateway's numeric `code` is not).
 fn is_openai_error(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("error").is_some_and(|e| e.is_object()))
+    serde_json::from_slice::<async_openai::error::WrappedError>(body).is_ok()
 }
 
 /// Retry-After in seconds (the form OpenAI and most gateways send).

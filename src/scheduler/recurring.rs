@@ -17,6 +17,10 @@ pub enum CronProblem {
     FieldCount { expr: String, fields: usize },
     #[error("weekday `{0}` is not a crontab weekday (0–7, 0 and 7 are Sunday, or a name such as Mon)")]
     Weekday(String),
+    #[error(
+        "`{0}` names both a day of the month and a weekday; crontab would fire on either, this scheduler on both: write two jobs"
+    )]
+    DayAndWeekday(String),
     #[error("`{expr}` is not a valid cron expression ({detail})")]
     Invalid { expr: String, detail: String },
 }
@@ -26,6 +30,12 @@ pub fn parse(expr: &str) -> Result<Schedule, CronProblem> {
     let fields: Vec<&str> = expr.split_whitespace().collect();
     let full = match fields.len() {
         5 => {
+            // Crontab fires when either the day of month or the weekday matches; the crate
+            // needs both. Rather than fire on fewer days than meant, say so.
+            let restricted = |field: &str| field != "*" && field != "?";
+            if restricted(fields[2]) && restricted(fields[4]) {
+                return Err(CronProblem::DayAndWeekday(expr.trim().to_string()));
+            }
             let weekday = crontab_weekday(fields[4])?;
             format!("0 {} {} {} {} {weekday}", fields[0], fields[1], fields[2], fields[3])
         }
@@ -37,35 +47,30 @@ pub fn parse(expr: &str) -> Result<Schedule, CronProblem> {
 }
 
 /// The next `count` fire times after `after`, on the wall clock of `zone`. A time the clocks
-/// skip (a daylight-saving gap) does not fire that day. A time they repeat fires once: the cron
-/// crate fires a daily 02:30 twice on the night the clocks go back (a report sent twice, an
-/// evergreen post repeated), so fires whose wall-clock time is not after the previous one's are
-/// dropped.
+/// skip (a daylight-saving gap) does not fire that day. A time they repeat fires once, at its
+/// first occurrence: the cron crate fires a daily 02:30 twice on the night the clocks go back
+/// (a report sent twice, an evergreen post repeated).
 pub fn upcoming(schedule: &Schedule, zone: Tz, after: DateTime<Utc>, count: usize) -> Vec<DateTime<Tz>> {
-    let mut fires: Vec<DateTime<Tz>> = Vec::with_capacity(count);
-    // Bounded: a schedule that only fires inside repeated hours must not loop for ever.
-    for fire in schedule.after(&after.with_timezone(&zone)).take(count.saturating_mul(4).max(16)) {
-        if fires.last().is_none_or(|last| fire.naive_local() > last.naive_local()) {
-            fires.push(fire);
-            if fires.len() == count {
-                break;
-            }
-        }
-    }
-    fires
+    use chrono::TimeZone;
+    // The crate walks the wall clock: inside a repeated hour it can offer a fire that is
+    // already past, and it offers a repeated time twice. Only first occurrences after `after`.
+    schedule
+        .after(&after.with_timezone(&zone))
+        // Bounded, yet past a repeated hour of a job that fires every second.
+        .take(count.saturating_add(2 * 3600))
+        .filter(|fire| fire.with_timezone(&Utc) > after)
+        .filter(|fire| zone.from_local_datetime(&fire.naive_local()).earliest().as_ref() == Some(fire))
+        .take(count)
+        .collect()
 }
 
-/// Crontab weekdays (0 or 7 = Sunday, 1 = Monday) as the cron crate's names, which mean the
-/// same in every convention; names and `*` pass through.
+/// Crontab weekdays (0 or 7 = Sunday, 1 = Monday; ranges and steps as crontab reads them) as
+/// the cron crate's names, which mean the same in every convention. Items written with names,
+/// `*` and `?` pass through.
 fn crontab_weekday(field: &str) -> Result<String, CronProblem> {
-    const NAMES: [&str; 8] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    let name = |part: &str| -> Result<String, CronProblem> {
-        if part.chars().all(|c| c.is_ascii_digit()) {
-            let day: usize = part.parse().map_err(|_| CronProblem::Weekday(part.to_string()))?;
-            NAMES.get(day).map(|n| n.to_string()).ok_or_else(|| CronProblem::Weekday(part.to_string()))
-        } else {
-            Ok(part.to_string())
-        }
+    const NAMES: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    let number = |text: &str| -> Result<u32, CronProblem> {
+        text.parse::<u32>().ok().filter(|day| *day <= 7).ok_or_else(|| CronProblem::Weekday(text.to_string()))
     };
     let mut parts = Vec::new();
     for item in field.split(',') {
@@ -73,14 +78,33 @@ fn crontab_weekday(field: &str) -> Result<String, CronProblem> {
             Some((base, step)) => (base, Some(step)),
             None => (item, None),
         };
-        let base = match base.split_once('-') {
-            Some((from, to)) => format!("{}-{}", name(from)?, name(to)?),
-            None => name(base)?,
+        let numeric = base.split('-').all(|end| !end.is_empty() && end.chars().all(|c| c.is_ascii_digit()));
+        let starred_step = base == "*" && step.is_some();
+        if !(numeric || starred_step) {
+            parts.push(item.to_string());
+            continue;
+        }
+        // Spell the days out: crontab's 0–7 ranges (`6-7`, `0-7/2`) have no equal in the
+        // crate's 1–7 numbering, where Sunday comes first.
+        let (from, to) = match base.split_once('-') {
+            _ if base == "*" => (0, 7),
+            Some((from, to)) => (number(from)?, number(to)?),
+            None if step.is_some() => (number(base)?, 7),
+            None => (number(base)?, number(base)?),
         };
-        parts.push(match step {
-            Some(step) => format!("{base}/{step}"),
-            None => base,
-        });
+        if from > to {
+            return Err(CronProblem::Weekday(item.to_string()));
+        }
+        let step = match step {
+            Some(step) => {
+                step.parse::<usize>().ok().filter(|s| *s > 0).ok_or_else(|| CronProblem::Weekday(item.to_string()))?
+            }
+            None => 1,
+        };
+        let mut days: Vec<u32> = (from..=to).step_by(step).map(|day| day % 7).collect();
+        days.sort_unstable();
+        days.dedup();
+        parts.extend(days.into_iter().map(|day| NAMES[day as usize].to_string()));
     }
     Ok(parts.join(","))
 }
@@ -126,7 +150,43 @@ mod tests {
     }
 
     #[test]
+    fn crontab_weekday_ranges_and_steps_mean_the_same_days() {
+        let cases = [
+            ("6-7", "Sun,Sat"),
+            ("1-7", "Sun,Mon,Tue,Wed,Thu,Fri,Sat"),
+            ("0-7/2", "Sun,Tue,Thu,Sat"),
+            ("*/2", "Sun,Tue,Thu,Sat"),
+            ("1-5/2", "Mon,Wed,Fri"),
+            ("0-6", "Sun,Mon,Tue,Wed,Thu,Fri,Sat"),
+            ("1/2", "Mon,Wed,Fri,Sun"),
+            ("5,0", "Fri,Sun"),
+            ("Mon-Fri", "Mon-Fri"),
+            ("*", "*"),
+            ("?", "?"),
+        ];
+        for (crontab, crate_form) in cases {
+            let mut want: Vec<&str> = crate_form.split(',').collect();
+            let got_string = crontab_weekday(crontab).unwrap();
+            let mut got: Vec<&str> = got_string.split(',').collect();
+            want.sort_unstable();
+            got.sort_unstable();
+            assert_eq!(got, want, "{crontab}");
+            assert!(parse(&format!("0 9 * * {crontab}")).is_ok(), "{crontab}");
+        }
+        assert_eq!(crontab_weekday("5-1"), Err(CronProblem::Weekday("5-1".into())));
+    }
+
+    #[test]
+    fn upcoming_never_offers_a_past_time_inside_a_repeated_hour() {
+        let berlin = chrono_tz::Europe::Berlin;
+        // 01:10Z is 02:10 CET, inside the repeated hour; 02:30 CEST (00:30Z) is past.
+        let next = upcoming(&parse("30 2 * * *").unwrap(), berlin, utc("2026-10-25T01:10:00Z"), 1);
+        assert_eq!(next[0].to_rfc3339(), "2026-10-26T02:30:00+01:00");
+    }
+
+    #[test]
     fn mistakes_are_explained() {
+        assert!(matches!(parse("0 9 1 * 1"), Err(CronProblem::DayAndWeekday(_))));
         assert!(matches!(parse("* * * *"), Err(CronProblem::FieldCount { fields: 4, .. })));
         assert!(matches!(parse("0 0 0 * * * * *"), Err(CronProblem::FieldCount { fields: 8, .. })));
         assert_eq!(parse("0 9 * * 8"), Err(CronProblem::Weekday("8".into())));

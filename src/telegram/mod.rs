@@ -155,6 +155,7 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>, options: RunOpt
         unsupported_albums: Mutex::new(VecDeque::new()),
         running: Mutex::new(HashMap::new()),
         closing: std::sync::atomic::AtomicBool::new(false),
+        generations: std::sync::atomic::AtomicU64::new(0),
     });
     app.resume_actions(&options.authorized);
     let handler_app = app.clone();
@@ -250,11 +251,16 @@ struct App {
     running: Mutex<HashMap<i64, Running>>,
     /// Set when the bot stops: no new AI request starts, and no new chat worker.
     closing: std::sync::atomic::AtomicBool,
+    /// Numbers the model tasks.
+    generations: std::sync::atomic::AtomicU64,
 }
 
 struct Running {
+    /// Unique per started task: a result is matched to the task that produced it.
+    generation: u64,
     request_id: u64,
     name: String,
+    args: serde_json::Value,
     task: tokio::task::AbortHandle,
     /// Updates reported once the action's result has been delivered.
     update_ids: Vec<u64>,
@@ -281,8 +287,8 @@ struct Job {
     notice: Option<&'static str>,
     /// The event for the engine, with the update id that guards against handling it twice.
     event: Option<(Sender, u64, EventKind)>,
-    /// A slow action's result, for the engine.
-    finished: Option<(Launch, Completed)>,
+    /// A slow action's result, for the engine, with the generation of the task that made it.
+    finished: Option<(Launch, Completed, u64)>,
 }
 
 /// Aborts a task when dropped.
@@ -467,16 +473,21 @@ impl App {
             match queue.try_send(job) {
                 Ok(()) => return,
                 Err(tokio::sync::mpsc::error::TrySendError::Full(result)) if result.finished.is_some() => {
-                    // A model's result is never dropped: it waits for room.
-                    let queue = queue.clone();
+                    // A model's result is never dropped: it waits for room (or, should the
+                    // worker be gone, goes to a new one).
+                    let (queue, app) = (queue.clone(), self.clone());
                     tokio::spawn(async move {
-                        let _ = queue.send(result).await;
+                        if let Err(returned) = queue.send(result).await {
+                            app.enqueue(chat_id, returned.0);
+                        }
                     });
                     return;
                 }
                 Err(tokio::sync::mpsc::error::TrySendError::Full(dropped)) => {
                     tracing::warn!(chat_id, "a chat's queue is full; dropping an update");
-                    self.answer_aside(dropped.press, None, chat_id, dropped.update_ids.first().copied().unwrap_or(0));
+                    let (first, rest) = dropped.update_ids.split_first().map_or((0, &[][..]), |(f, r)| (*f, r));
+                    self.report(chat_id, rest, false);
+                    self.answer_aside(dropped.press, None, chat_id, first);
                     return;
                 }
                 Err(tokio::sync::mpsc::error::TrySendError::Closed(returned)) => {
@@ -531,10 +542,10 @@ impl App {
             ended = handled.as_ref().is_some_and(|h| h.effects.iter().any(|e| matches!(e, Effect::End)));
             followed = self.follow(chat_id, handled.map(|h| h.waiting_on), &job.update_ids);
         }
-        if let Some((launch, completed)) = job.finished {
+        if let Some((launch, completed, generation)) = job.finished {
             {
                 let mut running = lock(&self.running);
-                if running.get(&chat_id).is_some_and(|r| r.request_id == launch.request_id) {
+                if running.get(&chat_id).is_some_and(|r| r.generation == generation) {
                     running.remove(&chat_id);
                 }
             }
@@ -573,6 +584,7 @@ impl App {
         if let (Some(current), Some(launch)) = (running.get(&chat_id), &waiting_on)
             && current.request_id == launch.request_id
             && current.name == launch.name
+            && current.args == launch.args
         {
             return Followed::Nothing;
         }
@@ -587,7 +599,8 @@ impl App {
             return Followed::Nothing;
         }
         let app = self.clone();
-        let (request_id, name) = (launch.request_id, launch.name.clone());
+        let (request_id, name, args) = (launch.request_id, launch.name.clone(), launch.args.clone());
+        let generation = self.generations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let task = tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let completed = app.ask_model(chat_id, &launch).await;
@@ -596,18 +609,17 @@ impl App {
             let update_ids = {
                 let mut running = lock(&app.running);
                 match running.get_mut(&chat_id) {
-                    Some(current) if current.request_id == launch.request_id && current.name == launch.name => {
-                        std::mem::take(&mut current.update_ids)
-                    }
+                    Some(current) if current.generation == generation => std::mem::take(&mut current.update_ids),
                     // Replaced meanwhile: the result is stale.
                     _ => return,
                 }
             };
-            let job = Job { update_ids, press: None, notice: None, event: None, finished: Some((launch, completed)) };
+            let finished = Some((launch, completed, generation));
+            let job = Job { update_ids, press: None, notice: None, event: None, finished };
             app.enqueue_after_albums(chat_id, job);
         });
-        running
-            .insert(chat_id, Running { request_id, name, task: task.abort_handle(), update_ids: update_ids.to_vec() });
+        let task = task.abort_handle();
+        running.insert(chat_id, Running { generation, request_id, name, args, task, update_ids: update_ids.to_vec() });
         Followed::Launched
     }
 
