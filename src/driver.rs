@@ -56,7 +56,7 @@ impl Driver {
 
     /// Whether an adapter that runs slow actions itself gets this one: a model's actions, not
     /// the offline generator's (it answers in microseconds, inside the turn).
-    fn deferred(&self, action: &str) -> bool {
+    pub fn deferred(&self, action: &str) -> bool {
         Ai::handles(action) && !self.ai.llm().is_offline()
     }
 

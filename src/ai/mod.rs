@@ -211,7 +211,7 @@ impl<'a> Job<'a> {
         inputs: Value,
         limit: usize,
     ) -> Result<Value, ActionError> {
-        let answer = self.ask(format, purpose, template, inputs, limit).await?;
+        let answer = self.request(format, purpose, template, inputs, limit, false).await?;
         self.finish(format, answer, limit).await
     }
 
@@ -232,7 +232,7 @@ impl<'a> Job<'a> {
 
     async fn shorten(&mut self, format: &Format, text: &str, limit: usize) -> Result<output::Sendable, ActionError> {
         let inputs = json!({ "text": text, "length": html::sanitized_utf16_len(&html::sanitize(text)) });
-        let answer = self.ask(format, Purpose::Shorten, &format.prompts.shorten, inputs, limit).await?;
+        let answer = self.request(format, Purpose::Shorten, &format.prompts.shorten, inputs, limit, false).await?;
         let sendable = output::sendable(&answer.text);
         if html::to_plain_text(&sendable.html, false).trim().is_empty() {
             return Err(ActionError::new(ActionErrorCode::AiEmpty, "nothing left after cleaning the answer"));
@@ -257,7 +257,9 @@ impl<'a> Job<'a> {
     async fn analyze(&mut self, format: &Format, text: &str) -> Result<Value, ActionError> {
         let clean = html::sanitize(text);
         let inputs = json!({ "text": clean, "facts": facts(format, &clean) });
-        let answer = self.ask_json(format, Purpose::Analyze, &format.prompts.analyze, inputs).await?;
+        let answer = self
+            .request(format, Purpose::Analyze, &format.prompts.analyze, inputs, format.max_chars as usize, true)
+            .await?;
         let verdict = parse_verdict(&answer.text)?;
         let whole = (verdict.score.fract() == 0.0).then_some(verdict.score as i64);
         let mut value = serde_json::to_value(verdict)?;
@@ -271,33 +273,14 @@ impl<'a> Job<'a> {
 
     async fn suggest_cta(&mut self, format: &Format, text: &str) -> Result<Value, ActionError> {
         let inputs = json!({ "text": html::sanitize(text) });
-        let answer = self.ask_json(format, Purpose::SuggestCta, &format.prompts.suggest_cta, inputs).await?;
+        let answer = self
+            .request(format, Purpose::SuggestCta, &format.prompts.suggest_cta, inputs, format.max_chars as usize, true)
+            .await?;
         let labels = parse_labels(&answer.text)?;
         Ok(json!({ "labels": labels, "offline": self.ai.llm.is_offline() }))
     }
 
-    async fn ask_json(
-        &mut self,
-        format: &Format,
-        purpose: Purpose,
-        template: &str,
-        inputs: Value,
-    ) -> Result<ChatAnswer, ActionError> {
-        self.request(format, purpose, template, inputs, format.max_chars as usize, true).await
-    }
-
-    async fn ask(
-        &mut self,
-        format: &Format,
-        purpose: Purpose,
-        template: &str,
-        inputs: Value,
-        limit: usize,
-    ) -> Result<ChatAnswer, ActionError> {
-        self.request(format, purpose, template, inputs, limit, false).await
-    }
-
-    /// Renders the prompts, asks the model and records the call.
+    /// Renders the prompts, asks the model (for a JSON object when `json`) and records the call.
     async fn request(
         &mut self,
         format: &Format,
@@ -593,7 +576,10 @@ mod tests {
             parse_labels("{\"labels\": [\"Order now\", \"Order now\", \"Write to us\"]}").unwrap(),
             vec!["Order now", "Write to us"]
         );
-        assert_eq!(parse_labels("1. «Պատվիրե՛ք»\n2) <b>Գրե՛ք մեզ</b>\n\n").unwrap(), vec!["Պատվիրե՛ք", "Գրե՛ք մեզ"]);
+        assert_eq!(
+            parse_labels("1. «Order now»\n2) <b>Write to us</b>\n\n").unwrap(),
+            vec!["Order now", "Write to us"]
+        );
         assert!(parse_labels("```\n```").is_err());
     }
 }

@@ -667,8 +667,7 @@ impl App {
             if let (crate::engine::session::Wait::Action { request_id }, Some(pending)) =
                 (&session.wait, &session.pending)
                 && pending.request_id == *request_id
-                && Ai::handles(&pending.name)
-                && !self.driver.ai.llm().is_offline()
+                && self.driver.deferred(&pending.name)
                 && engine::pending_is_current(&self.driver.bundle, &session)
                 && authorized.contains(&session.user_id)
             {
