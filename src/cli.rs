@@ -171,16 +171,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = Store::open(&settings.store_path())?;
             let posts = store.posts()?;
             println!("{:>5}  {:<10}  {:<11}  {:<16}  title", "id", "status", "format", "desired time");
-            for post in
-                posts.iter().filter(|p| status.as_deref().is_none_or(|s| crate::actions::status_name(p.status) == s))
-            {
+            for post in posts.iter().filter(|p| status.as_deref().is_none_or(|s| p.status.name() == s)) {
                 println!(
                     "{:>5}  {:<10}  {:<11}  {:<16}  {}",
                     post.id,
-                    crate::actions::status_name(post.status),
+                    post.status.name(),
                     post.format.as_deref().unwrap_or("-"),
                     post.desired_time.as_deref().unwrap_or("-"),
-                    crate::actions::title_of(&post.text)
+                    post.display_title()
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -144,7 +144,15 @@ pub fn render_message(shown: &Shown, edited: bool, ansi: bool) -> String {
             let labels: Vec<&str> = rows.iter().flatten().map(String::as_str).collect();
             out.push_str(&format!("  menu: {}\n", labels.join(" | ")));
         }
+        Keyboard::Links(rows) => {
+            for button in rows.iter().flatten() {
+                out.push_str(&format!("  [🔗 {} → {}]\n", button.label, button.url));
+            }
+        }
         Keyboard::None => {}
+    }
+    if let crate::engine::event::LinkPreview::Above { url } = &shown.message.preview {
+        out.push_str(&format!("  [preview above the text: {url}]\n"));
     }
     out
 }
@@ -341,7 +349,12 @@ mod tests {
             .collect();
         let mut screen = Screen::default();
         screen.apply(vec![Effect::Send {
-            message: OutMessage { text: "x".into(), media: None, keyboard: Keyboard::Inline(vec![buttons]) },
+            message: OutMessage {
+                text: "x".into(),
+                media: None,
+                keyboard: Keyboard::Inline(vec![buttons]),
+                ..Default::default()
+            },
         }]);
         screen
     }
@@ -381,7 +394,7 @@ mod tests {
     #[test]
     fn edits_replace_the_message_and_unknown_edits_send_anew() {
         let mut screen = screen_with(&["a"]);
-        let message = OutMessage { text: "new".into(), media: None, keyboard: Keyboard::None };
+        let message = OutMessage { text: "new".into(), media: None, keyboard: Keyboard::None, ..Default::default() };
         let turn = screen.apply(vec![Effect::Edit { message_id: 1, message: message.clone() }]);
         assert_eq!(turn.messages.len(), 1);
         assert!(turn.messages[0].1, "marked as an edit");

@@ -3,14 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::event::Media;
+use crate::engine::post_view::{LinkButton, PostContent, PostOptions};
 use crate::engine::session::Session;
 
 /// The schema this build writes. Bump it with a migration when a table changes shape.
-pub const SCHEMA_VERSION: u64 = 1;
+/// 2: post indexes (due, by status, by creator) and the fuller post record.
+pub const SCHEMA_VERSION: u64 = 2;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SESSIONS: TableDefinition<i64, &[u8]> = TableDefinition::new("sessions");
@@ -23,13 +25,30 @@ const ACTION_LOG: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("act
 const SEEN_UPDATES: TableDefinition<i64, (u64, i64)> = TableDefinition::new("seen_updates");
 /// The append-only event log, in order of recording: sequence number → JSON record.
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// Scheduled posts by when they fall due: (publish_at, post id).
+const POSTS_DUE: TableDefinition<(i64, u64), ()> = TableDefinition::new("posts_due");
+/// Posts by status: (status code, post id).
+const POSTS_BY_STATUS: TableDefinition<(u8, u64), ()> = TableDefinition::new("posts_by_status");
+/// Posts by the admin who created them: (user id, post id).
+const POSTS_BY_CREATOR: TableDefinition<(i64, u64), ()> = TableDefinition::new("posts_by_creator");
 /// Telegram redelivers within hours; after a week without updates it may restart its update ids
 /// at a random (possibly lower) number. An id not newer than the last one counts as seen only
 /// within this horizon.
 const REDELIVERY_HORIZON_SECS: i64 = 24 * 3600;
 
 /// Names of every table, for backups and tests.
-pub const TABLES: [&str; 7] = ["meta", "sessions", "posts", "users", "action_log", "seen_updates", "events"];
+pub const TABLES: [&str; 10] = [
+    "meta",
+    "sessions",
+    "posts",
+    "users",
+    "action_log",
+    "seen_updates",
+    "events",
+    "posts_due",
+    "posts_by_status",
+    "posts_by_creator",
+];
 
 /// Store failures, worded for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -61,8 +80,9 @@ macro_rules! redb_errors {
 }
 redb_errors!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::DatabaseError);
 
-/// Where a post is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a post is in its life: draft → scheduled → publishing → published | failed, or
+/// cancelled (a scheduled post called off) or deleted (removed from the channel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PostStatus {
     Draft,
@@ -70,13 +90,63 @@ pub enum PostStatus {
     Publishing,
     Published,
     Failed,
+    Cancelled,
+    Deleted,
 }
 
-/// A post: a draft until it is scheduled or published.
+impl PostStatus {
+    pub const ALL: [PostStatus; 7] = [
+        PostStatus::Draft,
+        PostStatus::Scheduled,
+        PostStatus::Publishing,
+        PostStatus::Published,
+        PostStatus::Failed,
+        PostStatus::Cancelled,
+        PostStatus::Deleted,
+    ];
+
+    /// The lowercase name flows, the CLI and exports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            PostStatus::Draft => "draft",
+            PostStatus::Scheduled => "scheduled",
+            PostStatus::Publishing => "publishing",
+            PostStatus::Published => "published",
+            PostStatus::Failed => "failed",
+            PostStatus::Cancelled => "cancelled",
+            PostStatus::Deleted => "deleted",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<PostStatus> {
+        PostStatus::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// One earlier version of a post's text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Revision {
+    pub at: i64,
+    pub by: i64,
+    /// The text as it was before this change.
+    pub text: String,
+}
+
+/// The most earlier versions kept per post.
+pub const MAX_REVISIONS: usize = 20;
+
+/// A post. Fields missing in a record written by an older postflow take their defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Post {
     pub id: u64,
     pub status: PostStatus,
+    /// A short name for lists (the first line of the text unless the admin named it).
+    #[serde(default)]
+    pub title: String,
     #[serde(default)]
     pub format: Option<String>,
     /// Telegram HTML.
@@ -87,12 +157,117 @@ pub struct Post {
     pub keywords: Option<String>,
     #[serde(default)]
     pub details: Option<String>,
-    /// The time the admin asked for, as `YYYY-MM-DDTHH:MM` in the scheduler's time zone.
+    #[serde(default)]
+    pub language: Option<String>,
+    #[serde(default)]
+    pub buttons: Vec<LinkButton>,
+    #[serde(default)]
+    pub options: PostOptions,
+    /// When it goes out (Unix seconds, UTC); shown in the scheduler's time zone.
+    #[serde(default)]
+    pub publish_at: Option<i64>,
+    /// The time a draft's admin wished for, as `YYYY-MM-DDTHH:MM` (no commitment).
     #[serde(default)]
     pub desired_time: Option<String>,
     pub created_by: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The channel messages the post became, in order (several for an album or a split text).
+    #[serde(default)]
+    pub message_ids: Vec<i64>,
+    #[serde(default)]
+    pub published_at: Option<i64>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Publishing attempts made.
+    #[serde(default)]
+    pub attempts: u32,
+    /// How many of the post's channel messages went out in the current attempt (a retry goes
+    /// on from there; `message_ids` holds their ids).
+    #[serde(default)]
+    pub parts_sent: u32,
+    /// The last quality score the AI gave (0–10).
+    #[serde(default)]
+    pub score: Option<f64>,
+    /// Earlier versions of the text, oldest first.
+    #[serde(default)]
+    pub revisions: Vec<Revision>,
+}
+
+impl Post {
+    /// An empty draft by `created_by` at `now`.
+    pub fn draft(text: impl Into<String>, created_by: i64, now: i64) -> Post {
+        Post {
+            id: 0,
+            status: PostStatus::Draft,
+            title: String::new(),
+            format: None,
+            text: text.into(),
+            media: None,
+            keywords: None,
+            details: None,
+            language: None,
+            buttons: Vec::new(),
+            options: PostOptions::default(),
+            publish_at: None,
+            desired_time: None,
+            created_by,
+            created_at: now,
+            updated_at: now,
+            message_ids: Vec::new(),
+            published_at: None,
+            last_error: None,
+            attempts: 0,
+            parts_sent: 0,
+            score: None,
+            revisions: Vec::new(),
+        }
+    }
+
+    /// What the channel shows of this post.
+    pub fn content(&self) -> PostContent {
+        PostContent {
+            text: self.text.clone(),
+            media: self.media.clone(),
+            buttons: self.buttons.clone(),
+            options: self.options.clone(),
+        }
+    }
+
+    /// Replaces the text, keeping the old one in the revision history.
+    pub fn revise(&mut self, text: String, by: i64, now: i64) {
+        if text == self.text {
+            return;
+        }
+        let old = std::mem::replace(&mut self.text, text);
+        self.revisions.push(Revision { at: now, by, text: old });
+        if self.revisions.len() > MAX_REVISIONS {
+            self.revisions.remove(0);
+        }
+    }
+
+    /// The title for lists.
+    pub fn display_title(&self) -> String {
+        if self.title.trim().is_empty() { title_of(&self.text) } else { self.title.clone() }
+    }
+}
+
+/// The first line of a post as plain text, shortened for a button label.
+pub fn title_of(html: &str) -> String {
+    let plain = crate::engine::html::to_plain_text(html, false);
+    let line = plain.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("…");
+    let mut title: String = line.chars().take(40).collect();
+    if line.chars().count() > 40 {
+        title.push('…');
+    }
+    title
+}
+
+/// A page of posts and how many there are in all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub posts: Vec<Post>,
+    pub total: u64,
 }
 
 /// An authorised user the bot has seen.
@@ -111,6 +286,8 @@ pub struct User {
 pub struct Store {
     db: std::sync::Arc<Database>,
     path: PathBuf,
+    /// Signalled after a commit that changed when a post falls due (the scheduler sleeps on it).
+    schedule_changed: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -124,13 +301,23 @@ impl Store {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.to_path_buf()),
             other => StoreError::Redb(format!("cannot open {}: {other}", path.display())),
         })?;
-        let store = Store { db: std::sync::Arc::new(db), path: path.to_path_buf() };
+        let store = Store {
+            db: std::sync::Arc::new(db),
+            path: path.to_path_buf(),
+            schedule_changed: std::sync::Arc::new(tokio::sync::Notify::new()),
+        };
         store.check_schema()?;
         Ok(store)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Resolves after a commit that scheduled, rescheduled or unscheduled a post (or at once if
+    /// one happened since the last wait): one waiter, the scheduler.
+    pub async fn schedule_changed(&self) {
+        self.schedule_changed.notified().await
     }
 
     fn check_schema(&self) -> Result<(), StoreError> {
@@ -142,7 +329,13 @@ impl Store {
                 Some(found) if found > SCHEMA_VERSION => {
                     return Err(StoreError::NewerSchema { path: self.path.clone(), found, supported: SCHEMA_VERSION });
                 }
-                Some(_) => {}
+                Some(SCHEMA_VERSION) => {}
+                Some(older) => {
+                    tracing::info!(from = older, to = SCHEMA_VERSION, "migrating the store");
+                    meta.insert("schema_version", SCHEMA_VERSION)?;
+                    drop(meta);
+                    migrate(&txn, older)?;
+                }
                 None => {
                     meta.insert("schema_version", SCHEMA_VERSION)?;
                 }
@@ -154,6 +347,9 @@ impl Store {
             txn.open_table(SEEN_UPDATES)?;
             txn.open_table(ACTION_LOG)?;
             txn.open_table(EVENTS)?;
+            txn.open_table(POSTS_DUE)?;
+            txn.open_table(POSTS_BY_STATUS)?;
+            txn.open_table(POSTS_BY_CREATOR)?;
         }
         txn.commit()?;
         Ok(())
@@ -203,6 +399,62 @@ impl Store {
     pub fn posts(&self) -> Result<Vec<Post>, StoreError> {
         let txn = self.db.begin_read()?;
         read_posts(&txn.open_table(POSTS)?)
+    }
+
+    /// Posts with a status, newest first: `limit` of them after skipping `offset`.
+    pub fn posts_with_status(&self, status: PostStatus, offset: u64, limit: u64) -> Result<Page, StoreError> {
+        let txn = self.db.begin_read()?;
+        page_by_status(&txn.open_table(POSTS_BY_STATUS)?, &txn.open_table(POSTS)?, status, offset, limit)
+    }
+
+    /// How many posts have each status.
+    pub fn status_counts(&self) -> Result<Vec<(PostStatus, u64)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(POSTS_BY_STATUS)?;
+        let mut counts = Vec::new();
+        for status in PostStatus::ALL {
+            let code = status.code();
+            counts.push((status, index.range((code, 0)..=(code, u64::MAX))?.count() as u64));
+        }
+        Ok(counts)
+    }
+
+    /// A creator's posts, newest first, at most `limit`.
+    pub fn posts_by(&self, creator: i64, limit: usize) -> Result<Vec<Post>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(POSTS_BY_CREATOR)?;
+        let posts = txn.open_table(POSTS)?;
+        let mut found = Vec::new();
+        for entry in index.range((creator, 0)..=(creator, u64::MAX))?.rev().take(limit) {
+            let id = entry?.0.value().1;
+            found.extend(read_post(&posts, id)?);
+        }
+        Ok(found)
+    }
+
+    /// The first scheduled post to fall due: (publish_at, id).
+    pub fn next_due(&self) -> Result<Option<(i64, u64)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(POSTS_DUE)?;
+        let first = index.first()?;
+        Ok(first.map(|(key, _)| key.value()))
+    }
+
+    /// Scheduled posts due at or before `until`, earliest first, at most `limit`.
+    pub fn due(&self, until: i64, limit: usize) -> Result<Vec<(i64, u64)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(POSTS_DUE)?;
+        let mut due = Vec::new();
+        for entry in index.range((i64::MIN, 0)..=(until, u64::MAX))?.take(limit) {
+            due.push(entry?.0.value());
+        }
+        Ok(due)
+    }
+
+    /// How many posts are scheduled.
+    pub fn queue_length(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(POSTS_DUE)?.len()?)
     }
 
     /// Writes raw bytes as a chat's session (tests of damaged records).
@@ -272,12 +524,19 @@ impl Store {
 /// durable transaction, or not at all.
 pub struct Turn {
     txn: redb::WriteTransaction,
+    schedule_changed: std::sync::Arc<tokio::sync::Notify>,
+    /// A post's due time changed in this turn: the scheduler is told after the commit.
+    touched_schedule: std::cell::Cell<bool>,
 }
 
 impl Store {
     /// Starts a turn. Turns are serialised: one writer at a time.
     pub fn begin_turn(&self) -> Result<Turn, StoreError> {
-        Ok(Turn { txn: self.db.begin_write()? })
+        Ok(Turn {
+            txn: self.db.begin_write()?,
+            schedule_changed: self.schedule_changed.clone(),
+            touched_schedule: std::cell::Cell::new(false),
+        })
     }
 }
 
@@ -301,19 +560,69 @@ impl Turn {
         read_posts(&self.txn.open_table(POSTS)?)
     }
 
-    /// Inserts a post with the next id, or replaces it when `post.id` is already set.
+    /// Inserts a post with the next id, or replaces it when `post.id` is already set; the
+    /// indexes follow.
     pub fn save_post(&self, mut post: Post) -> Result<Post, StoreError> {
         let mut table = self.txn.open_table(POSTS)?;
         if post.id == 0 {
             post.id = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
         }
+        let old = read_post(&table, post.id)?;
         let bytes = serde_json::to_vec(&post).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         table.insert(post.id, bytes.as_slice())?;
+        drop(table);
+        if let Some(old) = &old {
+            self.unindex(old)?;
+        }
+        self.index(&post)?;
+        if old.as_ref().map(due_key) != Some(due_key(&post)) {
+            self.touched_schedule.set(true);
+        }
         Ok(post)
     }
 
+    /// Removes a post record and its index entries.
     pub fn delete_post(&self, id: u64) -> Result<bool, StoreError> {
-        Ok(self.txn.open_table(POSTS)?.remove(id)?.is_some())
+        let Some(old) = self.post(id)? else { return Ok(false) };
+        self.txn.open_table(POSTS)?.remove(id)?;
+        self.unindex(&old)?;
+        if due_key(&old).is_some() {
+            self.touched_schedule.set(true);
+        }
+        Ok(true)
+    }
+
+    fn index(&self, post: &Post) -> Result<(), StoreError> {
+        self.txn.open_table(POSTS_BY_STATUS)?.insert((post.status.code(), post.id), ())?;
+        self.txn.open_table(POSTS_BY_CREATOR)?.insert((post.created_by, post.id), ())?;
+        if let Some(key) = due_key(post) {
+            self.txn.open_table(POSTS_DUE)?.insert(key, ())?;
+        }
+        Ok(())
+    }
+
+    fn unindex(&self, post: &Post) -> Result<(), StoreError> {
+        self.txn.open_table(POSTS_BY_STATUS)?.remove((post.status.code(), post.id))?;
+        self.txn.open_table(POSTS_BY_CREATOR)?.remove((post.created_by, post.id))?;
+        if let Some(key) = due_key(post) {
+            self.txn.open_table(POSTS_DUE)?.remove(key)?;
+        }
+        Ok(())
+    }
+
+    /// Posts with a status, newest first: `limit` of them after skipping `offset`.
+    pub fn posts_with_status(&self, status: PostStatus, offset: u64, limit: u64) -> Result<Page, StoreError> {
+        page_by_status(&self.txn.open_table(POSTS_BY_STATUS)?, &self.txn.open_table(POSTS)?, status, offset, limit)
+    }
+
+    /// Scheduled posts due at or before `until`, earliest first, at most `limit`.
+    pub fn due(&self, until: i64, limit: usize) -> Result<Vec<(i64, u64)>, StoreError> {
+        let index = self.txn.open_table(POSTS_DUE)?;
+        let mut due = Vec::new();
+        for entry in index.range((i64::MIN, 0)..=(until, u64::MAX))?.take(limit) {
+            due.push(entry?.0.value());
+        }
+        Ok(due)
     }
 
     pub fn action_result(&self, chat_id: i64, request_id: u64) -> Result<Option<serde_json::Value>, StoreError> {
@@ -368,11 +677,62 @@ impl Turn {
         Ok(true)
     }
 
-    /// Makes the turn durable.
+    /// Makes the turn durable (and wakes the scheduler if a due time changed).
     pub fn commit(self) -> Result<(), StoreError> {
         self.txn.commit()?;
+        if self.touched_schedule.get() {
+            self.schedule_changed.notify_one();
+        }
         Ok(())
     }
+}
+
+/// A post's place in the due index: scheduled posts with a time only.
+fn due_key(post: &Post) -> Option<(i64, u64)> {
+    match (post.status, post.publish_at) {
+        (PostStatus::Scheduled, Some(at)) => Some((at, post.id)),
+        _ => None,
+    }
+}
+
+fn page_by_status(
+    index: &impl ReadableTable<(u8, u64), ()>,
+    posts: &impl ReadableTable<u64, &'static [u8]>,
+    status: PostStatus,
+    offset: u64,
+    limit: u64,
+) -> Result<Page, StoreError> {
+    let code = status.code();
+    let range = index.range((code, 0)..=(code, u64::MAX))?;
+    let mut found = Vec::new();
+    let mut total = 0;
+    for entry in range.rev() {
+        let id = entry?.0.value().1;
+        if total >= offset && total < offset.saturating_add(limit) {
+            found.extend(read_post(posts, id)?);
+        }
+        total += 1;
+    }
+    Ok(Page { posts: found, total })
+}
+
+/// Brings a store written by an older postflow up to [`SCHEMA_VERSION`] inside `txn`.
+fn migrate(txn: &redb::WriteTransaction, from: u64) -> Result<(), StoreError> {
+    if from < 2 {
+        // Version 2 added the post indexes; older post records decode with defaults.
+        let posts = read_posts(&txn.open_table(POSTS)?)?;
+        let mut by_status = txn.open_table(POSTS_BY_STATUS)?;
+        let mut by_creator = txn.open_table(POSTS_BY_CREATOR)?;
+        let mut due = txn.open_table(POSTS_DUE)?;
+        for post in &posts {
+            by_status.insert((post.status.code(), post.id), ())?;
+            by_creator.insert((post.created_by, post.id), ())?;
+            if let Some(key) = due_key(post) {
+                due.insert(key, ())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: impl FnOnce() -> String) -> Result<T, StoreError> {
@@ -413,19 +773,9 @@ mod tests {
     use super::*;
 
     fn post() -> Post {
-        Post {
-            id: 0,
-            status: PostStatus::Draft,
-            format: Some("selling".into()),
-            text: "<b>Héllo</b>".into(),
-            media: None,
-            keywords: None,
-            details: None,
-            desired_time: None,
-            created_by: 1,
-            created_at: 10,
-            updated_at: 10,
-        }
+        let mut post = Post::draft("<b>Héllo</b>", 1, 10);
+        post.format = Some("selling".into());
+        post
     }
 
     #[test]
@@ -463,6 +813,75 @@ mod tests {
         Store::open(&path).unwrap().set_schema_version(SCHEMA_VERSION + 1).unwrap();
         let err = Store::open(&path).err().unwrap();
         assert!(matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1), "{err}");
+    }
+
+    #[test]
+    fn the_indexes_follow_every_change_of_status_time_and_creator() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let mut ids = Vec::new();
+        for (i, at) in [300, 100, 200].into_iter().enumerate() {
+            let mut p = post();
+            p.created_by = if i == 0 { 7 } else { 8 };
+            p.status = PostStatus::Scheduled;
+            p.publish_at = Some(at);
+            ids.push(store.save_post(p).unwrap().id);
+        }
+        assert_eq!(store.next_due().unwrap(), Some((100, ids[1])));
+        assert_eq!(store.due(200, 10).unwrap(), vec![(100, ids[1]), (200, ids[2])]);
+        // Published: out of the due index, into another status.
+        let mut first = store.post(ids[1]).unwrap().unwrap();
+        first.status = PostStatus::Published;
+        store.save_post(first).unwrap();
+        assert_eq!(store.next_due().unwrap(), Some((200, ids[2])));
+        // Rescheduled: the old time is gone from the index.
+        let mut later = store.post(ids[2]).unwrap().unwrap();
+        later.publish_at = Some(400);
+        store.save_post(later).unwrap();
+        assert_eq!(store.due(1000, 10).unwrap(), vec![(300, ids[0]), (400, ids[2])]);
+        assert_eq!(store.queue_length().unwrap(), 2);
+        let scheduled = store.posts_with_status(PostStatus::Scheduled, 0, 10).unwrap();
+        assert_eq!(
+            (scheduled.total, scheduled.posts.iter().map(|p| p.id).collect::<Vec<_>>()),
+            (2, vec![ids[2], ids[0]])
+        );
+        let page = store.posts_with_status(PostStatus::Scheduled, 1, 10).unwrap();
+        assert_eq!(page.posts.iter().map(|p| p.id).collect::<Vec<_>>(), vec![ids[0]]);
+        assert_eq!(store.posts_by(8, 10).unwrap().len(), 2);
+        let turn = store.begin_turn().unwrap();
+        turn.delete_post(ids[0]).unwrap();
+        turn.commit().unwrap();
+        assert_eq!(store.due(1000, 10).unwrap(), vec![(400, ids[2])]);
+        assert_eq!(store.posts_by(7, 10).unwrap(), Vec::new());
+        let counts = store.status_counts().unwrap();
+        assert!(counts.contains(&(PostStatus::Scheduled, 1)) && counts.contains(&(PostStatus::Published, 1)));
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_with_its_posts_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.redb");
+        {
+            // A store as postflow 0.1 wrote it: schema 1, posts without the new fields, no indexes.
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META).unwrap().insert("schema_version", 1).unwrap();
+            let old = serde_json::json!({
+                "id": 1, "status": "draft", "format": "selling", "text": "Old", "media": null,
+                "keywords": "k", "details": null, "desired_time": "2026-12-01T10:00",
+                "created_by": 5, "created_at": 1, "updated_at": 2
+            });
+            let bytes = serde_json::to_vec(&old).unwrap();
+            txn.open_table(POSTS).unwrap().insert(1, bytes.as_slice()).unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let drafts = store.posts_with_status(PostStatus::Draft, 0, 10).unwrap();
+        assert_eq!(drafts.total, 1);
+        assert_eq!(drafts.posts[0].desired_time.as_deref(), Some("2026-12-01T10:00"));
+        assert_eq!(drafts.posts[0].display_title(), "Old");
+        assert_eq!(store.posts_by(5, 10).unwrap().len(), 1);
     }
 
     #[test]

@@ -300,7 +300,7 @@ fn a_busy_chat_does_not_hold_up_another() {
 #[test]
 fn an_edit_of_a_message_telegram_no_longer_has_is_sent_anew() {
     let bot = Bot::start(Setup::default());
-    bot.clock.store(1_795_673_220, std::sync::atomic::Ordering::SeqCst); // 2026-11-26 10:07 in Yerevan
+    bot.clock.set(1_795_673_220); // 2026-11-26 10:07 in Yerevan
     to_the_media_step(&bot, "նոր հավաքածու");
     bot.press(ADMIN, "Առանց մեդիայի ⏭");
     bot.press(ADMIN, "📅 Պլանավորել");

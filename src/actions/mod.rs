@@ -1,13 +1,14 @@
 //! The action registry: named Rust actions with typed argument schemas that the config
 //! compiler checks, and their implementations.
 
-use serde_json::{Value, json};
+pub mod posts;
+
+use serde_json::Value;
 
 use crate::config::Bundle;
 use crate::config::bundle::{ActionErrorCode, ActionSchema, ArgKind, ArgSpec};
 use crate::engine::BUILTIN_SESSION_CLEAR;
-use crate::engine::event::Media;
-use crate::store::{Post, PostStatus, StoreError, Turn};
+use crate::store::{StoreError, Turn};
 
 /// Every action a flow may call.
 pub const CATALOGUE: &[ActionSchema] = &[
@@ -139,31 +140,102 @@ pub const CATALOGUE: &[ActionSchema] = &[
     },
     ActionSchema {
         name: "draft.save",
-        description: "Stores the post as a draft and returns `{id, status}`.",
+        description: "Stores a new draft, or updates a draft or scheduled post (`id`), and returns `{id, status}`; a text change keeps the old text in the post's history.",
         args: &[
             ArgSpec { name: "text", kind: ArgKind::Text, required: true, description: "the post text (Telegram HTML)" },
             ArgSpec { name: "format", kind: ArgKind::Text, required: false, description: "the format id" },
             ArgSpec { name: "media", kind: ArgKind::Media, required: false, description: "a media slot value" },
             ArgSpec { name: "keywords", kind: ArgKind::Text, required: false, description: "the keywords" },
             ArgSpec { name: "details", kind: ArgKind::Text, required: false, description: "the extra details" },
+            ArgSpec { name: "language", kind: ArgKind::Text, required: false, description: "the post's language code" },
+            ArgSpec { name: "title", kind: ArgKind::Text, required: false, description: "a name for lists" },
             ArgSpec {
                 name: "desired_time",
                 kind: ArgKind::Text,
                 required: false,
-                description: "when the admin wants it out, `YYYY-MM-DDTHH:MM`",
+                description: "when the admin wants it out, `YYYY-MM-DDTHH:MM` (a wish, not a schedule)",
             },
-            ArgSpec { name: "id", kind: ArgKind::Number, required: false, description: "the id of a draft to update" },
+            ArgSpec {
+                name: "buttons",
+                kind: ArgKind::List,
+                required: false,
+                description: "call-to-action buttons `[{label, url}]` (addresses are checked)",
+            },
+            ArgSpec {
+                name: "layout",
+                kind: ArgKind::Text,
+                required: false,
+                description: "caption, separate or link_preview (media with a long text)",
+            },
+            ArgSpec {
+                name: "link_url",
+                kind: ArgKind::Text,
+                required: false,
+                description: "the page shown large above the text in the link_preview layout",
+            },
+            ArgSpec {
+                name: "silent",
+                kind: ArgKind::Text,
+                required: false,
+                description: "true: no notification sound",
+            },
+            ArgSpec { name: "pin", kind: ArgKind::Text, required: false, description: "true: pin it in the channel" },
+            ArgSpec {
+                name: "link_preview",
+                kind: ArgKind::Text,
+                required: false,
+                description: "true: show a preview of the first link",
+            },
+            ArgSpec { name: "score", kind: ArgKind::Number, required: false, description: "the AI's quality score" },
+            ArgSpec { name: "id", kind: ArgKind::Number, required: false, description: "the id of a post to update" },
         ],
     },
     ActionSchema {
+        name: "post.schedule",
+        description: "Schedules a post for a date and time in SCHEDULER_TIMEZONE: `{id, status, publish_at, local, adjusted (gap|overlap|null), note}`; a past time fails with past_time.",
+        args: &[
+            ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" },
+            ArgSpec { name: "date", kind: ArgKind::Text, required: true, description: "`YYYY-MM-DD`" },
+            ArgSpec { name: "time", kind: ArgKind::Text, required: true, description: "`HH:MM`" },
+        ],
+    },
+    ActionSchema {
+        name: "post.publish",
+        description: "Queues a post to be published at once: `{id, status}`; the admin is told when it is out.",
+        args: &[ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" }],
+    },
+    ActionSchema {
+        name: "post.cancel",
+        description: "Calls off a scheduled or failed post: `{id, status}`.",
+        args: &[ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" }],
+    },
+    ActionSchema {
+        name: "post.resolve",
+        description: "Settles a post left publishing or failed: `choice` mark_published, publish_again or draft.",
+        args: &[
+            ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" },
+            ArgSpec {
+                name: "choice",
+                kind: ArgKind::Text,
+                required: true,
+                description: "mark_published, publish_again or draft",
+            },
+        ],
+    },
+    ActionSchema {
+        name: "post.duplicate",
+        description: "Copies a post as a new draft: `{id, status}`.",
+        args: &[ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" }],
+    },
+    ActionSchema {
         name: "posts.list",
-        description: "Lists posts, newest first, as `[{id, title, format, status, desired_time}]`.",
+        description: "Lists posts, newest first (scheduled: soonest first), as `[{id, title, format, status, desired_time, publish_local, published_local, last_error, media}]`.",
         args: &[
             ArgSpec {
                 name: "status",
                 kind: ArgKind::Text,
                 required: false,
-                description: "draft, scheduled, published or failed",
+                description: "draft, scheduled, publishing, published, failed, cancelled, deleted, or several comma-separated",
             },
             ArgSpec {
                 name: "limit",
@@ -175,12 +247,12 @@ pub const CATALOGUE: &[ActionSchema] = &[
     },
     ActionSchema {
         name: "post.get",
-        description: "Loads one post by id.",
+        description: "Loads one post by id (with `publish_local` and `published_local`).",
         args: &[ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" }],
     },
     ActionSchema {
         name: "post.delete",
-        description: "Deletes a draft by id.",
+        description: "Deletes a post that never reached the channel (draft, cancelled or failed).",
         args: &[ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" }],
     },
 ];
@@ -224,77 +296,17 @@ impl From<serde_json::Error> for ActionError {
 /// Runs an action by name.
 pub fn run(ctx: &ActionContext<'_>, name: &str, args: &Value) -> Result<Value, ActionError> {
     match name {
-        "draft.save" => draft_save(ctx, args),
-        "posts.list" => {
-            let status = args.get("status").and_then(Value::as_str).unwrap_or("draft");
-            let limit = args.get("limit").and_then(Value::as_u64).unwrap_or(50) as usize;
-            let posts = ctx.store.posts()?;
-            let listed: Vec<Value> = posts
-                .iter()
-                .filter(|p| status_name(p.status) == status)
-                .take(limit)
-                .map(|p| {
-                    json!({
-                        "id": p.id,
-                        "title": title_of(&p.text),
-                        "format": p.format,
-                        "status": status_name(p.status),
-                        "desired_time": p.desired_time,
-                    })
-                })
-                .collect();
-            Ok(Value::Array(listed))
-        }
-        "post.get" => {
-            let id = id_arg(args)?;
-            let post =
-                ctx.store.post(id)?.ok_or_else(|| ActionError::new(ActionErrorCode::NotFound, format!("post {id}")))?;
-            Ok(serde_json::to_value(post)?)
-        }
-        "post.delete" => {
-            let id = id_arg(args)?;
-            let post =
-                ctx.store.post(id)?.ok_or_else(|| ActionError::new(ActionErrorCode::NotFound, format!("post {id}")))?;
-            if post.status != PostStatus::Draft {
-                let detail = format!("post {id} is {}", status_name(post.status));
-                return Err(ActionError::new(ActionErrorCode::NotADraft, detail));
-            }
-            ctx.store.delete_post(id)?;
-            Ok(json!({ "id": id, "deleted": true }))
-        }
+        "draft.save" => posts::draft_save(ctx, args),
+        "post.schedule" => posts::schedule(ctx, args),
+        "post.publish" => posts::publish_now(ctx, args),
+        "post.cancel" => posts::cancel(ctx, args),
+        "post.resolve" => posts::resolve(ctx, args),
+        "post.duplicate" => posts::duplicate(ctx, args),
+        "posts.list" => posts::list(ctx, args),
+        "post.get" => posts::get(ctx, args),
+        "post.delete" => posts::delete(ctx, args),
         other => Err(ActionError::new(ActionErrorCode::Unavailable, format!("action `{other}`"))),
     }
-}
-
-fn draft_save(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
-    let text = str_arg(args, "text")?;
-    if text.trim().is_empty() {
-        return Err(ActionError::new(ActionErrorCode::EmptyText, "draft.save"));
-    }
-    let opt = |name: &str| args.get(name).and_then(Value::as_str).map(str::to_string).filter(|s| !s.is_empty());
-    let media = match args.get("media") {
-        None | Some(Value::Null) => None,
-        Some(value) => Some(serde_json::from_value::<Media>(value.clone())?),
-    };
-    let existing = match args.get("id").and_then(Value::as_u64) {
-        Some(id) => ctx.store.post(id)?,
-        None => None,
-    };
-    let post = Post {
-        id: existing.as_ref().map_or(0, |p| p.id),
-        status: PostStatus::Draft,
-        format: opt("format"),
-        text: crate::engine::html::sanitize(text),
-        media,
-        keywords: opt("keywords"),
-        details: opt("details"),
-        desired_time: opt("desired_time"),
-        created_by: existing.as_ref().map_or(ctx.user_id, |p| p.created_by),
-        created_at: existing.as_ref().map_or(ctx.now, |p| p.created_at),
-        updated_at: ctx.now,
-    };
-    let saved = ctx.store.save_post(post)?;
-    Ok(json!({ "id": saved.id, "status": "draft" }))
 }
 
 fn str_arg<'v>(args: &'v Value, name: &str) -> Result<&'v str, ActionError> {
@@ -310,26 +322,4 @@ fn id_arg(args: &Value) -> Result<u64, ActionError> {
         _ => None,
     }
     .ok_or_else(|| ActionError::new(ActionErrorCode::BadInput, "argument `id` is missing or not a post id"))
-}
-
-/// The lowercase name of a status, as flows and exports see it.
-pub fn status_name(status: PostStatus) -> &'static str {
-    match status {
-        PostStatus::Draft => "draft",
-        PostStatus::Scheduled => "scheduled",
-        PostStatus::Publishing => "publishing",
-        PostStatus::Published => "published",
-        PostStatus::Failed => "failed",
-    }
-}
-
-/// The first line of a post as plain text, shortened for a button label.
-pub fn title_of(html: &str) -> String {
-    let plain = crate::engine::html::to_plain_text(html, false);
-    let line = plain.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("…");
-    let mut title: String = line.chars().take(40).collect();
-    if line.chars().count() > 40 {
-        title.push('…');
-    }
-    title
 }

@@ -126,6 +126,8 @@ pub struct Step {
     /// Name of the template in [`Bundle::templates`] that renders the message.
     pub say: Option<String>,
     pub media_slot: Option<String>,
+    /// An expression giving a post to show as the channel would, before the step's message.
+    pub post: Option<String>,
     pub edit: bool,
     pub menu: bool,
     pub set: Vec<(String, String)>,
@@ -396,10 +398,13 @@ pub enum ActionErrorCode {
     AiEmpty,
     AiBadAnswer,
     AiOffline,
+    PastTime,
+    WrongStatus,
+    BadButton,
 }
 
 impl ActionErrorCode {
-    pub const ALL: [ActionErrorCode; 18] = [
+    pub const ALL: [ActionErrorCode; 21] = [
         ActionErrorCode::NotFound,
         ActionErrorCode::NotADraft,
         ActionErrorCode::EmptyText,
@@ -418,6 +423,9 @@ impl ActionErrorCode {
         ActionErrorCode::AiEmpty,
         ActionErrorCode::AiBadAnswer,
         ActionErrorCode::AiOffline,
+        ActionErrorCode::PastTime,
+        ActionErrorCode::WrongStatus,
+        ActionErrorCode::BadButton,
     ];
 
     /// The code as it travels in events and the action log.
@@ -441,6 +449,9 @@ impl ActionErrorCode {
             ActionErrorCode::AiEmpty => "ai_empty",
             ActionErrorCode::AiBadAnswer => "ai_bad_answer",
             ActionErrorCode::AiOffline => "ai_offline",
+            ActionErrorCode::PastTime => "past_time",
+            ActionErrorCode::WrongStatus => "wrong_status",
+            ActionErrorCode::BadButton => "bad_button",
         }
     }
 
@@ -467,6 +478,11 @@ impl ActionErrorCode {
             ActionErrorCode::AiEmpty => "the model gave an empty answer",
             ActionErrorCode::AiBadAnswer => "the model's answer could not be read (e.g. malformed JSON)",
             ActionErrorCode::AiOffline => "the action needs a language model and the AI runs offline",
+            ActionErrorCode::PastTime => "the publish time has already passed",
+            ActionErrorCode::WrongStatus => {
+                "the post's status does not allow this (e.g. it is being published or is already out)"
+            }
+            ActionErrorCode::BadButton => "a button's label or address is not usable",
         }
     }
 }
@@ -516,6 +532,7 @@ pub const REQUIRED_TEXTS: &[(&str, &str)] = &[
     ("access_denied", "the one reply to someone who is not an authorised admin"),
     ("flood_warning", "the one warning to a user who sends too many updates too fast"),
     ("unsupported_message", "a message kind no flow can use (sticker, voice, location...)"),
+    ("album_buttons", "the short text that carries a post's buttons under an album (albums cannot carry buttons)"),
 ];
 
 /// The argument schema of a registered action, which the compiler checks `with:` against.

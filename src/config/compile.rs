@@ -783,6 +783,12 @@ impl<'a> Compiler<'a> {
             }
         }
 
+        if let Some(expr) = &raw.post
+            && let Some(vars) = self.expression(file, &format!("{p}.post"), expr)
+        {
+            facts.reads.extend(vars.into_iter().map(|var| (var, format!("{p}.post"))));
+        }
+
         // set:
         let set = self.assignments(ctx, p, &raw.set, &mut facts);
         facts.sets.extend(set.iter().map(|(slot, _)| slot.clone()));
@@ -955,7 +961,11 @@ impl<'a> Compiler<'a> {
                 self.error(file, &format!("{p}.action"), "a step with `action` cannot also wait for input or buttons");
             self.hint(d, Some("put the action in its own step and `next:` to the step that asks".to_string()));
         }
-        if raw.edit && (raw.menu || raw.media.is_some()) {
+        if raw.post.is_some() && raw.media.is_some() {
+            let d = self.error(file, &format!("{p}.media"), "a step that shows a `post` cannot also have `media`");
+            self.hint(d, Some("the post brings its own media; put it in the post".to_string()));
+        }
+        if raw.edit && (raw.menu || raw.media.is_some() || raw.post.is_some()) {
             let d = self.error(
                 file,
                 &format!("{p}.edit"),
@@ -1005,6 +1015,7 @@ impl<'a> Compiler<'a> {
             id: ctx.step.to_string(),
             say,
             media_slot: raw.media.clone(),
+            post: raw.post.clone(),
             edit: raw.edit,
             menu: raw.menu,
             set,

@@ -40,6 +40,10 @@ pub struct RawStep {
     pub template: Option<String>,
     #[serde(default)]
     pub media: Option<String>,
+    /// An expression giving a post (`{text, media, buttons, options}`) to show exactly as the
+    /// channel would, before the step's own message.
+    #[serde(default)]
+    pub post: Option<String>,
     #[serde(default)]
     pub edit: bool,
     #[serde(default)]

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use super::codec::CallbackData;
+pub use super::post_view::LinkButton;
 use crate::config::bundle::MediaKind;
 
 /// Something that happened in a chat, with the time it happened.
@@ -45,6 +46,10 @@ pub enum EventKind {
     },
     /// The adapter (re)started and the chat is back: show the current step again.
     Resume,
+    /// The bot has something to tell (see [`Notice`](super::session::Notice)).
+    Notice {
+        notice: super::session::Notice,
+    },
 }
 
 /// The result of an action the engine asked for.
@@ -121,6 +126,8 @@ pub enum Keyboard {
     Inline(Vec<Vec<InlineButton>>),
     /// The main menu as a Telegram reply keyboard.
     Reply(Vec<Vec<String>>),
+    /// Buttons that open addresses (a channel post's calls to action).
+    Links(Vec<Vec<LinkButton>>),
 }
 
 impl Keyboard {
@@ -130,17 +137,40 @@ impl Keyboard {
             Keyboard::None => Vec::new(),
             Keyboard::Inline(rows) => rows.iter().flatten().map(|b| b.label.as_ref()).collect(),
             Keyboard::Reply(rows) => rows.iter().flatten().map(String::as_str).collect(),
+            Keyboard::Links(rows) => rows.iter().flatten().map(|b| b.label.as_str()).collect(),
         }
     }
 }
 
 /// A message to show: Telegram HTML text, optional media and a keyboard.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct OutMessage {
     pub text: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media: Option<Media>,
     pub keyboard: Keyboard,
+    #[serde(skip_serializing_if = "LinkPreview::is_default")]
+    pub preview: LinkPreview,
+}
+
+/// What Telegram shows for the links in a text message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LinkPreview {
+    /// Telegram's own choice: a preview of the first link.
+    #[default]
+    Default,
+    Off,
+    /// The page at `url`, large, above the text.
+    Above {
+        url: String,
+    },
+}
+
+impl LinkPreview {
+    pub fn is_default(&self) -> bool {
+        *self == LinkPreview::Default
+    }
 }
 
 /// What the engine asks the outside world to do.

@@ -6,6 +6,7 @@
 pub mod codec;
 pub mod event;
 pub mod html;
+pub mod post_view;
 pub mod render;
 pub mod session;
 pub mod widgets;
@@ -31,6 +32,10 @@ const MAX_TOAST: usize = 200;
 
 /// Transitions allowed within one event before the engine assumes a loop in the flow.
 const MAX_HOPS: usize = 64;
+/// Notices kept while an action runs; more are dropped (the posts' lists still show them).
+const MAX_NOTICES: usize = 16;
+/// Flow frames on the stack; a notice that would go deeper is not shown.
+const MAX_DEPTH: usize = 16;
 
 /// Applies one event to a session and returns the new session and the effects to carry out.
 pub fn step(bundle: &Bundle, session: &Session, event: &Event) -> (Session, Vec<Effect>) {
@@ -58,6 +63,11 @@ pub fn step_owned(bundle: &Bundle, mut session: Session, event: &Event) -> (Sess
     run.s.updated_at = event.now;
     run.forget_vanished_step();
     run.handle(&event.kind);
+    // Notices held while an action ran are shown once the chat waits for the user again.
+    while !run.failed && !matches!(run.s.wait, Wait::Action { .. }) && !run.s.notices.is_empty() {
+        let notice = run.s.notices.remove(0);
+        run.notice(notice);
+    }
     let Run { mut s, mut fx, answer, scope, .. } = run;
     s.slots = scope.take();
     if let Some(text) = answer {
@@ -116,6 +126,7 @@ impl<'a> Run<'a> {
             }
             EventKind::ActionResult { request_id, outcome } => self.action_result(*request_id, outcome),
             EventKind::Timer { .. } => {}
+            EventKind::Notice { notice } => self.notice(notice.clone()),
             EventKind::Resume => {
                 if self.s.wait == Wait::User
                     && let Some(step) = self.current_step()
@@ -360,8 +371,36 @@ impl<'a> Run<'a> {
         self.s.wait = Wait::Nothing;
         self.s.pending = None;
         self.reset_view();
-        self.s.stack.push(Frame { flow: flow.id.clone(), step: flow.start.clone() });
+        self.s.stack.push(Frame { flow: flow.id.clone(), step: flow.start.clone(), interrupt: false });
         self.apply_defaults(flow_id);
+        self.enter();
+    }
+
+    /// Shows a notice: its flow runs on top of the conversation, which is shown again where it
+    /// was when the notice's flow ends. While an action runs the notice waits its turn.
+    fn notice(&mut self, notice: session::Notice) {
+        let Some(flow) = self.bundle.flow(&notice.flow) else {
+            return self.internal_error(format!("notice flow `{}` does not exist", notice.flow));
+        };
+        if matches!(self.s.wait, Wait::Action { .. }) {
+            if self.s.notices.len() < MAX_NOTICES {
+                self.s.notices.push(notice);
+            }
+            return;
+        }
+        let step = notice.step.clone().filter(|s| flow.steps.contains_key(s)).unwrap_or_else(|| flow.start.clone());
+        let interrupt = !self.s.stack.is_empty();
+        if self.s.stack.len() >= MAX_DEPTH {
+            return;
+        }
+        self.s.stack.push(Frame { flow: flow.id.clone(), step, interrupt });
+        self.apply_defaults(&notice.flow);
+        for (slot, value) in notice.slots {
+            self.save(&slot, value);
+        }
+        self.s.wait = Wait::Nothing;
+        self.message_id = None;
+        self.reset_view();
         self.enter();
     }
 
@@ -370,7 +409,7 @@ impl<'a> Run<'a> {
             self.internal_error(format!("flow `{flow_id}` does not exist"));
             return;
         };
-        self.s.stack.push(Frame { flow: flow.id.clone(), step: flow.start.clone() });
+        self.s.stack.push(Frame { flow: flow.id.clone(), step: flow.start.clone(), interrupt: false });
         self.apply_defaults(flow_id);
         self.enter();
     }
@@ -520,7 +559,7 @@ impl<'a> Run<'a> {
                 let Some(callee) = self.bundle.flow(flow) else {
                     return self.internal_error(format!("flow `{flow}` does not exist"));
                 };
-                self.s.stack.push(Frame { flow: callee.id.clone(), step: callee.start.clone() });
+                self.s.stack.push(Frame { flow: callee.id.clone(), step: callee.start.clone(), interrupt: false });
                 self.apply_defaults(flow);
                 continue;
             }
@@ -541,11 +580,18 @@ impl<'a> Run<'a> {
     fn leave_frame(&mut self) -> bool {
         self.reset_view();
         loop {
-            self.s.stack.pop();
+            let interrupted = self.s.stack.pop().is_some_and(|frame| frame.interrupt);
             let Some(caller) = self.current_step() else {
                 self.stop();
                 return false;
             };
+            // A notice ended: the conversation it interrupted is shown where it was.
+            if interrupted {
+                self.message_id = None;
+                self.show(caller, None);
+                self.s.wait = Wait::User;
+                return false;
+            }
             let ctx = self.ctx(&[]);
             match self.pick_branch(caller, &ctx) {
                 Ok(Some(target)) => {
@@ -712,6 +758,15 @@ impl<'a> Run<'a> {
     /// is never edited in place (Telegram cannot turn text into media).
     fn show(&mut self, step: &Step, prefix: Option<String>) -> bool {
         let ctx = self.ctx(&[]);
+        if let Some(expr) = &step.post {
+            match self.post_preview(expr, &ctx) {
+                Ok(messages) => self.fx.extend(messages.into_iter().map(|message| Effect::Send { message })),
+                Err(err) => {
+                    self.internal_error(err);
+                    return false;
+                }
+            }
+        }
         let mut text = match &step.say {
             Some(template) => match render::render(self.bundle, template, &ctx) {
                 Ok(text) => text,
@@ -747,7 +802,12 @@ impl<'a> Run<'a> {
         let mut parts: Vec<OutMessage> = Vec::new();
         let mut media = media;
         if media.is_some() && (length > MAX_CAPTION || album) {
-            parts.push(OutMessage { text: String::new(), media: media.take(), keyboard: Keyboard::None });
+            parts.push(OutMessage {
+                text: String::new(),
+                media: media.take(),
+                keyboard: Keyboard::None,
+                ..Default::default()
+            });
             if album && blank && keyboard == Keyboard::None {
                 return false;
             }
@@ -757,16 +817,16 @@ impl<'a> Run<'a> {
             length = 1;
         }
         if media.is_some() || length <= MAX_TEXT {
-            parts.push(OutMessage { text, media, keyboard });
+            parts.push(OutMessage { text, media, keyboard, ..Default::default() });
         } else {
             let chunks = html::split_for_telegram(&text, MAX_TEXT);
             let last = chunks.len().saturating_sub(1);
             for (i, chunk) in chunks.into_iter().enumerate() {
                 let keyboard = if i == last { keyboard.clone() } else { Keyboard::None };
-                parts.push(OutMessage { text: chunk, media: None, keyboard });
+                parts.push(OutMessage { text: chunk, media: None, keyboard, ..Default::default() });
             }
         }
-        let single_text = parts.len() == 1 && parts[0].media.is_none();
+        let single_text = parts.len() == 1 && parts[0].media.is_none() && step.post.is_none();
         for message in parts {
             match self.message_id {
                 Some(message_id) if (step.edit || self.edit_in_place) && single_text => {
@@ -776,6 +836,19 @@ impl<'a> Run<'a> {
             }
         }
         interactive
+    }
+
+    /// The channel messages of the post a step shows, made by the publisher's own function.
+    fn post_preview(&self, expr: &str, ctx: &Value) -> Result<Vec<OutMessage>, String> {
+        let mut value = render::to_json(&render::eval(self.bundle, expr, ctx)?);
+        // Slots that are not set read as null: the post's defaults apply.
+        if let serde_json::Value::Object(fields) = &mut value {
+            fields.retain(|_, v| !v.is_null() && v.as_str() != Some("none"));
+        }
+        let content: post_view::PostContent =
+            serde_json::from_value(value).map_err(|e| format!("`post: {expr}` is not a post: {e}"))?;
+        let album_text = self.text_of("album_buttons", &[]).unwrap_or_else(|| "…".to_string());
+        Ok(post_view::channel_messages(&content, &album_text))
     }
 
     fn keyboard(&mut self, step: &Step, ctx: &Value, text: &mut String) -> Result<Keyboard, String> {
@@ -919,8 +992,9 @@ impl<'a> Run<'a> {
         match self.text_of(key, vars) {
             Some(text) => {
                 let keyboard = if with_menu { self.menu_keyboard() } else { Keyboard::None };
-                self.fx
-                    .push(Effect::Send { message: OutMessage { text: html::sanitize(&text), media: None, keyboard } });
+                self.fx.push(Effect::Send {
+                    message: OutMessage { text: html::sanitize(&text), media: None, keyboard, ..Default::default() },
+                });
             }
             None => self.fx.push(Effect::Warn { message: format!("menu text `{key}` could not be rendered") }),
         }

@@ -26,6 +26,20 @@ pub struct Session {
     pub pending: Option<PendingAction>,
     /// Unix seconds of the last event.
     pub updated_at: i64,
+    /// Notices that arrived while an action ran, shown once the chat is free again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<Notice>,
+}
+
+/// Something the bot tells an admin on its own (a post failed, was published late...): a flow
+/// to show, from `step` (default its start), with slots set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    pub flow: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    #[serde(default)]
+    pub slots: BTreeMap<String, serde_json::Value>,
 }
 
 impl Session {
@@ -48,6 +62,10 @@ impl Session {
 pub struct Frame {
     pub flow: String,
     pub step: String,
+    /// A notice interrupted the conversation with this frame: when it ends, the step below is
+    /// shown again (rather than moved past).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupt: bool,
 }
 
 /// What the session waits for.

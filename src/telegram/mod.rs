@@ -30,8 +30,8 @@ use gate::{FloodLimits, Gate, Verdict};
 use inbound::{FromChat, Inbound, Incoming, Sender};
 use outbound::{Press, Telegram};
 
-/// A source of "now" in Unix seconds (the system clock, or a test's clock).
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+/// A source of "now" (the system clock, or a test's clock).
+pub type Clock = Arc<dyn crate::scheduler::clock::Clock>;
 
 /// Called after an update has been dealt with and every reply delivered (tests and benchmarks
 /// wait on it; metrics will count with it).
@@ -82,7 +82,7 @@ impl RunOptions {
             album_quiet: Duration::from_millis(700),
             webhook_url: None,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            clock: Arc::new(|| chrono::Utc::now().timestamp()),
+            clock: Arc::new(crate::scheduler::clock::SystemClock),
             observer: None,
             shutdown: Box::pin(termination_signal()),
         }
@@ -693,7 +693,7 @@ impl App {
 
     /// Hands a slow action's result to the engine and delivers what it says.
     async fn finish_action(&self, chat_id: i64, launch: &Launch, completed: Completed) -> Option<Handled> {
-        let now = (self.clock)();
+        let now = self.clock.now();
         let driver = self.driver.clone();
         let launch_owned = launch.clone();
         let outcome =
@@ -745,7 +745,8 @@ impl App {
             tracing::warn!("menu text `{key}` is missing or does not render");
             return;
         };
-        let message = crate::engine::event::OutMessage { text, media: None, keyboard: Default::default() };
+        let message =
+            crate::engine::event::OutMessage { text, media: None, keyboard: Default::default(), ..Default::default() };
         if let Err(error) = outbound::send(&self.tg, chat_id, pace::Priority::FollowUp, &message).await {
             tracing::warn!(chat_id, "could not send `{key}`: {error}");
         }
@@ -762,7 +763,7 @@ impl App {
         kind: EventKind,
         press: Option<&mut Press>,
     ) -> Option<Handled> {
-        let now = (self.clock)();
+        let now = self.clock.now();
         let event = Event { chat_id, user_id: sender.id, now, kind };
         let user = User {
             id: sender.id,

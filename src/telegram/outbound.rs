@@ -12,12 +12,13 @@ use teloxide::prelude::*;
 use teloxide::requests::Request;
 use teloxide::types::{
     ChatAction, FileId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, InputMedia, InputMediaDocument,
-    InputMediaPhoto, InputMediaVideo, KeyboardButton, KeyboardMarkup, MessageId, ParseMode, ReplyMarkup,
+    InputMediaPhoto, InputMediaVideo, KeyboardButton, KeyboardMarkup, LinkPreviewOptions, MessageId, ParseMode,
+    ReplyMarkup,
 };
 
 use super::pace::{Pace, Priority};
 use crate::config::bundle::MediaKind;
-use crate::engine::event::{Effect, Keyboard, Media, OutMessage};
+use crate::engine::event::{Effect, Keyboard, LinkPreview, Media, OutMessage};
 
 /// The bot's line to Telegram: the client and the pacer every message goes through.
 #[derive(Clone)]
@@ -279,6 +280,18 @@ async fn edit(tg: &Telegram, chat_id: i64, message_id: i64, message: &OutMessage
 
 /// Sends a message: text, one media file with its caption, or an album.
 pub async fn send(tg: &Telegram, chat_id: i64, priority: Priority, message: &OutMessage) -> Result<(), RequestError> {
+    send_with(tg, chat_id, priority, message, false).await.map(drop)
+}
+
+/// Sends a message (see [`send`]), without a notification sound when `silent`, and returns
+/// the ids of the messages Telegram made (one per file of an album).
+pub async fn send_with(
+    tg: &Telegram,
+    chat_id: i64,
+    priority: Priority,
+    message: &OutMessage,
+    silent: bool,
+) -> Result<Vec<i64>, RequestError> {
     let bot = &tg.bot;
     let chat = ChatId(chat_id);
     let reply_markup = markup(&message.keyboard);
@@ -288,12 +301,23 @@ pub async fn send(tg: &Telegram, chat_id: i64, priority: Priority, message: &Out
         if let Some(reply_markup) = reply_markup {
             request = request.reply_markup(reply_markup);
         }
-        return tg.send_paced(chat_id, priority, request, "sendMessage").await.map(drop);
+        if let Some(options) = link_preview(&message.preview) {
+            request = request.link_preview_options(options);
+        }
+        if silent {
+            request = request.disable_notification(true);
+        }
+        let sent = tg.send_paced(chat_id, priority, request, "sendMessage").await?;
+        return Ok(vec![i64::from(sent.id.0)]);
     };
     if media.is_album() {
-        let request = bot.send_media_group(chat, album(media, caption));
+        let mut request = bot.send_media_group(chat, album(media, caption));
+        if silent {
+            request = request.disable_notification(true);
+        }
         let slot = Slot { chat_id, priority, weight: media.files().count() };
-        return call_with(request, "sendMediaGroup", ATTEMPTS, Some((&tg.pace, Some(slot)))).await.map(drop);
+        let sent = call_with(request, "sendMediaGroup", ATTEMPTS, Some((&tg.pace, Some(slot)))).await?;
+        return Ok(sent.iter().map(|m| i64::from(m.id.0)).collect());
     }
     let file = InputFile::file_id(FileId(media.file_id.clone()));
     macro_rules! send_file {
@@ -305,7 +329,11 @@ pub async fn send(tg: &Telegram, chat_id: i64, priority: Priority, message: &Out
             if let Some(reply_markup) = reply_markup {
                 request = request.reply_markup(reply_markup);
             }
-            tg.send_paced(chat_id, priority, request, $name).await.map(drop)
+            if silent {
+                request = request.disable_notification(true);
+            }
+            let sent = tg.send_paced(chat_id, priority, request, $name).await?;
+            Ok(vec![i64::from(sent.id.0)])
         }};
     }
     match media.kind {
@@ -313,6 +341,24 @@ pub async fn send(tg: &Telegram, chat_id: i64, priority: Priority, message: &Out
         MediaKind::Video => send_file!(send_video, "sendVideo"),
         MediaKind::Animation => send_file!(send_animation, "sendAnimation"),
         MediaKind::Document => send_file!(send_document, "sendDocument"),
+    }
+}
+
+/// The engine's link preview choice as Telegram's options (`None`: Telegram's default).
+fn link_preview(preview: &LinkPreview) -> Option<LinkPreviewOptions> {
+    let off = LinkPreviewOptions {
+        is_disabled: false,
+        url: None,
+        prefer_small_media: false,
+        prefer_large_media: false,
+        show_above_text: false,
+    };
+    match preview {
+        LinkPreview::Default => None,
+        LinkPreview::Off => Some(LinkPreviewOptions { is_disabled: true, ..off }),
+        LinkPreview::Above { url } => {
+            Some(LinkPreviewOptions { url: Some(url.clone()), prefer_large_media: true, show_above_text: true, ..off })
+        }
     }
 }
 
@@ -354,6 +400,14 @@ pub fn markup(keyboard: &Keyboard) -> Option<ReplyMarkup> {
                     .map(|button| InlineKeyboardButton::callback(button.label.to_string(), button.data.to_string()))
             }))))
         }
+        Keyboard::Links(rows) => Some(ReplyMarkup::InlineKeyboard(InlineKeyboardMarkup::new(rows.iter().map(|row| {
+            row.iter().filter_map(|button| {
+                // Addresses were checked when the button was made; one that no longer parses
+                // is left out rather than failing the whole message.
+                let url = url::Url::parse(&button.url).ok()?;
+                Some(InlineKeyboardButton::url(button.label.clone(), url))
+            })
+        })))),
         Keyboard::Reply(rows) => Some(ReplyMarkup::Keyboard(
             KeyboardMarkup::new(rows.iter().map(|row| row.iter().map(|label| KeyboardButton::new(label.clone()))))
                 .resize_keyboard()

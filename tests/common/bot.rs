@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ use postflow::conversation::{Delivered, Transport};
 use postflow::engine::codec::CallbackData;
 use postflow::engine::event::{EventKind, InlineButton, Keyboard, Media, MediaFile, OutMessage};
 use postflow::engine::session::Session;
+use postflow::scheduler::clock::ManualClock;
 use postflow::store::Store;
 use postflow::telegram::gate::FloodLimits;
 use postflow::telegram::{Report, RunError, RunOptions};
@@ -56,7 +57,7 @@ pub struct Bot {
     /// The bot's store (the same database the bot writes).
     pub store: Option<Store>,
     pub store_path: std::path::PathBuf,
-    pub clock: Arc<AtomicI64>,
+    pub clock: Arc<ManualClock>,
     done: Arc<Done>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), RunError>>>,
@@ -99,7 +100,7 @@ impl Bot {
             fake,
             store: None,
             store_path,
-            clock: Arc::new(AtomicI64::new(1_795_672_800)),
+            clock: Arc::new(ManualClock::at(1_795_672_800)),
             done: Arc::new(Done::default()),
             stop: None,
             task: None,
@@ -125,8 +126,7 @@ impl Bot {
         );
         options.flood = setup.flood;
         options.album_quiet = setup.album_quiet;
-        let clock = self.clock.clone();
-        options.clock = Arc::new(move || clock.load(Ordering::SeqCst));
+        options.clock = self.clock.clone();
         let done = self.done.clone();
         options.observer = Some(Arc::new(move |report: &Report| {
             let mut ids = done.ids.lock().unwrap_or_else(|p| p.into_inner());
@@ -246,7 +246,7 @@ pub struct TelegramChat<'a> {
 
 impl Transport for TelegramChat<'_> {
     fn deliver(&mut self, user: i64, now: i64, kind: EventKind) -> anyhow::Result<Delivered> {
-        self.bot.clock.store(now, Ordering::SeqCst);
+        self.bot.clock.set(now);
         let fake = &self.bot.fake;
         let update_ids = match kind {
             EventKind::Text { text } => vec![fake.send_text(user, &text)],
@@ -315,5 +315,5 @@ pub fn out_message(sent: &Output) -> OutMessage {
     } else {
         Keyboard::None
     };
-    OutMessage { text: sent.html.clone(), media, keyboard }
+    OutMessage { text: sent.html.clone(), media, keyboard, ..Default::default() }
 }

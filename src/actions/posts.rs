@@ -1,0 +1,358 @@
+//! The post actions: saving drafts, scheduling, publishing now, cancelling, resolving posts the
+//! publisher could not finish, listing and the scheduler's status. Each runs inside the event's
+//! store transaction, so a status change commits with the conversation or not at all.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{Value, json};
+
+use super::{ActionContext, ActionError, id_arg, str_arg};
+use crate::config::bundle::ActionErrorCode;
+use crate::engine::event::Media;
+use crate::engine::post_view::{self, Layout, LinkButton};
+use crate::engine::{parse_date, parse_time};
+use crate::scheduler::local_time::{self, Refused, Resolved};
+use crate::store::{Post, PostStatus};
+
+/// Saves a new draft, or updates a draft or a scheduled post (keeping its status and time).
+pub fn draft_save(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
+    let text = str_arg(args, "text")?;
+    if text.trim().is_empty() {
+        return Err(ActionError::new(ActionErrorCode::EmptyText, "draft.save"));
+    }
+    let existing = match args.get("id").and_then(as_id) {
+        Some(id) => Some(load(ctx, id)?),
+        None => None,
+    };
+    let mut post = match existing {
+        Some(post) => {
+            if !matches!(
+                post.status,
+                PostStatus::Draft | PostStatus::Scheduled | PostStatus::Failed | PostStatus::Cancelled
+            ) {
+                return Err(wrong_status(&post, "edited as a draft"));
+            }
+            post
+        }
+        None => Post::draft(String::new(), ctx.user_id, ctx.now),
+    };
+    post.revise(crate::engine::html::sanitize(text), ctx.user_id, ctx.now);
+    let opt = |name: &str| args.get(name).and_then(Value::as_str).map(str::to_string).filter(|s| !s.is_empty());
+    if args.get("format").is_some() {
+        post.format = opt("format");
+    }
+    if let Some(media) = args.get("media") {
+        post.media = match media {
+            Value::Null => None,
+            Value::String(s) if s.is_empty() || s == "none" => None,
+            value => Some(serde_json::from_value::<Media>(value.clone())?),
+        };
+    }
+    for (name, field) in
+        [("keywords", &mut post.keywords), ("details", &mut post.details), ("language", &mut post.language)]
+    {
+        if args.get(name).is_some() {
+            *field = opt(name);
+        }
+    }
+    if args.get("desired_time").is_some() {
+        post.desired_time = opt("desired_time");
+    }
+    if let Some(title) = opt("title") {
+        post.title = title;
+    }
+    if let Some(buttons) = args.get("buttons") {
+        post.buttons = buttons_arg(buttons)?;
+    }
+    if let Some(layout) = opt("layout") {
+        post.options.layout = match layout.as_str() {
+            "caption" => Layout::Caption,
+            "separate" => Layout::Separate,
+            "link_preview" => Layout::LinkPreview,
+            other => return Err(ActionError::new(ActionErrorCode::BadInput, format!("unknown layout `{other}`"))),
+        };
+    }
+    if args.get("link_url").is_some() {
+        post.options.link_url = match opt("link_url") {
+            None => None,
+            Some(url) => Some(
+                post_view::check_url(&url)
+                    .ok_or_else(|| ActionError::new(ActionErrorCode::BadButton, format!("link `{url}`")))?,
+            ),
+        };
+    }
+    for (name, field) in [
+        ("silent", &mut post.options.silent),
+        ("pin", &mut post.options.pin),
+        ("link_preview", &mut post.options.link_preview),
+    ] {
+        if let Some(value) = args.get(name).and_then(flag) {
+            *field = value;
+        }
+    }
+    if let Some(score) = args.get("score").and_then(number) {
+        post.score = Some(score);
+    }
+    post.updated_at = ctx.now;
+    let saved = ctx.store.save_post(post)?;
+    ctx.store.record_event(
+        "post_saved",
+        ctx.now,
+        &json!({ "post": saved.id, "user": ctx.user_id, "format": saved.format }),
+    )?;
+    Ok(json!({ "id": saved.id, "status": saved.status.name() }))
+}
+
+/// Schedules a post for a date and time on the scheduler's wall clock.
+pub fn schedule(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
+    let mut post = load(ctx, id_arg(args)?)?;
+    if !matches!(post.status, PostStatus::Draft | PostStatus::Scheduled | PostStatus::Failed | PostStatus::Cancelled) {
+        return Err(wrong_status(&post, "scheduled"));
+    }
+    let date = parse_date(str_arg(args, "date")?)
+        .ok_or_else(|| ActionError::new(ActionErrorCode::BadInput, "argument `date` is not a date"))?;
+    let time = parse_time(str_arg(args, "time")?)
+        .ok_or_else(|| ActionError::new(ActionErrorCode::BadInput, "argument `time` is not a time"))?;
+    let zone = ctx.bundle.timezone;
+    let now = Utc.timestamp_opt(ctx.now, 0).single().unwrap_or_default();
+    let resolved = local_time::resolve_future(zone, date, time, now).map_err(|refused| match refused {
+        Refused::Past => ActionError::new(ActionErrorCode::PastTime, format!("{date} {time} has passed in {zone}")),
+        Refused::Unresolvable => {
+            ActionError::new(ActionErrorCode::BadInput, format!("{date} {time} does not exist in {zone}"))
+        }
+    })?;
+    let at = resolved.at();
+    let rescheduled = post.status == PostStatus::Scheduled;
+    post.status = PostStatus::Scheduled;
+    post.publish_at = Some(at.timestamp());
+    post.last_error = None;
+    post.attempts = 0;
+    post.updated_at = ctx.now;
+    let saved = ctx.store.save_post(post)?;
+    let kind = if rescheduled { "post_rescheduled" } else { "post_scheduled" };
+    ctx.store.record_event(
+        kind,
+        ctx.now,
+        &json!({ "post": saved.id, "user": ctx.user_id, "publish_at": at.timestamp() }),
+    )?;
+    let (adjusted, note) = match resolved {
+        Resolved::Exact(_) => (Value::Null, Value::Null),
+        Resolved::SkippedForward { shown_as, .. } => (json!("gap"), json!(shown_as.format("%H:%M").to_string())),
+        Resolved::Ambiguous { later, .. } => (json!("overlap"), json!(local(zone, later.timestamp()))),
+    };
+    Ok(json!({
+        "id": saved.id,
+        "status": "scheduled",
+        "publish_at": at.timestamp(),
+        "local": local(zone, at.timestamp()),
+        "adjusted": adjusted,
+        "note": note,
+    }))
+}
+
+/// Puts a post first in the queue: the scheduler publishes it at once.
+pub fn publish_now(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
+    let mut post = load(ctx, id_arg(args)?)?;
+    if !matches!(post.status, PostStatus::Draft | PostStatus::Scheduled | PostStatus::Failed | PostStatus::Cancelled) {
+        return Err(wrong_status(&post, "published"));
+    }
+    post.status = PostStatus::Scheduled;
+    post.publish_at = Some(ctx.now);
+    post.last_error = None;
+    post.attempts = 0;
+    post.updated_at = ctx.now;
+    let saved = ctx.store.save_post(post)?;
+    ctx.store.record_event("post_queued", ctx.now, &json!({ "post": saved.id, "user": ctx.user_id }))?;
+    Ok(json!({ "id": saved.id, "status": "scheduled", "publish_at": ctx.now }))
+}
+
+/// Calls off a scheduled (or failed) post; it can be scheduled again later.
+pub fn cancel(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
+    let mut post = load(ctx, id_arg(args)?)?;
+    if !matches!(post.status, PostStatus::Scheduled | PostStatus::Failed) {
+        return Err(wrong_status(&post, "cancelled"));
+    }
+    post.status = PostStatus::Cancelled;
+    post.updated_at = ctx.now;
+    let saved = ctx.store.save_post(post)?;
+    ctx.store.record_event("post_cancelled", ctx.now, &json!({ "post": saved.id, "user": ctx.user_id }))?;
+    Ok(json!({ "id": saved.id, "status": "cancelled" }))
+}
+
+/// Settles a post the publisher could not finish (it was being sent when the bot stopped):
+/// `mark_published` (the admin saw it in the channel), `publish_again` or `draft`.
+pub fn resolve(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
+    let mut post = load(ctx, id_arg(args)?)?;
+    let choice = str_arg(args, "choice")?;
+    if !matches!(post.status, PostStatus::Publishing | PostStatus::Failed) {
+        return Err(wrong_status(&post, "settled"));
+    }
+    match choice {
+        "mark_published" => {
+            post.status = PostStatus::Published;
+            post.published_at = Some(ctx.now);
+        }
+        "publish_again" => {
+            post.status = PostStatus::Scheduled;
+            post.publish_at = Some(ctx.now);
+            post.attempts = 0;
+            post.message_ids.clear();
+            post.parts_sent = 0;
+        }
+        "draft" => {
+            post.status = PostStatus::Draft;
+            post.publish_at = None;
+        }
+        other => return Err(ActionError::new(ActionErrorCode::BadInput, format!("unknown choice `{other}`"))),
+    }
+    post.last_error = None;
+    post.updated_at = ctx.now;
+    let saved = ctx.store.save_post(post)?;
+    ctx.store.record_event(
+        "post_resolved",
+        ctx.now,
+        &json!({ "post": saved.id, "user": ctx.user_id, "choice": choice }),
+    )?;
+    Ok(json!({ "id": saved.id, "status": saved.status.name() }))
+}
+
+/// Copies a post as a new draft.
+pub fn duplicate(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
+    let original = load(ctx, id_arg(args)?)?;
+    let mut copy = Post::draft(original.text.clone(), ctx.user_id, ctx.now);
+    copy.title = original.title.clone();
+    copy.format = original.format.clone();
+    copy.media = original.media.clone();
+    copy.keywords = original.keywords.clone();
+    copy.details = original.details.clone();
+    copy.language = original.language.clone();
+    copy.buttons = original.buttons.clone();
+    copy.options = original.options.clone();
+    let saved = ctx.store.save_post(copy)?;
+    ctx.store.record_event(
+        "post_duplicated",
+        ctx.now,
+        &json!({ "post": saved.id, "from": original.id, "user": ctx.user_id }),
+    )?;
+    Ok(json!({ "id": saved.id, "status": "draft" }))
+}
+
+/// Deletes a post that never reached the channel (draft, cancelled or failed).
+pub fn delete(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
+    let post = load(ctx, id_arg(args)?)?;
+    if !matches!(post.status, PostStatus::Draft | PostStatus::Cancelled | PostStatus::Failed) {
+        let detail = format!("post {} is {}", post.id, post.status.name());
+        return Err(ActionError::new(ActionErrorCode::NotADraft, detail));
+    }
+    ctx.store.delete_post(post.id)?;
+    ctx.store.record_event("post_deleted", ctx.now, &json!({ "post": post.id, "user": ctx.user_id }))?;
+    Ok(json!({ "id": post.id, "deleted": true }))
+}
+
+/// Lists posts with a status (or several, comma-separated), newest first; scheduled posts
+/// earliest first.
+pub fn list(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
+    let wanted = args.get("status").and_then(Value::as_str).unwrap_or("draft");
+    let limit = args.get("limit").and_then(number).map_or(50, |n| n.max(0.0) as u64);
+    let mut listed = Vec::new();
+    for name in wanted.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let status = PostStatus::from_name(name)
+            .ok_or_else(|| ActionError::new(ActionErrorCode::BadInput, format!("unknown status `{name}`")))?;
+        let mut page = ctx.store.posts_with_status(status, 0, limit)?.posts;
+        if status == PostStatus::Scheduled {
+            page.sort_by_key(|p| (p.publish_at, p.id));
+        }
+        listed.extend(page.iter().map(|post| summary(ctx, post)));
+    }
+    listed.truncate(limit as usize);
+    Ok(Value::Array(listed))
+}
+
+/// One post, with its times on the scheduler's wall clock.
+pub fn get(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
+    let post = load(ctx, id_arg(args)?)?;
+    let mut value = serde_json::to_value(&post)?;
+    value["status"] = json!(post.status.name());
+    value["title"] = json!(post.display_title());
+    value["publish_local"] = post.publish_at.map_or(Value::Null, |at| json!(local(ctx.bundle.timezone, at)));
+    value["published_local"] = post.published_at.map_or(Value::Null, |at| json!(local(ctx.bundle.timezone, at)));
+    Ok(value)
+}
+
+fn summary(ctx: &ActionContext<'_>, post: &Post) -> Value {
+    json!({
+        "id": post.id,
+        "title": post.display_title(),
+        "format": post.format,
+        "status": post.status.name(),
+        "desired_time": post.desired_time,
+        "publish_local": post.publish_at.map(|at| local(ctx.bundle.timezone, at)),
+        "published_local": post.published_at.map(|at| local(ctx.bundle.timezone, at)),
+        "last_error": post.last_error,
+        "media": post.media.is_some(),
+    })
+}
+
+/// `YYYY-MM-DD HH:MM` on the wall clock of `zone`.
+pub fn local(zone: chrono_tz::Tz, at: i64) -> String {
+    DateTime::<Utc>::from_timestamp(at, 0).unwrap_or_default().with_timezone(&zone).format("%Y-%m-%d %H:%M").to_string()
+}
+
+fn load(ctx: &ActionContext<'_>, id: u64) -> Result<Post, ActionError> {
+    ctx.store.post(id)?.ok_or_else(|| ActionError::new(ActionErrorCode::NotFound, format!("post {id}")))
+}
+
+fn wrong_status(post: &Post, wanted: &str) -> ActionError {
+    ActionError::new(
+        ActionErrorCode::WrongStatus,
+        format!("post {} is {} and cannot be {wanted}", post.id, post.status.name()),
+    )
+}
+
+fn as_id(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 1.0).map(|f| f as u64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|id| *id > 0)
+}
+
+fn flag(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => match s.trim() {
+            "true" | "yes" | "1" => Some(true),
+            "false" | "no" | "0" | "" => Some(false),
+            _ => None,
+        },
+        Value::Number(n) => Some(n.as_f64() != Some(0.0)),
+        _ => None,
+    }
+}
+
+fn number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Buttons given as `[{label, url}]`, each checked as a button an admin typed would be.
+fn buttons_arg(value: &Value) -> Result<Vec<LinkButton>, ActionError> {
+    let items = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::String(s) if s.is_empty() => return Ok(Vec::new()),
+        Value::Array(items) => items,
+        _ => return Err(ActionError::new(ActionErrorCode::BadInput, "argument `buttons` is not a list")),
+    };
+    items
+        .iter()
+        .map(|item| {
+            let label = item.get("label").and_then(Value::as_str).unwrap_or_default();
+            let url = item.get("url").and_then(Value::as_str).unwrap_or_default();
+            post_view::parse_link_button(&format!("{label} {url}"))
+                .map_err(|problem| ActionError::new(ActionErrorCode::BadButton, format!("{label}: {}", problem.key())))
+        })
+        .collect()
+}
