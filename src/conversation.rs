@@ -91,6 +91,7 @@ pub struct Expect {
     /// The last message must be an edit of an earlier one.
     #[serde(default)]
     pub edited: Option<bool>,
+    /// A message of the reply carries this media file.
     #[serde(default)]
     pub media: Option<String>,
     /// Session slot values (compared as YAML values; strings match by equality).
@@ -309,9 +310,15 @@ fn check(expect: &Expect, output: &TurnOutput, store: &Store, session: &Session)
         problems.push(format!("expected the last message {}to be an edit", if edited { "" } else { "not " }));
     }
     if let Some(file) = &expect.media {
-        let got = last.and_then(|(m, _)| m.message.media.as_ref()).map(|m| m.file_id.clone());
-        if got.as_deref() != Some(file.as_str()) {
-            problems.push(format!("expected media {file:?}, got {got:?}"));
+        // A post preview carries its media on the post's own message, before the step's.
+        let got: Vec<String> = output
+            .messages
+            .iter()
+            .filter_map(|(m, _)| m.message.media.as_ref())
+            .flat_map(|m| m.files().map(|(_, id)| id.to_string()).collect::<Vec<_>>())
+            .collect();
+        if !got.iter().any(|id| id == file) {
+            problems.push(format!("expected media {file:?} in the reply, got {got:?}"));
         }
     }
     if let Some(ended) = expect.ended

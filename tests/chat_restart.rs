@@ -89,8 +89,9 @@ fn a_killed_chat_resumes_the_conversation_and_saves_the_draft() {
     chat.send("1");
     chat.expect("Առանց մեդիայի");
     chat.send("Առանց մեդիայի ⏭");
-    chat.expect("Այսպես գրառումը կտեսնեն");
+    // The post as the channel will show it, then the preview's buttons under it.
     chat.expect("կաշվե պայուսակ");
+    chat.expect("Այսպես գրառումը կտեսնեն");
     chat.send("💾 Պահել սևագիր");
     chat.expect("Սևագիրը պահպանված է (№1)");
     chat.send(":quit");

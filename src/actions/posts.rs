@@ -191,16 +191,17 @@ pub fn resolve(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionErr
             post.status = PostStatus::Published;
             post.published_at = Some(ctx.now);
         }
+        // Messages recorded as sent are in the channel: the publisher goes on after them.
         "publish_again" => {
             post.status = PostStatus::Scheduled;
             post.publish_at = Some(ctx.now);
             post.attempts = 0;
-            post.message_ids.clear();
-            post.parts_sent = 0;
         }
         "draft" => {
             post.status = PostStatus::Draft;
             post.publish_at = None;
+            post.message_ids.clear();
+            post.parts_sent = 0;
         }
         other => return Err(ActionError::new(ActionErrorCode::BadInput, format!("unknown choice `{other}`"))),
     }

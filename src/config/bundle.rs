@@ -194,12 +194,30 @@ pub struct Input {
 
 /// Kinds of input and their checks.
 pub enum InputKind {
-    Text { min_length: Option<u32>, max_length: Option<u32>, pattern: Option<Regex> },
-    Number { min: Option<f64>, max: Option<f64> },
+    Text {
+        min_length: Option<u32>,
+        max_length: Option<u32>,
+        pattern: Option<Regex>,
+    },
+    Number {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
     Media(Vec<MediaKind>),
-    Date { allow_past: bool },
-    Time { minute_step: u32, first_hour: u32, last_hour: u32, date_slot: Option<String> },
+    Date {
+        allow_past: bool,
+    },
+    Time {
+        minute_step: u32,
+        first_hour: u32,
+        last_hour: u32,
+        date_slot: Option<String>,
+    },
     Choice(Vec<ChoiceOption>),
+    /// A call-to-action button typed as `label - https://…`: saved as `{label, url}`.
+    Button,
+    /// A web address (http, https or t.me): saved as text.
+    Url,
 }
 
 impl InputKind {
@@ -211,6 +229,8 @@ impl InputKind {
             InputKind::Date { .. } => &[SlotKind::Date, SlotKind::Any],
             InputKind::Time { .. } => &[SlotKind::Time, SlotKind::Any],
             InputKind::Choice(_) => &[SlotKind::Text, SlotKind::Number, SlotKind::Bool, SlotKind::Any],
+            InputKind::Button => &[SlotKind::Any],
+            InputKind::Url => &[SlotKind::Text, SlotKind::Any],
         }
     }
 }
@@ -501,6 +521,17 @@ pub fn required_texts() -> Vec<(String, String)> {
         .collect()
 }
 
+/// The flow that words what the publisher tells admins on its own; the publisher starts it at
+/// one of [`NOTICE_STEPS`] with the slots `notice_post`, `notice_title` and, per step,
+/// `notice_link` (published, late), `notice_due` (late, missed), `notice_reason` (failed) and
+/// `notice_parts` (unsure).
+pub const NOTICE_FLOW: &str = "post_notice";
+/// The steps of [`NOTICE_FLOW`]: published, published late (after a stop), failed for good, left
+/// half-sent by a crash (unsure), and held because its time passed long ago (missed).
+pub const NOTICE_STEPS: [&str; 5] = ["published", "late", "failed", "unsure", "missed"];
+/// Actions that put posts in the publisher's queue; a config using one needs [`NOTICE_FLOW`].
+pub const PUBLISHING_ACTIONS: [&str; 3] = ["post.publish", "post.schedule", "post.resolve"];
+
 /// Text keys the menu file must define, with what each is for.
 pub const REQUIRED_TEXTS: &[(&str, &str)] = &[
     ("outdated", "a button of an outdated message was pressed"),
@@ -532,6 +563,9 @@ pub const REQUIRED_TEXTS: &[(&str, &str)] = &[
     ("access_denied", "the one reply to someone who is not an authorised admin"),
     ("flood_warning", "the one warning to a user who sends too many updates too fast"),
     ("unsupported_message", "a message kind no flow can use (sticker, voice, location...)"),
+    ("button_label_empty", "a typed button has an address but no label"),
+    ("button_label_long", "a typed button's label is longer than 64 characters"),
+    ("button_url_invalid", "a typed button or link has no usable http(s) or t.me address"),
     ("album_buttons", "the short text that carries a post's buttons under an album (albums cannot carry buttons)"),
 ];
 

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_yaml::Value as Yaml;
 
 use super::bundle::*;
+use super::bundle::{NOTICE_FLOW, NOTICE_STEPS, PUBLISHING_ACTIONS};
 use super::diagnostic::{Diagnostic, did_you_mean, suggestion_or_list};
 use super::raw::*;
 use super::source::SourceFile;
@@ -172,6 +173,42 @@ pub fn compile(
         let is_callee = called.contains(&raw.id) && !entry_flows.contains(raw.id.as_str());
         if let Some(flow) = c.flow(raw, file, &known_flows, &flow_slots, &template_names, is_callee) {
             flows.insert(flow.id.clone(), flow);
+        }
+    }
+
+    // A config that publishes must say, in its own words, what the publisher tells admins.
+    let publishes = raw_flows.iter().find_map(|(flow, file)| {
+        flow.steps.values().find_map(|step| {
+            let name = step.get("action").and_then(|a| a.get("name")).and_then(Yaml::as_str)?;
+            PUBLISHING_ACTIONS.contains(&name).then_some((name.to_string(), *file))
+        })
+    });
+    if let Some((action, file)) = publishes {
+        match raw_flows.iter().find(|(flow, _)| flow.id == NOTICE_FLOW) {
+            None => c.diags.push(
+                Diagnostic::in_file(
+                    &file.name,
+                    format!("`{action}` publishes posts, but there is no `{NOTICE_FLOW}` flow"),
+                )
+                .with_hint(format!(
+                    "add flows/{NOTICE_FLOW}.yaml with the steps {} (what the publisher tells admins)",
+                    NOTICE_STEPS.join(", ")
+                )),
+            ),
+            Some((flow, file)) => {
+                for step in NOTICE_STEPS {
+                    if !flow.steps.contains_key(step) {
+                        c.diags.push(
+                            Diagnostic::at(
+                                file,
+                                file.key_pos("steps"),
+                                format!("flow `{NOTICE_FLOW}` has no step `{step}`"),
+                            )
+                            .with_hint(format!("the publisher starts it at each of {}", NOTICE_STEPS.join(", "))),
+                        );
+                    }
+                }
+            }
         }
     }
 
@@ -1056,8 +1093,20 @@ impl<'a> Compiler<'a> {
     fn input(&mut self, raw: &RawInput, ctx: &StepCtx<'_>, base_name: &str, facts: &mut StepFacts) -> Option<Input> {
         let file = ctx.file;
         let path = format!("{}.input", ctx.prefix);
-        const TYPES: [&str; 10] =
-            ["text", "number", "photo", "video", "animation", "document", "media", "date", "time", "choice"];
+        const TYPES: [&str; 12] = [
+            "text",
+            "number",
+            "photo",
+            "video",
+            "animation",
+            "document",
+            "media",
+            "date",
+            "time",
+            "choice",
+            "button",
+            "url",
+        ];
         let kind_name = raw.kind.as_str();
         let kind = match kind_name {
             "text" => {
@@ -1132,6 +1181,8 @@ impl<'a> Compiler<'a> {
                         .collect(),
                 )
             }
+            "button" => InputKind::Button,
+            "url" => InputKind::Url,
             other => match media_kinds(other) {
                 Some(kinds) => InputKind::Media(kinds),
                 None => {
@@ -1389,9 +1440,16 @@ impl<'a> Compiler<'a> {
         slots: &BTreeMap<String, SlotDecl>,
         is_callee: bool,
     ) {
-        // Reachability.
+        // Reachability. The notice flow is entered at each of its notice steps, with its slots
+        // set by the publisher.
+        let notice = raw.id == NOTICE_FLOW;
+        let is_callee = is_callee || notice;
+        let mut roots = vec![start.to_string()];
+        if notice {
+            roots.extend(NOTICE_STEPS.iter().map(|s| s.to_string()).filter(|s| facts.contains_key(s)));
+        }
         let mut reached = BTreeSet::new();
-        let mut queue = vec![start.to_string()];
+        let mut queue = roots.clone();
         while let Some(id) = queue.pop() {
             if !reached.insert(id.clone()) {
                 continue;
@@ -1407,7 +1465,7 @@ impl<'a> Compiler<'a> {
                 file.key_pos(&format!("steps.{id}")),
                 format!("step `{id}` can never be reached"),
             ));
-            self.hint(d, Some(format!("no `next`, `goto` or `on_error` leads to it from `{start}`")));
+            self.hint(d, Some(format!("no `next`, `goto` or `on_error` leads to it from `{}`", roots.join("`, `"))));
         }
         let ends =
             reached.iter().any(|id| facts.get(id).is_some_and(|f| f.edges.iter().any(|(to, _, _)| to == "<end>")));
@@ -1424,7 +1482,9 @@ impl<'a> Compiler<'a> {
             slots.iter().filter(|(_, d)| d.default.is_some()).map(|(n, _)| n.clone()).collect()
         };
         let mut inn: BTreeMap<&str, BTreeSet<String>> = facts.keys().map(|k| (k.as_str(), all.clone())).collect();
-        inn.insert(start, initial.clone());
+        for root in &roots {
+            inn.insert(root.as_str(), initial.clone());
+        }
         let mut changed = true;
         while changed {
             changed = false;
@@ -1447,7 +1507,7 @@ impl<'a> Compiler<'a> {
                         }
                     }
                     if let Some(target) = inn.get_mut(to.as_str()) {
-                        let met: BTreeSet<String> = if to == start {
+                        let met: BTreeSet<String> = if roots.contains(to) {
                             target
                                 .intersection(&edge_out)
                                 .cloned()

@@ -703,6 +703,13 @@ impl<'a> Run<'a> {
                 let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
                 Err(Refusal::new("media_expected").with("kinds", names.join(", ")))
             }
+            InputKind::Button => match post_view::parse_link_button(text) {
+                Ok(button) => Ok(serde_json::json!({ "label": button.label, "url": button.url })),
+                Err(problem) => Err(Refusal::new(problem.key())),
+            },
+            InputKind::Url => post_view::check_url(text)
+                .map(serde_json::Value::from)
+                .ok_or_else(|| Refusal::new(post_view::ButtonProblem::BadUrl.key())),
             InputKind::Date { allow_past } => {
                 let date = parse_date(text).ok_or_else(|| Refusal::new("date_invalid"))?;
                 if !allow_past && date < self.today() {

@@ -2,5 +2,7 @@
 //! the channel exactly once.
 
 pub mod clock;
+pub mod due;
 pub mod local_time;
+pub mod publisher;
 pub mod recurring;

@@ -24,7 +24,10 @@ use crate::ai::{Ai, Completed};
 use crate::config::Bundle;
 use crate::driver::{Delivery, Driver, Handled, Launch};
 use crate::engine::event::{Effect, Event, EventKind, Media, MediaFile};
+use crate::engine::session::Notice;
 use crate::engine::{self};
+use crate::scheduler::due::LoopState;
+use crate::scheduler::publisher::{PublishPolicy, Publisher};
 use crate::store::{Store, User};
 use gate::{FloodLimits, Gate, Verdict};
 use inbound::{FromChat, Inbound, Incoming, Sender};
@@ -65,6 +68,10 @@ pub struct RunOptions {
     pub http_addr: SocketAddr,
     pub clock: Clock,
     pub observer: Option<Observer>,
+    /// Telegram's message rates as the pacer keeps them (tests shorten the channel's minute).
+    pub limits: pace::Limits,
+    /// How the publisher retries and how late a missed post may still go out.
+    pub publish: PublishPolicy,
     /// Resolves when the bot should stop (SIGINT/SIGTERM in the binary).
     pub shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
@@ -84,6 +91,8 @@ impl RunOptions {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             clock: Arc::new(crate::scheduler::clock::SystemClock),
             observer: None,
+            limits: pace::TELEGRAM,
+            publish: PublishPolicy::default(),
             shutdown: Box::pin(termination_signal()),
         }
     }
@@ -142,7 +151,7 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>, options: RunOpt
     startup::set_commands(&bot, &bundle).await.map_err(RunError::Startup)?;
     tracing::info!(bot = %started.bot_username, channel = started.channel_id.0, "connected to Telegram");
     let app = Arc::new(App {
-        tg: Telegram { bot: bot.clone(), pace: Arc::new(pace::Pace::new(pace::TELEGRAM)) },
+        tg: Telegram { bot: bot.clone(), pace: Arc::new(pace::Pace::new(options.limits)) },
         driver: Arc::new(Driver::with_ai(bundle.clone(), store, ai)),
         gate: Gate::new(options.authorized.iter().copied(), options.flood, options.refusal_quiet),
         bot_username: started.bot_username.clone(),
@@ -156,8 +165,11 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>, options: RunOpt
         running: Mutex::new(HashMap::new()),
         closing: std::sync::atomic::AtomicBool::new(false),
         generations: std::sync::atomic::AtomicU64::new(0),
+        scheduler: Mutex::new(None),
+        scheduler_state: Arc::new(Mutex::new(LoopState::default())),
     });
     app.resume_actions(&options.authorized);
+    app.start_scheduler(&started, &options.authorized, options.publish);
     let handler_app = app.clone();
     let handler: UpdateHandler<std::convert::Infallible> = dptree::entry().endpoint(move |update: Update| {
         let app = handler_app.clone();
@@ -253,6 +265,9 @@ struct App {
     closing: std::sync::atomic::AtomicBool,
     /// Numbers the model tasks.
     generations: std::sync::atomic::AtomicU64,
+    /// The scheduler's task and the switch that stops it.
+    scheduler: Mutex<Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>>,
+    scheduler_state: Arc<Mutex<LoopState>>,
 }
 
 struct Running {
@@ -289,6 +304,8 @@ struct Job {
     event: Option<(Sender, u64, EventKind)>,
     /// A slow action's result, for the engine, with the generation of the task that made it.
     finished: Option<(Launch, Completed, u64)>,
+    /// Something the bot tells the admin on its own (the publisher's notices).
+    tell: Option<Notice>,
 }
 
 /// Aborts a task when dropped.
@@ -359,7 +376,8 @@ impl App {
                 ),
             }
         }
-        let job = |notice, event| Job { update_ids: vec![update_id], press: None, notice, event, finished: None };
+        let job =
+            |notice, event| Job { update_ids: vec![update_id], press: None, notice, event, finished: None, tell: None };
         let job = match verdict {
             Verdict::Admit => match incoming {
                 Incoming::Event(kind) => job(None, Some((sender, update_id, kind))),
@@ -542,6 +560,11 @@ impl App {
             ended = handled.as_ref().is_some_and(|h| h.effects.iter().any(|e| matches!(e, Effect::End)));
             followed = self.follow(chat_id, handled.map(|h| h.waiting_on), &job.update_ids);
         }
+        if let Some(notice) = job.tell {
+            let handled = self.tell(chat_id, notice).await;
+            ended = handled.as_ref().is_some_and(|h| h.effects.iter().any(|e| matches!(e, Effect::End)));
+            followed = self.follow(chat_id, handled.map(|h| h.waiting_on), &job.update_ids);
+        }
         if let Some((launch, completed, generation)) = job.finished {
             {
                 let mut running = lock(&self.running);
@@ -615,7 +638,7 @@ impl App {
                 }
             };
             let finished = Some((launch, completed, generation));
-            let job = Job { update_ids, press: None, notice: None, event: None, finished };
+            let job = Job { update_ids, press: None, notice: None, event: None, finished, tell: None };
             app.enqueue_after_albums(chat_id, job);
         });
         let task = task.abort_handle();
@@ -691,6 +714,15 @@ impl App {
         }
     }
 
+    /// Runs a notice in an admin's chat and delivers what it says.
+    async fn tell(&self, chat_id: i64, notice: Notice) -> Option<Handled> {
+        let event = Event { chat_id, user_id: chat_id, now: self.clock.now(), kind: EventKind::Notice { notice } };
+        let driver = self.driver.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || driver.handle_update(event, &Delivery::default(), &mut |_| {})).await;
+        self.deliver_outcome(chat_id, 0, outcome, None, pace::Priority::FollowUp).await
+    }
+
     /// Hands a slow action's result to the engine and delivers what it says.
     async fn finish_action(&self, chat_id: i64, launch: &Launch, completed: Completed) -> Option<Handled> {
         let now = self.clock.now();
@@ -701,8 +733,47 @@ impl App {
         self.deliver_outcome(chat_id, 0, outcome, None, pace::Priority::FollowUp).await
     }
 
+    /// Starts the scheduler: it publishes due posts to the channel and tells admins through
+    /// their chats' queues.
+    fn start_scheduler(self: &Arc<Self>, started: &startup::Startup, authorized: &[i64], policy: PublishPolicy) {
+        let app = Arc::downgrade(self);
+        let tell: crate::scheduler::publisher::Teller = Arc::new(move |chat_id, notice| {
+            if let Some(app) = app.upgrade() {
+                let job = Job {
+                    update_ids: Vec::new(),
+                    press: None,
+                    notice: None,
+                    event: None,
+                    finished: None,
+                    tell: Some(notice),
+                };
+                app.enqueue_after_albums(chat_id, job);
+            }
+        });
+        let publisher = Arc::new(Publisher {
+            tg: self.tg.clone(),
+            store: self.driver.store.clone(),
+            bundle: self.driver.bundle.clone(),
+            channel_id: started.channel_id.0,
+            channel_username: started.channel_username.clone(),
+            clock: self.clock.clone(),
+            tell,
+            admins: authorized.to_vec(),
+            policy,
+        });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(crate::scheduler::due::run(publisher, self.scheduler_state.clone(), stopped));
+        *lock(&self.scheduler) = Some((stop, task));
+    }
+
     /// At shutdown: albums being collected are queued, every queue is worked to the end.
     async fn finish(self: &Arc<Self>) {
+        // The scheduler finishes the post it is sending and stops; its notices are queued.
+        let scheduler = lock(&self.scheduler).take();
+        if let Some((stop, task)) = scheduler {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
         let mut open: Vec<((i64, String), Album)> = lock(&self.albums).drain().collect();
         open.sort_by_key(|(_, album)| album.update_ids.first().copied());
         for ((chat_id, _), album) in open {
@@ -917,7 +988,8 @@ fn album_jobs(album: Album) -> Vec<Job> {
         let media = Media { kind: first.kind, file_id: first.file_id, caption: album.caption, more: files.collect() };
         (album.sender, last, EventKind::Media { media })
     });
-    let mut jobs = vec![Job { update_ids: album.update_ids, press: None, notice: None, event, finished: None }];
+    let mut jobs =
+        vec![Job { update_ids: album.update_ids, press: None, notice: None, event, finished: None, tell: None }];
     jobs.extend(album.waiting);
     jobs
 }

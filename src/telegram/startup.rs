@@ -18,6 +18,8 @@ pub struct Startup {
     pub bot_username: String,
     /// The channel's numeric id (the Throttle adaptor needs ids, not `@names`).
     pub channel_id: ChatId,
+    /// The channel's public name, for links to its posts (`None` for a private channel).
+    pub channel_username: Option<String>,
 }
 
 /// Checks the token and the bot's rights in the channel; the error is one line for the operator.
@@ -68,7 +70,8 @@ pub async fn check(bot: &Bot, api_url: &str, channel: &str) -> Result<Startup, S
         ));
     }
     let bot_username = me.username.clone().unwrap_or_default();
-    Ok(Startup { bot_username, channel_id: chat.id })
+    let channel_username = chat.username().map(str::to_string);
+    Ok(Startup { bot_username, channel_id: chat.id, channel_username })
 }
 
 /// Sets the bot's command list (the `/` menu) from the YAML.

@@ -1,0 +1,79 @@
+//! The scheduler's loop: one task that publishes what is due, in order, then sleeps until the
+//! next post falls due or the schedule changes (no polling).
+
+use std::sync::Arc;
+
+use super::publisher::{Outcome, Publisher};
+
+/// Posts taken from the due index at a time.
+const BATCH: usize = 64;
+
+/// What the loop has done, for the status view and health checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoopState {
+    /// Unix seconds of the last post the loop handled.
+    pub last_run: Option<i64>,
+    pub published: u64,
+    pub failed: u64,
+}
+
+/// Runs until `stop` resolves: reconciles what the last run left behind, then publishes due
+/// posts as they fall due. A post being sent when `stop` resolves is finished first.
+pub async fn run(
+    publisher: Arc<Publisher>,
+    state: Arc<std::sync::Mutex<LoopState>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    if let Err(error) = publisher.reconcile() {
+        tracing::error!("the scheduler could not check the posts left by the last run: {error}");
+    }
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let now = publisher.clock.now();
+        let due = match publisher.store.due(now, BATCH) {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::error!("the scheduler cannot read the queue: {error}; trying again in 10 s");
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(10)) => continue,
+                    _ = stop.changed() => return,
+                }
+            }
+        };
+        if !due.is_empty() {
+            for (_, id) in due {
+                if *stop.borrow() {
+                    return;
+                }
+                let outcome = publisher.publish(id).await;
+                let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+                state.last_run = Some(publisher.clock.now());
+                match outcome {
+                    Ok(Outcome::Published { .. }) => state.published += 1,
+                    Ok(Outcome::Failed { .. }) => state.failed += 1,
+                    Ok(Outcome::Skipped) => {}
+                    Err(error) => {
+                        state.failed += 1;
+                        tracing::error!(post = id, "the store failed while publishing: {error}");
+                    }
+                }
+            }
+            continue;
+        }
+        let next = publisher.store.next_due().ok().flatten();
+        let clock = publisher.clock.clone();
+        let sleep = async move {
+            match next {
+                Some((at, _)) => clock.sleep_until(at * 1000).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = sleep => {}
+            () = publisher.store.schedule_changed() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
