@@ -523,12 +523,13 @@ pub fn required_texts() -> Vec<(String, String)> {
 
 /// The flow that words what the publisher tells admins on its own; the publisher starts it at
 /// one of [`NOTICE_STEPS`] with the slots `notice_post`, `notice_title` and, per step,
-/// `notice_link` (published, late), `notice_due` (late, missed), `notice_reason` (failed) and
-/// `notice_parts` (unsure).
+/// `notice_link` (published, published_many, late), `notice_count` (published_many),
+/// `notice_due` (late, missed), `notice_reason` (failed) and `notice_parts` (unsure).
 pub const NOTICE_FLOW: &str = "post_notice";
-/// The steps of [`NOTICE_FLOW`]: published, published late (after a stop), failed for good, left
-/// half-sent by a crash (unsure), and held because its time passed long ago (missed).
-pub const NOTICE_STEPS: [&str; 5] = ["published", "late", "failed", "unsure", "missed"];
+/// The steps of [`NOTICE_FLOW`]: published, several published at once (the newest named),
+/// published late (after a stop), failed for good, left half-sent by a crash (unsure), and held
+/// because its time passed long ago (missed).
+pub const NOTICE_STEPS: [&str; 6] = ["published", "published_many", "late", "failed", "unsure", "missed"];
 /// Actions that put posts in the publisher's queue; a config using one needs [`NOTICE_FLOW`].
 pub const PUBLISHING_ACTIONS: [&str; 3] = ["post.publish", "post.schedule", "post.resolve"];
 

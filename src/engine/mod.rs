@@ -371,7 +371,12 @@ impl<'a> Run<'a> {
         self.s.wait = Wait::Nothing;
         self.s.pending = None;
         self.reset_view();
-        self.s.stack.push(Frame { flow: flow.id.clone(), step: flow.start.clone(), interrupt: false });
+        self.s.stack.push(Frame {
+            flow: flow.id.clone(),
+            step: flow.start.clone(),
+            interrupt: false,
+            shadowed: Default::default(),
+        });
         self.apply_defaults(flow_id);
         self.enter();
     }
@@ -393,7 +398,14 @@ impl<'a> Run<'a> {
         if self.s.stack.len() >= MAX_DEPTH {
             return;
         }
-        self.s.stack.push(Frame { flow: flow.id.clone(), step, interrupt });
+        // The notice's slots must not clobber the interrupted conversation's (another notice of
+        // the same flow, say): their values are kept and given back when the notice ends.
+        let shadowed = if interrupt {
+            flow.slots.keys().chain(notice.slots.keys()).map(|name| (name.clone(), self.scope.get(name))).collect()
+        } else {
+            Default::default()
+        };
+        self.s.stack.push(Frame { flow: flow.id.clone(), step, interrupt, shadowed });
         self.apply_defaults(&notice.flow);
         for (slot, value) in notice.slots {
             self.save(&slot, value);
@@ -409,7 +421,12 @@ impl<'a> Run<'a> {
             self.internal_error(format!("flow `{flow_id}` does not exist"));
             return;
         };
-        self.s.stack.push(Frame { flow: flow.id.clone(), step: flow.start.clone(), interrupt: false });
+        self.s.stack.push(Frame {
+            flow: flow.id.clone(),
+            step: flow.start.clone(),
+            interrupt: false,
+            shadowed: Default::default(),
+        });
         self.apply_defaults(flow_id);
         self.enter();
     }
@@ -559,7 +576,12 @@ impl<'a> Run<'a> {
                 let Some(callee) = self.bundle.flow(flow) else {
                     return self.internal_error(format!("flow `{flow}` does not exist"));
                 };
-                self.s.stack.push(Frame { flow: callee.id.clone(), step: callee.start.clone(), interrupt: false });
+                self.s.stack.push(Frame {
+                    flow: callee.id.clone(),
+                    step: callee.start.clone(),
+                    interrupt: false,
+                    shadowed: Default::default(),
+                });
                 self.apply_defaults(flow);
                 continue;
             }
@@ -580,7 +602,14 @@ impl<'a> Run<'a> {
     fn leave_frame(&mut self) -> bool {
         self.reset_view();
         loop {
-            let interrupted = self.s.stack.pop().is_some_and(|frame| frame.interrupt);
+            let popped = self.s.stack.pop();
+            let interrupted = popped.as_ref().is_some_and(|frame| frame.interrupt);
+            for (slot, value) in popped.map(|frame| frame.shadowed).unwrap_or_default() {
+                match value {
+                    Some(value) => self.save(&slot, value),
+                    None => self.scope.retain(|name| name != slot),
+                }
+            }
             let Some(caller) = self.current_step() else {
                 self.stop();
                 return false;

@@ -66,6 +66,10 @@ pub struct Frame {
     /// shown again (rather than moved past).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interrupt: bool,
+    /// For an interrupting notice: the interrupted conversation's values of the slots the
+    /// notice uses (`None`: unset), given back when the notice ends.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shadowed: BTreeMap<String, Option<serde_json::Value>>,
 }
 
 /// What the session waits for.

@@ -7,6 +7,8 @@ use super::publisher::{Outcome, Publisher};
 
 /// Posts taken from the due index at a time.
 const BATCH: usize = 64;
+/// More posts than this due at once are a burst: one notice sums them up.
+const BURST: usize = 3;
 
 /// What the loop has done, for the status view and health checks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,15 +45,21 @@ pub async fn run(
             }
         };
         if !due.is_empty() {
+            // A burst (many posts due at once, or a backlog) is summed up in one notice.
+            let quiet = due.len() > BURST;
+            let mut published = Vec::new();
             for (_, id) in due {
                 if *stop.borrow() {
-                    return;
+                    break;
                 }
-                let outcome = publisher.publish(id).await;
+                let outcome = publisher.publish(id, quiet).await;
                 let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
                 state.last_run = Some(publisher.clock.now());
                 match outcome {
-                    Ok(Outcome::Published { .. }) => state.published += 1,
+                    Ok(Outcome::Published { .. }) => {
+                        state.published += 1;
+                        published.push(id);
+                    }
                     Ok(Outcome::Failed { .. }) => state.failed += 1,
                     Ok(Outcome::Skipped) => {}
                     Err(error) => {
@@ -59,6 +67,9 @@ pub async fn run(
                         tracing::error!(post = id, "the store failed while publishing: {error}");
                     }
                 }
+            }
+            if quiet && let Err(error) = publisher.tell_burst(&published) {
+                tracing::warn!("could not sum up the published posts: {error}");
             }
             continue;
         }

@@ -82,9 +82,15 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Publishes a due post: claims it, sends what is left to send, records it as published.
-    pub async fn publish(&self, id: u64) -> Result<Outcome, StoreError> {
+    /// Publishes a due post: claims it, sends what is left to send, records it as published and
+    /// tells its creator (unless `quiet`: the caller sums up a burst in one notice). A post
+    /// overdue by more than the grace window (the bot was down, or the machine asleep) is held
+    /// and put to the admins instead.
+    pub async fn publish(&self, id: u64, quiet: bool) -> Result<Outcome, StoreError> {
         let now = self.clock.now();
+        if let Some(held) = self.hold_if_missed(id, now)? {
+            return Ok(held);
+        }
         let Some(mut post) = self.claim(id, now)? else { return Ok(Outcome::Skipped) };
         let album_text = crate::engine::standalone_text(&self.bundle, "album_buttons").unwrap_or_else(|| "…".into());
         let messages = post_view::channel_messages(&post.content(), &album_text);
@@ -127,10 +133,43 @@ impl Publisher {
         if lateness >= self.policy.late_after.as_secs() as i64 {
             let due = post.publish_at.map(|at| local(self.bundle.timezone, at)).unwrap_or_default();
             self.tell_admins("late", &post, json!({ "notice_link": link, "notice_due": due }));
-        } else {
+        } else if !quiet {
             self.tell_one(post.created_by, "published", &post, json!({ "notice_link": link }));
         }
         Ok(Outcome::Published { message_ids: post.message_ids })
+    }
+
+    /// Tells each creator how many of their posts a burst published (one notice, not dozens).
+    pub fn tell_burst(&self, published: &[u64]) -> Result<(), StoreError> {
+        let mut by_creator: std::collections::BTreeMap<i64, Vec<Post>> = std::collections::BTreeMap::new();
+        for id in published {
+            if let Some(post) = self.store.post(*id)? {
+                by_creator.entry(post.created_by).or_default().push(post);
+            }
+        }
+        for (creator, posts) in by_creator {
+            if let Some(last) = posts.last() {
+                let extra = json!({ "notice_count": posts.len(), "notice_link": self.link(last) });
+                self.tell_one(creator, "published_many", last, extra);
+            }
+        }
+        Ok(())
+    }
+
+    /// Holds a scheduled post whose time passed longer ago than the grace window: marked
+    /// failed ("missed") and put to the admins.
+    fn hold_if_missed(&self, id: u64, now: i64) -> Result<Option<Outcome>, StoreError> {
+        let grace = self.policy.grace.as_secs() as i64;
+        let Some(post) = self.store.post(id)? else { return Ok(None) };
+        let Some(at) = post.publish_at.filter(|at| post.status == PostStatus::Scheduled && now - at > grace) else {
+            return Ok(None);
+        };
+        let due = local(self.bundle.timezone, at);
+        let reason = format!("missed: it was due at {due} while the bot was not running");
+        let post = self.fail(id, &reason)?;
+        tracing::warn!(post = id, due, "a post missed its time by more than the grace window; held");
+        self.tell_admins("missed", &post, json!({ "notice_due": due }));
+        Ok(Some(Outcome::Failed { reason }))
     }
 
     /// At start: posts left `publishing` by a stop or crash are put to the admins (they may be

@@ -151,7 +151,7 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>, options: RunOpt
     startup::set_commands(&bot, &bundle).await.map_err(RunError::Startup)?;
     tracing::info!(bot = %started.bot_username, channel = started.channel_id.0, "connected to Telegram");
     let app = Arc::new(App {
-        tg: Telegram { bot: bot.clone(), pace: Arc::new(pace::Pace::new(options.limits)) },
+        tg: Telegram { bot: bot.clone(), pace: Arc::new(pace::Pace::after_restart(options.limits)) },
         driver: Arc::new(Driver::with_ai(bundle.clone(), store, ai)),
         gate: Gate::new(options.authorized.iter().copied(), options.flood, options.refusal_quiet),
         bot_username: started.bot_username.clone(),

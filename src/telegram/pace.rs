@@ -14,15 +14,21 @@ use tokio::time::Instant;
 pub struct Limits {
     /// Least time between two messages in one private chat.
     pub chat_gap: Duration,
-    /// Messages per minute in one channel or group.
+    /// Messages per `channel_window` in one channel or group (Telegram: 20 a minute).
     pub per_minute_in_channel: usize,
+    /// The window of the channel limit: a minute (tests shorten it).
+    pub channel_window: Duration,
     /// Messages per second in all chats together.
     pub per_second_overall: usize,
 }
 
 /// Telegram's published limits.
-pub const TELEGRAM: Limits =
-    Limits { chat_gap: Duration::from_secs(1), per_minute_in_channel: 20, per_second_overall: 30 };
+pub const TELEGRAM: Limits = Limits {
+    chat_gap: Duration::from_secs(1),
+    per_minute_in_channel: 20,
+    channel_window: MINUTE,
+    per_second_overall: 30,
+};
 
 /// Requests reach Telegram a little after they are let go, and not always in the same order or
 /// with the same delay; the windows are this much longer than the limits so that Telegram,
@@ -50,6 +56,8 @@ struct State {
     channel_sends: HashMap<i64, VecDeque<Instant>>,
     all_sends: VecDeque<Instant>,
     frozen_until: Option<Instant>,
+    /// Set by [`Pace::after_restart`]: counts as the last message of every chat not seen since.
+    started: Option<Instant>,
 }
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -58,6 +66,13 @@ const SECOND: Duration = Duration::from_secs(1);
 impl Pace {
     pub fn new(limits: Limits) -> Self {
         Pace { limits, state: Mutex::new(State::default()) }
+    }
+
+    /// A pacer for a process that has just started: it does not know what each private chat
+    /// got just before (a restart), so a chat's first message waits one chat gap from now.
+    pub fn after_restart(limits: Limits) -> Self {
+        let state = State { started: Some(Instant::now()), ..State::default() };
+        Pace { limits, state: Mutex::new(state) }
     }
 
     /// Waits until a message to `chat_id` may go, and counts it as sent.
@@ -131,7 +146,7 @@ impl State {
                 self.frozen_until = None;
             }
         }
-        let (second, minute) = (SECOND + MARGIN, MINUTE + MARGIN);
+        let (second, minute) = (SECOND + MARGIN, limits.channel_window + MARGIN);
         while self.all_sends.front().is_some_and(|t| now.duration_since(*t) >= second) {
             self.all_sends.pop_front();
         }
@@ -139,7 +154,7 @@ impl State {
             at = at.max(leaving + second);
         }
         if is_private(chat_id) {
-            if let Some(last) = self.last_in_chat.get(&chat_id) {
+            if let Some(last) = self.last_in_chat.get(&chat_id).or(self.started.as_ref()) {
                 at = at.max(*last + limits.chat_gap + MARGIN);
             }
         } else {

@@ -20,8 +20,10 @@ use postflow::engine::codec::CallbackData;
 use postflow::engine::event::{EventKind, InlineButton, Keyboard, Media, MediaFile, OutMessage};
 use postflow::engine::session::Session;
 use postflow::scheduler::clock::ManualClock;
+use postflow::scheduler::publisher::PublishPolicy;
 use postflow::store::Store;
 use postflow::telegram::gate::FloodLimits;
+use postflow::telegram::pace::Limits;
 use postflow::telegram::{Report, RunError, RunOptions};
 
 use super::fake_telegram::{self, FakeTelegram, Output};
@@ -71,6 +73,9 @@ pub struct Setup {
     pub album_quiet: Duration,
     /// The language model (offline unless a test points it at the fake OpenAI server).
     pub ai: Arc<Ai>,
+    /// Telegram's rates as the bot keeps them.
+    pub limits: Limits,
+    pub publish: PublishPolicy,
 }
 
 impl Default for Setup {
@@ -80,6 +85,8 @@ impl Default for Setup {
             flood: FloodLimits { max_updates: 1000, window: Duration::from_secs(10), mute: Duration::from_secs(60) },
             album_quiet: Duration::from_millis(300),
             ai: Arc::new(Ai::offline()),
+            limits: postflow::telegram::pace::TELEGRAM,
+            publish: PublishPolicy { backoff: Duration::from_millis(50), ..PublishPolicy::default() },
         }
     }
 }
@@ -125,6 +132,8 @@ impl Bot {
             setup.authorized,
         );
         options.flood = setup.flood;
+        options.limits = setup.limits;
+        options.publish = setup.publish;
         options.album_quiet = setup.album_quiet;
         options.clock = self.clock.clone();
         let done = self.done.clone();
@@ -171,12 +180,19 @@ impl Bot {
 
     /// Stops the bot and starts it again on the same store and fake Telegram.
     pub fn restart(&mut self, setup: Setup) {
+        self.restart_after(setup, |_| {});
+    }
+
+    /// Stops the bot, lets `change` work on its store while it is down (as an operator, or a
+    /// crash, would leave it), and starts it again.
+    pub fn restart_after(&mut self, setup: Setup, change: impl FnOnce(&Store)) {
         self.shutdown().unwrap();
         // The bot's last handles on the store go with its tasks.
         let started = Instant::now();
         loop {
             match Store::open(&self.store_path) {
                 Ok(store) => {
+                    change(&store);
                     drop(store);
                     break;
                 }
@@ -185,6 +201,15 @@ impl Bot {
             }
         }
         self.launch(shipped_config(), setup);
+    }
+
+    /// Waits (up to the test patience) until `ready` holds.
+    pub fn wait_for(&self, what: &str, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !ready() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn store(&self) -> &Store {

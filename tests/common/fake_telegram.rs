@@ -70,6 +70,12 @@ pub struct Output {
     pub at: Instant,
     /// Sent as a reply to this update (the newest update injected into the chat before it).
     pub after_update: i64,
+    /// Sent with `disable_notification`.
+    pub silent: bool,
+    /// The `link_preview_options` as sent.
+    pub link_preview: Option<Value>,
+    /// The ids of every message this call made (one per file of an album).
+    pub message_ids: Vec<i64>,
 }
 
 impl Output {
@@ -174,6 +180,13 @@ struct State {
     commands: Vec<(String, String)>,
     rights: Option<ChannelRights>,
     date: i64,
+    /// The channel's rate: this many messages per window (Telegram: 20 a minute).
+    channel_limit: (usize, Duration),
+    /// Channel sends are carried out at once but answered only after this long (a test kills
+    /// the bot in between: the post is in the channel, the bot never heard so).
+    channel_answer_hold: Duration,
+    /// Pinned messages of the channel, in pin order.
+    pinned: Vec<i64>,
 }
 
 /// The running fake server.
@@ -200,6 +213,7 @@ impl FakeTelegram {
             next_query: 1,
             date: 1_795_672_800,
             rights: Some(ChannelRights { member: true, admin: true, can_post: true, can_edit: true, can_delete: true }),
+            channel_limit: (20, Duration::from_secs(60)),
             ..State::default()
         };
         let fake = FakeTelegram {
@@ -222,6 +236,31 @@ impl FakeTelegram {
     }
 
     // ----- set-up and faults ----------------------------------------------------------------
+
+    /// Makes a file id known, as if a user had sent it earlier.
+    pub fn know_file(&self, file_id: &str, kind: &str) {
+        self.lock().files.insert(file_id.to_string(), kind.to_string());
+    }
+
+    /// Sets the channel's rate limit (tests shorten Telegram's minute).
+    pub fn set_channel_limit(&self, messages: usize, window: Duration) {
+        self.lock().channel_limit = (messages, window);
+    }
+
+    /// Holds the answers to channel sends (after carrying them out) for `hold`.
+    pub fn hold_channel_answers(&self, hold: Duration) {
+        self.lock().channel_answer_hold = hold;
+    }
+
+    /// Everything the bot made visible in the channel, in order.
+    pub fn channel_posts(&self) -> Vec<Output> {
+        self.outputs().into_iter().filter(|o| o.chat_id == CHANNEL_ID).collect()
+    }
+
+    /// The channel's pinned messages, in pin order.
+    pub fn pinned(&self) -> Vec<i64> {
+        self.lock().pinned.clone()
+    }
 
     /// Changes the bot's rights in the channel (`None`: the bot is not in the channel).
     pub fn set_channel_rights(&self, rights: Option<ChannelRights>) {
@@ -650,6 +689,13 @@ async fn handle(
             if method == "setWebhook" || method == "deleteWebhook" {
                 fake.updates_changed();
             }
+            let hold = fake.lock().channel_answer_hold;
+            let to_channel = params.get("chat_id").and_then(as_i64) == Some(CHANNEL_ID)
+                || as_str(params.get("chat_id")).is_some_and(|c| c == format!("@{CHANNEL_NAME}"));
+            if to_channel && SEND_METHODS.contains(&method.as_str()) && result.is_ok() && !hold.is_zero() {
+                fake.activity.notify_waiters();
+                tokio::time::sleep(hold).await;
+            }
             match result {
                 Ok(value) => ok(value),
                 Err(reply) if reply.code == 429 => too_many(reply.retry_after),
@@ -676,6 +722,7 @@ fn canonical(method: &str) -> String {
         "answerCallbackQuery",
         "deleteMessage",
         "editMessageText",
+        "pinChatMessage",
         "sendMessage",
         "sendPhoto",
         "sendVideo",
@@ -894,6 +941,18 @@ fn dispatch(state: &mut State, method: &str, params: &Map<String, Value>) -> Res
             }
         }
         "editMessageText" => edit_text(state, params),
+        "pinChatMessage" => {
+            let chat = chat_of(state, params)?;
+            let id = params.get("message_id").and_then(as_i64).unwrap_or(0);
+            if chat == CHANNEL_ID && state.rights.as_ref().is_none_or(|r| !r.admin || !r.can_edit) {
+                return Err(refuse(state, method, "not enough rights to manage pinned messages in the chat"));
+            }
+            if !state.messages.contains_key(&(chat, id)) {
+                return Err(bad("message to pin not found"));
+            }
+            state.pinned.push(id);
+            Ok(json!(true))
+        }
         method if SEND_METHODS.contains(&method) => send(state, method, params),
         _ => Err(Reply { code: 404, description: "Not Found".into(), retry_after: 0 }),
     }
@@ -940,10 +999,12 @@ fn answer_callback(state: &mut State, params: &Map<String, Value>) -> Result<Val
 fn check_rate(state: &mut State, chat: i64, weight: usize) -> Result<(), Reply> {
     let now = Instant::now();
     let breach = if chat == CHANNEL_ID {
-        while state.channel_sends.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60)) {
+        let (limit, window) = state.channel_limit;
+        while state.channel_sends.front().is_some_and(|t| now.duration_since(*t) >= window) {
             state.channel_sends.pop_front();
         }
-        (state.channel_sends.len() + weight > 20).then(|| "more than 20 messages a minute in the channel".to_string())
+        (state.channel_sends.len() + weight > limit)
+            .then(|| format!("more than {limit} messages in {window:?} in the channel"))
     } else {
         state.chat_sends.get(&chat).and_then(|last| {
             let gap = now.duration_since(*last);
@@ -1142,6 +1203,7 @@ fn send(state: &mut State, method: &str, params: &Map<String, Value>) -> Result<
     }
     let index = state.outputs.len();
     state.outputs_by_chat.entry(chat).or_default().push(index);
+    let silent = params.get("disable_notification").is_some_and(|v| v == &json!(true) || v == &json!("true"));
     state.outputs.push(Output {
         chat_id: chat,
         message_id: sent.first().and_then(|m| m["message_id"].as_i64()).unwrap_or(0),
@@ -1152,6 +1214,9 @@ fn send(state: &mut State, method: &str, params: &Map<String, Value>) -> Result<
         markup,
         at: Instant::now(),
         after_update,
+        silent,
+        link_preview: params.get("link_preview_options").cloned(),
+        message_ids: sent.iter().filter_map(|m| m["message_id"].as_i64()).collect(),
     });
     Ok(if method == "sendMediaGroup" { Value::Array(sent) } else { sent.remove(0) })
 }
@@ -1211,6 +1276,9 @@ fn edit_text(state: &mut State, params: &Map<String, Value>) -> Result<Value, Re
         markup,
         at: Instant::now(),
         after_update,
+        silent: false,
+        link_preview: params.get("link_preview_options").cloned(),
+        message_ids: vec![id],
     });
     Ok(json)
 }
