@@ -47,16 +47,45 @@ pub enum Command {
         /// Script files or folders.
         files: Vec<PathBuf>,
     },
-    /// List the posts in the store.
+    /// List, show, cancel, publish or delete posts, and show what the scheduler will do.
     Posts {
-        /// Only posts with this status (draft, scheduled, published, failed).
-        #[arg(long)]
-        status: Option<String>,
+        #[command(subcommand)]
+        command: PostsCommand,
     },
     /// Check the configuration, the store and the AI mode, and say what is wrong.
     Doctor,
     /// Run the bot in Telegram (needs BOT_TOKEN, CHANNEL_ID and AUTHORIZED_USERS).
     Run(RunArgs),
+}
+
+/// `postflow posts …`
+#[derive(Debug, Subcommand)]
+pub enum PostsCommand {
+    /// List posts, newest first (scheduled: soonest first).
+    List {
+        /// Only posts with this status: draft, scheduled, publishing, published, failed,
+        /// cancelled or deleted (several comma-separated).
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many per status.
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+    /// Show one post: its text, media, buttons, options, times and history.
+    Show { id: u64 },
+    /// Call off a scheduled or failed post.
+    Cancel { id: u64 },
+    /// Publish a post now: with BOT_TOKEN and CHANNEL_ID set it goes to the channel at once;
+    /// otherwise it is queued and `postflow run` publishes it when it starts.
+    Publish { id: u64 },
+    /// Delete a post that never reached the channel (draft, cancelled or failed).
+    Delete { id: u64 },
+    /// The scheduler's plan: the next posts due and the next fire times of every recurring job.
+    Schedule {
+        /// Fire times shown per job.
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+    },
 }
 
 /// Options of `postflow run`.
@@ -123,6 +152,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let report = serde_json::json!({
                         "ok": true,
                         "flows": bundle.flows.len(),
+                        "jobs": bundle.jobs.len(),
                         "formats": bundle.formats.len(),
                         "templates": bundle.prompt_files,
                         "problems": [],
@@ -167,22 +197,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 crate::conversation::run_all(bundle, &scripts, &settings.config_dir, &mut std::io::stdout())?;
             Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Posts { status } => {
-            let store = Store::open(&settings.store_path())?;
-            let posts = store.posts()?;
-            println!("{:>5}  {:<10}  {:<11}  {:<16}  title", "id", "status", "format", "desired time");
-            for post in posts.iter().filter(|p| status.as_deref().is_none_or(|s| p.status.name() == s)) {
-                println!(
-                    "{:>5}  {:<10}  {:<11}  {:<16}  {}",
-                    post.id,
-                    post.status.name(),
-                    post.format.as_deref().unwrap_or("-"),
-                    post.desired_time.as_deref().unwrap_or("-"),
-                    post.display_title()
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Posts { command } => crate::posts_cli::run(&settings, command),
         Command::Doctor => doctor(&settings),
         Command::Run(args) => run_bot(&settings, args),
     }

@@ -10,6 +10,7 @@ pub mod console;
 pub mod conversation;
 pub mod driver;
 pub mod engine;
+pub mod posts_cli;
 pub mod scheduler;
 pub mod settings;
 pub mod store;

@@ -31,13 +31,16 @@ const POSTS_DUE: TableDefinition<(i64, u64), ()> = TableDefinition::new("posts_d
 const POSTS_BY_STATUS: TableDefinition<(u8, u64), ()> = TableDefinition::new("posts_by_status");
 /// Posts by the admin who created them: (user id, post id).
 const POSTS_BY_CREATOR: TableDefinition<(i64, u64), ()> = TableDefinition::new("posts_by_creator");
+/// Recurring jobs: job id → its next fire time (Unix seconds), so a restart neither repeats a
+/// fire nor forgets one.
+const JOBS: TableDefinition<&str, i64> = TableDefinition::new("jobs");
 /// Telegram redelivers within hours; after a week without updates it may restart its update ids
 /// at a random (possibly lower) number. An id not newer than the last one counts as seen only
 /// within this horizon.
 const REDELIVERY_HORIZON_SECS: i64 = 24 * 3600;
 
 /// Names of every table, for backups and tests.
-pub const TABLES: [&str; 10] = [
+pub const TABLES: [&str; 11] = [
     "meta",
     "sessions",
     "posts",
@@ -48,6 +51,7 @@ pub const TABLES: [&str; 10] = [
     "posts_due",
     "posts_by_status",
     "posts_by_creator",
+    "jobs",
 ];
 
 /// Store failures, worded for the operator.
@@ -350,6 +354,7 @@ impl Store {
             txn.open_table(POSTS_DUE)?;
             txn.open_table(POSTS_BY_STATUS)?;
             txn.open_table(POSTS_BY_CREATOR)?;
+            txn.open_table(JOBS)?;
         }
         txn.commit()?;
         Ok(())
@@ -449,6 +454,21 @@ impl Store {
             due.push(entry?.0.value());
         }
         Ok(due)
+    }
+
+    /// A recurring job's next fire time as last recorded.
+    pub fn job_next(&self, id: &str) -> Result<Option<i64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(JOBS)?;
+        Ok(table.get(id)?.map(|at| at.value()))
+    }
+
+    /// Records a recurring job's next fire time.
+    pub fn set_job_next(&self, id: &str, at: i64) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(JOBS)?.insert(id, at)?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// How many posts are scheduled.

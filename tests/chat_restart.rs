@@ -97,7 +97,7 @@ fn a_killed_chat_resumes_the_conversation_and_saves_the_draft() {
     chat.send(":quit");
     assert!(chat.child.wait().unwrap().success());
 
-    let posts = postflow(&store, &["posts", "--status", "draft"]).output().unwrap();
+    let posts = postflow(&store, &["posts", "list", "--status", "draft"]).output().unwrap();
     let listing = String::from_utf8_lossy(&posts.stdout);
     assert!(posts.status.success());
     assert!(listing.contains("    1  draft       selling"), "{listing}");

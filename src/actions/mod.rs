@@ -251,6 +251,41 @@ pub const CATALOGUE: &[ActionSchema] = &[
         args: &[ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" }],
     },
     ActionSchema {
+        name: "post.repeat",
+        description: "Publishes a copy of a post now (an evergreen post repeated): `{id, from, status}`.",
+        args: &[ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post to repeat" }],
+    },
+    ActionSchema {
+        name: "drafts.archive",
+        description: "Archives (cancels, keeping the reason) drafts untouched for a number of days: `{archived}`.",
+        args: &[ArgSpec {
+            name: "older_than_days",
+            kind: ArgKind::Number,
+            required: false,
+            description: "days without a change (default 30)",
+        }],
+    },
+    ActionSchema {
+        name: "posts.cleanup_failed",
+        description: "Clears failed posts older than a number of days from the troubles list (cancelled, reason kept): `{cleaned}`.",
+        args: &[ArgSpec {
+            name: "older_than_days",
+            kind: ArgKind::Number,
+            required: false,
+            description: "days since the failure (default 7)",
+        }],
+    },
+    ActionSchema {
+        name: "scheduler.status",
+        description: "The scheduler's state: `{queue, next: [{id, title, local, overdue}], counts, failed, last_published}`.",
+        args: &[ArgSpec {
+            name: "limit",
+            kind: ArgKind::Number,
+            required: false,
+            description: "how many upcoming posts to list (default 5)",
+        }],
+    },
+    ActionSchema {
         name: "post.delete",
         description: "Deletes a post that never reached the channel (draft, cancelled or failed).",
         args: &[ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" }],
@@ -305,6 +340,10 @@ pub fn run(ctx: &ActionContext<'_>, name: &str, args: &Value) -> Result<Value, A
         "posts.list" => posts::list(ctx, args),
         "post.get" => posts::get(ctx, args),
         "post.delete" => posts::delete(ctx, args),
+        "post.repeat" => posts::repeat(ctx, args),
+        "drafts.archive" => posts::archive_drafts(ctx, args),
+        "posts.cleanup_failed" => posts::cleanup_failed(ctx, args),
+        "scheduler.status" => posts::scheduler_status(ctx, args),
         other => Err(ActionError::new(ActionErrorCode::Unavailable, format!("action `{other}`"))),
     }
 }

@@ -35,7 +35,12 @@ pub fn draft_save(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, Action
         }
         None => Post::draft(String::new(), ctx.user_id, ctx.now),
     };
-    post.revise(crate::engine::html::sanitize(text), ctx.user_id, ctx.now);
+    let text = crate::engine::html::sanitize(text);
+    if post.id == 0 {
+        post.text = text;
+    } else {
+        post.revise(text, ctx.user_id, ctx.now);
+    }
     let opt = |name: &str| args.get(name).and_then(Value::as_str).map(str::to_string).filter(|s| !s.is_empty());
     if args.get("format").is_some() {
         post.format = opt("format");
@@ -356,4 +361,171 @@ fn buttons_arg(value: &Value) -> Result<Vec<LinkButton>, ActionError> {
                 .map_err(|problem| ActionError::new(ActionErrorCode::BadButton, format!("{label}: {}", problem.key())))
         })
         .collect()
+}
+
+/// Drafts nobody touched for `older_than_days` (default 30) are archived: cancelled, with the
+/// reason kept. `{archived}`.
+pub fn archive_drafts(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
+    let days = args.get("older_than_days").and_then(number).unwrap_or(30.0).max(0.0);
+    let before = ctx.now - (days * 86_400.0) as i64;
+    let reason = format!("archived: untouched for {days} days");
+    let archived = retire(ctx, PostStatus::Draft, before, &reason)?;
+    ctx.store.record_event("drafts_archived", ctx.now, &json!({ "count": archived, "older_than_days": days }))?;
+    Ok(json!({ "archived": archived }))
+}
+
+/// Failed posts older than `older_than_days` (default 7) are cleared from the queue of
+/// troubles: cancelled, with the reason kept. `{cleaned}`.
+pub fn cleanup_failed(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
+    let days = args.get("older_than_days").and_then(number).unwrap_or(7.0).max(0.0);
+    let before = ctx.now - (days * 86_400.0) as i64;
+    let cleaned = retire(ctx, PostStatus::Failed, before, "cleaned up after failing")?;
+    ctx.store.record_event("failed_cleaned", ctx.now, &json!({ "count": cleaned, "older_than_days": days }))?;
+    Ok(json!({ "cleaned": cleaned }))
+}
+
+/// Cancels the posts of `status` last changed before `before`.
+fn retire(ctx: &ActionContext<'_>, status: PostStatus, before: i64, reason: &str) -> Result<u64, ActionError> {
+    let posts = ctx.store.posts_with_status(status, 0, u64::MAX)?.posts;
+    let mut count = 0;
+    for mut post in posts.into_iter().filter(|p| p.updated_at < before) {
+        post.status = PostStatus::Cancelled;
+        post.last_error = Some(reason.to_string());
+        post.updated_at = ctx.now;
+        ctx.store.save_post(post)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Publishes a copy of a post now (an evergreen post repeated): `{id, from}`.
+pub fn repeat(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
+    let copy = duplicate(ctx, args)?;
+    let id = copy["id"].as_u64().unwrap_or_default();
+    publish_now(ctx, &json!({ "id": id }))?;
+    Ok(json!({ "id": id, "from": id_arg(args)?, "status": "scheduled" }))
+}
+
+/// What the scheduler holds: `{queue, next: [{id, title, local}], counts: {status: n},
+/// last_published, failed}`.
+pub fn scheduler_status(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
+    let show = args.get("limit").and_then(number).map_or(5, |n| n.max(0.0) as usize);
+    let next: Vec<Value> = ctx
+        .store
+        .due(i64::MAX, show)?
+        .into_iter()
+        .map(|(at, id)| {
+            let title = ctx.store.post(id).ok().flatten().map(|p| p.display_title()).unwrap_or_default();
+            json!({ "id": id, "title": title, "local": local(ctx.bundle.timezone, at), "overdue": at <= ctx.now })
+        })
+        .collect();
+    let mut counts = serde_json::Map::new();
+    for status in PostStatus::ALL {
+        counts.insert(status.name().to_string(), json!(ctx.store.posts_with_status(status, 0, 0)?.total));
+    }
+    let recent = ctx.store.posts_with_status(PostStatus::Published, 0, 20)?.posts;
+    let last = recent.iter().filter_map(|p| p.published_at).max();
+    Ok(json!({
+        "queue": counts["scheduled"],
+        "next": next,
+        "counts": counts,
+        "failed": counts["failed"],
+        "last_published": last.map(|at| local(ctx.bundle.timezone, at)),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn bundle_in(zone: chrono_tz::Tz) -> crate::config::Bundle {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        crate::config::load(root, crate::actions::CATALOGUE, zone).result.unwrap_or_else(|_| panic!("shipped config"))
+    }
+
+    fn schedule_at(
+        bundle: &crate::config::Bundle,
+        store: &Store,
+        id: u64,
+        date: &str,
+        time: &str,
+        now: i64,
+    ) -> Result<Value, ActionError> {
+        let turn = store.begin_turn().unwrap();
+        let ctx = ActionContext { bundle, store: &turn, chat_id: 1, user_id: 1, request_id: 0, now };
+        let result = schedule(&ctx, &json!({ "id": id, "date": date, "time": time }));
+        turn.commit().unwrap();
+        result
+    }
+
+    #[test]
+    fn scheduling_across_daylight_saving_changes_is_explicit_and_the_past_is_refused() {
+        let bundle = bundle_in(chrono_tz::Europe::Berlin);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let id = store.save_post(Post::draft("Spring", 1, 0)).unwrap().id;
+        let now = 1_795_672_800; // 2026-11-26
+        // 02:30 does not exist on 2027-03-28 in Berlin: it goes at 03:00, and says so.
+        let gap = schedule_at(&bundle, &store, id, "2027-03-28", "02:30", now).unwrap();
+        assert_eq!(
+            (gap["adjusted"].as_str(), gap["note"].as_str(), gap["local"].as_str()),
+            (Some("gap"), Some("03:00"), Some("2027-03-28 03:00"))
+        );
+        assert_eq!(gap["publish_at"], 1_806_195_600, "01:00 UTC");
+        // 02:30 happens twice on 2027-10-31: the first one (CEST, 00:30 UTC), and says so.
+        let overlap = schedule_at(&bundle, &store, id, "2027-10-31", "02:30", now).unwrap();
+        assert_eq!(overlap["adjusted"].as_str(), Some("overlap"));
+        assert_eq!(overlap["publish_at"], 1_824_942_600);
+        let exact = schedule_at(&bundle, &store, id, "2026-12-01", "10:00", now).unwrap();
+        assert_eq!(exact["adjusted"], Value::Null);
+        let past = schedule_at(&bundle, &store, id, "2026-11-26", "06:59", now).unwrap_err();
+        assert_eq!(past.code, ActionErrorCode::PastTime);
+        assert_eq!(
+            store.post(id).unwrap().unwrap().publish_at,
+            Some(exact["publish_at"].as_i64().unwrap()),
+            "a refused time changes nothing"
+        );
+    }
+
+    #[test]
+    fn a_post_being_published_cannot_be_rescheduled_cancelled_or_edited() {
+        let bundle = bundle_in(chrono_tz::Asia::Yerevan);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let mut post = Post::draft("Firing", 1, 0);
+        post.status = PostStatus::Publishing;
+        post.publish_at = Some(1_795_672_800);
+        let id = store.save_post(post).unwrap().id;
+        let now = 1_795_672_801;
+        let refused = schedule_at(&bundle, &store, id, "2026-12-01", "10:00", now).unwrap_err();
+        assert_eq!(refused.code, ActionErrorCode::WrongStatus);
+        let turn = store.begin_turn().unwrap();
+        let ctx = ActionContext { bundle: &bundle, store: &turn, chat_id: 1, user_id: 1, request_id: 0, now };
+        assert_eq!(cancel(&ctx, &json!({ "id": id })).unwrap_err().code, ActionErrorCode::WrongStatus);
+        assert_eq!(
+            draft_save(&ctx, &json!({ "id": id, "text": "new" })).unwrap_err().code,
+            ActionErrorCode::WrongStatus
+        );
+        assert_eq!(publish_now(&ctx, &json!({ "id": id })).unwrap_err().code, ActionErrorCode::WrongStatus);
+        drop(turn);
+        assert_eq!(store.post(id).unwrap().unwrap().status, PostStatus::Publishing);
+    }
+
+    #[test]
+    fn editing_keeps_the_old_text_in_the_history_and_checks_buttons() {
+        let bundle = bundle_in(chrono_tz::Asia::Yerevan);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let turn = store.begin_turn().unwrap();
+        let ctx = ActionContext { bundle: &bundle, store: &turn, chat_id: 1, user_id: 5, request_id: 0, now: 100 };
+        let id = draft_save(&ctx, &json!({ "text": "First" })).unwrap()["id"].as_u64().unwrap();
+        draft_save(&ctx, &json!({ "id": id, "text": "Second" })).unwrap();
+        let bad = json!({ "id": id, "text": "Second", "buttons": [{ "label": "Buy", "url": "javascript:alert(1)" }] });
+        assert_eq!(draft_save(&ctx, &bad).unwrap_err().code, ActionErrorCode::BadButton);
+        let post = turn.post(id).unwrap().unwrap();
+        assert_eq!(post.text, "Second");
+        assert_eq!(post.revisions.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(), vec!["First"]);
+        assert_eq!(post.revisions[0].by, 5);
+    }
 }

@@ -18,6 +18,29 @@ pub struct Bundle {
     pub timezone: chrono_tz::Tz,
     /// A stable hash of every source file; buttons rendered under another fingerprint are outdated.
     pub fingerprint: u64,
+    /// Recurring jobs (`kind: schedule` files), by id.
+    pub jobs: Vec<Job>,
+}
+
+/// A recurring job: when it fires and what it does.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub description: String,
+    /// The expression as written.
+    pub cron: String,
+    pub schedule: cron::Schedule,
+    pub timezone: chrono_tz::Tz,
+    pub enabled: bool,
+    /// An action of the catalogue with literal arguments.
+    pub action: Option<(String, serde_json::Value)>,
+    /// A flow shown to every admin afterwards, with the action's result in `job_result`.
+    pub notify: Option<String>,
+}
+
+/// Actions a recurring job may not run: they need a conversation or a language model.
+pub fn runs_in_a_job(action: &str) -> bool {
+    !action.starts_with("ai.") && action != crate::engine::BUILTIN_SESSION_CLEAR
 }
 
 impl Bundle {
@@ -33,9 +56,15 @@ impl Bundle {
         self.formats.iter().find(|f| f.id == id)
     }
 
-    /// One-line summary such as "3 flows, 4 formats, 17 templates".
+    /// One-line summary such as "3 flows, 2 jobs, 4 formats, 17 templates".
     pub fn summary(&self) -> String {
-        format!("{} flows, {} formats, {} templates", self.flows.len(), self.formats.len(), self.prompt_files)
+        format!(
+            "{} flows, {} jobs, {} formats, {} templates",
+            self.flows.len(),
+            self.jobs.len(),
+            self.formats.len(),
+            self.prompt_files
+        )
     }
 }
 
@@ -531,7 +560,7 @@ pub const NOTICE_FLOW: &str = "post_notice";
 /// because its time passed long ago (missed).
 pub const NOTICE_STEPS: [&str; 6] = ["published", "published_many", "late", "failed", "unsure", "missed"];
 /// Actions that put posts in the publisher's queue; a config using one needs [`NOTICE_FLOW`].
-pub const PUBLISHING_ACTIONS: [&str; 3] = ["post.publish", "post.schedule", "post.resolve"];
+pub const PUBLISHING_ACTIONS: [&str; 4] = ["post.publish", "post.schedule", "post.resolve", "post.repeat"];
 
 /// Text keys the menu file must define, with what each is for.
 pub const REQUIRED_TEXTS: &[(&str, &str)] = &[

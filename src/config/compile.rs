@@ -72,6 +72,7 @@ pub fn compile(
     // Read every flows/ file first, so references between flows can be checked.
     let mut raw_flows: Vec<(RawFlow, &SourceFile)> = Vec::new();
     let mut raw_menus: Vec<(RawMenu, &SourceFile)> = Vec::new();
+    let mut raw_jobs: Vec<(RawSchedule, &SourceFile)> = Vec::new();
     for file in sources.iter().filter(|f| f.name.starts_with("flows/")) {
         let Some(value) = c.parse_yaml(file) else {
             continue;
@@ -88,13 +89,18 @@ pub fn compile(
                     raw_menus.push((menu, file));
                 }
             }
-            Some(other @ ("pipeline" | "schedule")) => c.diags.push(
+            Some("schedule") => {
+                if let Some(raw) = c.deserialize::<RawSchedule>(file, "", value) {
+                    raw_jobs.push((raw, file));
+                }
+            }
+            Some(other @ "pipeline") => c.diags.push(
                 Diagnostic::at(
                     file,
                     file.value_pos("kind"),
                     format!("`kind: {other}` is not supported by this version"),
                 )
-                .with_hint("analytics pipelines and schedules arrive in a later release; move the file out of flows/"),
+                .with_hint("analytics pipelines arrive in a later release; move the file out of flows/"),
             ),
             Some(other) => c.diags.push(
                 Diagnostic::at(file, file.value_pos("kind"), format!("unknown kind `{other}`"))
@@ -138,6 +144,8 @@ pub fn compile(
                 .flatten()
                 .filter_map(|b| b.get("call").and_then(Yaml::as_str).map(str::to_string))
         }))
+        // A job's notice flow starts with the job's result set, like a called flow.
+        .chain(raw_jobs.iter().filter_map(|(job, _)| job.notify.clone()))
         .collect();
 
     let menu = match raw_menus.len() {
@@ -173,6 +181,17 @@ pub fn compile(
         let is_callee = called.contains(&raw.id) && !entry_flows.contains(raw.id.as_str());
         if let Some(flow) = c.flow(raw, file, &known_flows, &flow_slots, &template_names, is_callee) {
             flows.insert(flow.id.clone(), flow);
+        }
+    }
+
+    let mut jobs: Vec<Job> = Vec::new();
+    for (raw, file) in &raw_jobs {
+        if let Some(job) = c.job(raw, file, &known_flows, timezone) {
+            if jobs.iter().any(|j| j.id == job.id) {
+                c.diags.push(Diagnostic::at(file, file.value_pos("id"), format!("job `{}` is defined twice", job.id)));
+                continue;
+            }
+            jobs.push(job);
         }
     }
 
@@ -238,7 +257,7 @@ pub fn compile(
         skip: label("skip"),
     };
     let fingerprint = super::fnv1a(sources.iter().flat_map(|s| [s.name.as_bytes(), s.text.as_bytes()]));
-    Ok(Bundle { flows, menu, formats, templates: env, prompt_files, timezone, fingerprint })
+    Ok(Bundle { flows, menu, formats, templates: env, prompt_files, timezone, fingerprint, jobs })
 }
 
 /// `prompts/ai/selling.j2` → `ai/selling`.
@@ -1237,6 +1256,129 @@ impl<'a> Compiler<'a> {
             }
         };
         Some(Input { kind, save_as: raw.save_as.clone(), error, skip })
+    }
+
+    /// A recurring job: its cron expression, time zone, action (checked like a step's, with
+    /// literal arguments) and notice flow.
+    fn job(
+        &mut self,
+        raw: &RawSchedule,
+        file: &SourceFile,
+        flows: &BTreeSet<String>,
+        default_zone: chrono_tz::Tz,
+    ) -> Option<Job> {
+        let expected = file.name.trim_start_matches("flows/").trim_end_matches(".yaml").trim_end_matches(".yml");
+        if raw.id.trim().is_empty() || !raw.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            let d = self.error(file, "id", format!("job id `{}` must be letters, digits, `_` or `-`", raw.id));
+            self.hint(
+                d,
+                Some(format!("for example `{}`", expected.replace(|c: char| !c.is_ascii_alphanumeric(), "_"))),
+            );
+        }
+        let schedule = match crate::scheduler::recurring::parse(&raw.cron) {
+            Ok(schedule) => Some(schedule),
+            Err(problem) => {
+                let d = self.error(file, "cron", problem.to_string());
+                self.hint(
+                    d,
+                    Some(
+                        "examples: `0 9 * * Mon` (crontab: Mondays 09:00), `0 0 9 * * Mon-Fri` (seconds first)".into(),
+                    ),
+                );
+                None
+            }
+        };
+        let timezone = match &raw.timezone {
+            None => Some(default_zone),
+            Some(name) => match name.parse::<chrono_tz::Tz>() {
+                Ok(zone) => Some(zone),
+                Err(_) => {
+                    let d = self.error(file, "timezone", format!("unknown time zone `{name}`"));
+                    self.hint(d, Some("an IANA name such as `Asia/Yerevan` or `Europe/Berlin`".into()));
+                    None
+                }
+            },
+        };
+        let action = match &raw.action {
+            None => None,
+            Some(action) => self.job_action(action, file),
+        };
+        if let Some(flow) = &raw.notify
+            && !flows.contains(flow)
+        {
+            let d = self.error(file, "notify", format!("flow `{flow}` does not exist"));
+            self.hint(d, Some(suggestion_or_list(flow, flows.iter().map(String::as_str))));
+        }
+        if raw.action.is_none() && raw.notify.is_none() {
+            let d = self.error(file, "id", format!("job `{}` does nothing", raw.id));
+            self.hint(d, Some("give it an `action:`, a `notify:` flow, or both".into()));
+        }
+        Some(Job {
+            id: raw.id.clone(),
+            description: raw.description.clone().unwrap_or_default(),
+            cron: raw.cron.clone(),
+            schedule: schedule?,
+            timezone: timezone?,
+            enabled: raw.enabled,
+            action: match (&raw.action, action) {
+                (Some(_), None) => return None,
+                (_, action) => action,
+            },
+            notify: raw.notify.clone(),
+        })
+    }
+
+    /// A job's action: a known action a job may run, its arguments literal and of the right kind.
+    fn job_action(&mut self, raw: &RawJobAction, file: &SourceFile) -> Option<(String, serde_json::Value)> {
+        let Some(schema) = self.actions.iter().find(|a| a.name == raw.name) else {
+            let d = self.error(file, "action.name", format!("unknown action `{}`", raw.name));
+            self.hint(d, Some(suggestion_or_list(&raw.name, self.actions.iter().map(|a| a.name))));
+            return None;
+        };
+        if !runs_in_a_job(&raw.name) {
+            let d = self.error(file, "action.name", format!("`{}` cannot run from a schedule", raw.name));
+            self.hint(d, Some("AI actions need an admin to read their result; run them in a flow".into()));
+            return None;
+        }
+        let mut args = serde_json::Map::new();
+        let before = self.diags.len();
+        for (key, value) in &raw.args {
+            let name = key.as_str().unwrap_or("?").to_string();
+            let path = format!("action.with.{name}");
+            let Some(spec) = schema.args.iter().find(|a| a.name == name) else {
+                let d = self.diags.len();
+                self.diags.push(Diagnostic::at(
+                    file,
+                    file.key_pos(&path),
+                    format!("action `{}` has no argument `{name}`", schema.name),
+                ));
+                self.hint(d, Some(suggestion_or_list(&name, schema.args.iter().map(|a| a.name))));
+                continue;
+            };
+            let value = serde_json::to_value(value).unwrap_or_default();
+            if value.as_str().is_some_and(|s| s.contains("{{") || s.contains("{%")) {
+                self.error(
+                    file,
+                    &path,
+                    "a job's arguments are plain values (a job has no slots to fill templates from)",
+                );
+            } else if !spec.kind.accepts(&value) {
+                self.error(file, &path, format!("argument `{name}` of `{}` must be {}", schema.name, spec.kind.name()));
+            }
+            args.insert(name, value);
+        }
+        for spec in schema.args.iter().filter(|a| a.required) {
+            if !args.contains_key(spec.name) {
+                let d = self.diags.len();
+                self.diags.push(Diagnostic::at(
+                    file,
+                    file.key_pos("action.name"),
+                    format!("action `{}` needs the argument `{}`", schema.name, spec.name),
+                ));
+                self.hint(d, Some(format!("`{}`: {}", spec.name, spec.description)));
+            }
+        }
+        (self.diags.len() == before).then(|| (raw.name.clone(), serde_json::Value::Object(args)))
     }
 
     fn action(

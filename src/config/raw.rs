@@ -161,6 +161,42 @@ pub struct RawAction {
     pub on_error: Option<String>,
 }
 
+/// A `kind: schedule` file: a recurring job.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    pub kind: String,
+    pub id: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The cron crate's syntax (seconds first) or the five-field crontab form.
+    pub cron: String,
+    /// An IANA zone such as `Asia/Yerevan`; default SCHEDULER_TIMEZONE.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// The action to run (literal arguments only: a job has no conversation).
+    #[serde(default)]
+    pub action: Option<RawJobAction>,
+    /// A flow shown to every admin after the action, as a notice (its result in `job_result`).
+    #[serde(default)]
+    pub notify: Option<String>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// The action of a recurring job.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJobAction {
+    pub name: String,
+    #[serde(default, rename = "with")]
+    pub args: Mapping,
+}
+
 /// The `kind: menu` file: global texts, the main menu, commands and the calendar's words.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

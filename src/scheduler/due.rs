@@ -29,11 +29,29 @@ pub async fn run(
     if let Err(error) = publisher.reconcile() {
         tracing::error!("the scheduler could not check the posts left by the last run: {error}");
     }
+    let mut jobs = super::jobs::plan(&publisher, publisher.clock.now()).unwrap_or_else(|error| {
+        tracing::error!("the recurring jobs cannot be planned: {error}; they will not run");
+        Vec::new()
+    });
     loop {
         if *stop.borrow() {
             return;
         }
         let now = publisher.clock.now();
+        // Recurring jobs whose time came, in the order of the files.
+        for (index, job) in publisher.bundle.jobs.iter().enumerate() {
+            if let Some(Some(due)) = jobs.get(index).copied()
+                && due <= now
+            {
+                jobs[index] = match super::jobs::fire(&publisher, job, due, now) {
+                    Ok(next) => next,
+                    Err(error) => {
+                        tracing::error!(job = %job.id, "the store failed while running a job: {error}");
+                        super::jobs::next_after(job, now)
+                    }
+                };
+            }
+        }
         let due = match publisher.store.due(now, BATCH) {
             Ok(due) => due,
             Err(error) => {
@@ -73,11 +91,13 @@ pub async fn run(
             }
             continue;
         }
-        let next = publisher.store.next_due().ok().flatten();
+        let next_post = publisher.store.next_due().ok().flatten().map(|(at, _)| at);
+        let next_job = jobs.iter().flatten().min().copied();
+        let next = next_post.into_iter().chain(next_job).min();
         let clock = publisher.clock.clone();
         let sleep = async move {
             match next {
-                Some((at, _)) => clock.sleep_until(at * 1000).await,
+                Some(at) => clock.sleep_until(at * 1000).await,
                 None => std::future::pending().await,
             }
         };

@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod due;
+pub mod jobs;
 pub mod local_time;
 pub mod publisher;
 pub mod recurring;

@@ -298,6 +298,20 @@ impl Publisher {
     }
 
     fn tell_admins(&self, step: &str, post: &Post, extra: serde_json::Value) {
+        for admin in self.reachable_admins() {
+            self.tell_one(admin, step, post, extra.clone());
+        }
+    }
+
+    /// Runs a notice in every admin's chat.
+    pub fn tell_every_admin(&self, notice: Notice) {
+        for admin in self.reachable_admins() {
+            (self.tell)(admin, notice.clone());
+        }
+    }
+
+    /// Authorised admins who have talked to the bot (Telegram lets a bot write only to them).
+    fn reachable_admins(&self) -> Vec<i64> {
         let seen: Vec<i64> = match self.store.users() {
             Ok(users) => users.iter().map(|u| u.id).collect(),
             Err(error) => {
@@ -305,10 +319,7 @@ impl Publisher {
                 Vec::new()
             }
         };
-        // Only admins who have talked to the bot can be written to.
-        for admin in self.admins.iter().filter(|a| seen.contains(a)) {
-            self.tell_one(*admin, step, post, extra.clone());
-        }
+        self.admins.iter().copied().filter(|a| seen.contains(a)).collect()
     }
 
     fn tell_one(&self, admin: i64, step: &str, post: &Post, extra: serde_json::Value) {

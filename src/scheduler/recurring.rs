@@ -21,7 +21,7 @@ pub enum CronProblem {
         "`{0}` names both a day of the month and a weekday; crontab would fire on either, this scheduler on both: write two jobs"
     )]
     DayAndWeekday(String),
-    #[error("`{expr}` is not a valid cron expression ({detail})")]
+    #[error("`{expr}` is not a valid cron expression: {detail}")]
     Invalid { expr: String, detail: String },
 }
 
@@ -43,7 +43,27 @@ pub fn parse(expr: &str) -> Result<Schedule, CronProblem> {
         count => return Err(CronProblem::FieldCount { expr: expr.trim().to_string(), fields: count }),
     };
     Schedule::from_str(&full)
-        .map_err(|error| CronProblem::Invalid { expr: expr.trim().to_string(), detail: error.to_string() })
+        .map_err(|error| CronProblem::Invalid { expr: expr.trim().to_string(), detail: explain(&error.to_string()) })
+}
+
+/// The crate's error in a line of our own: it repeats the expression with a caret over several
+/// lines and words ranges oddly ("Hours must be less than 23" when 23 is allowed).
+fn explain(error: &str) -> String {
+    let last = error.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or(error).trim_end_matches('.');
+    const RANGES: [(&str, &str); 7] = [
+        ("Seconds", "seconds are 0–59"),
+        ("Minutes", "minutes are 0–59"),
+        ("Hours", "hours are 0–23"),
+        ("Days of Month", "days of the month are 1–31"),
+        ("Months", "months are 1–12 or Jan–Dec"),
+        ("Days of Week", "weekdays are 1–7 with 1 = Sunday, or Sun–Sat"),
+        ("Years", "years are 1970–2099"),
+    ];
+    let given = last.rsplit_once("('").and_then(|(_, rest)| rest.split_once("' specified")).map(|(value, _)| value);
+    match (RANGES.iter().find(|(field, _)| last.starts_with(field)), given) {
+        (Some((_, range)), Some(value)) if last.contains(" must be ") => format!("{range}; `{value}` is out of range"),
+        _ => last.trim_end_matches(')').trim_start_matches('(').to_string(),
+    }
 }
 
 /// The next `count` fire times after `after`, on the wall clock of `zone`. A time the clocks
