@@ -182,6 +182,8 @@ struct State {
     date: i64,
     /// The channel's rate: this many messages per window (Telegram: 20 a minute).
     channel_limit: (usize, Duration),
+    /// Messages a second in all chats (Telegram: 30); benchmarks turn it off.
+    overall_limit: usize,
     /// Channel sends are carried out at once but answered only after this long (a test kills
     /// the bot in between: the post is in the channel, the bot never heard so).
     channel_answer_hold: Duration,
@@ -214,6 +216,7 @@ impl FakeTelegram {
             date: 1_795_672_800,
             rights: Some(ChannelRights { member: true, admin: true, can_post: true, can_edit: true, can_delete: true }),
             channel_limit: (20, Duration::from_secs(60)),
+            overall_limit: 30,
             ..State::default()
         };
         let fake = FakeTelegram {
@@ -245,6 +248,13 @@ impl FakeTelegram {
     /// Sets the channel's rate limit (tests shorten Telegram's minute).
     pub fn set_channel_limit(&self, messages: usize, window: Duration) {
         self.lock().channel_limit = (messages, window);
+    }
+
+    /// Turns the channel and overall rate limits off (benchmarks that measure the bot alone).
+    pub fn rate_limits_off(&self) {
+        let mut state = self.lock();
+        state.channel_limit = (usize::MAX / 2, Duration::from_secs(60));
+        state.overall_limit = usize::MAX / 2;
     }
 
     /// Holds the answers to channel sends (after carrying them out) for `hold`.
@@ -1015,8 +1025,10 @@ fn check_rate(state: &mut State, chat: i64, weight: usize) -> Result<(), Reply> 
     while state.all_sends.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
         state.all_sends.pop_front();
     }
-    let breach =
-        breach.or_else(|| (state.all_sends.len() + weight > 30).then(|| "more than 30 messages a second".to_string()));
+    let breach = breach.or_else(|| {
+        let limit = state.overall_limit;
+        (state.all_sends.len() + weight > limit).then(|| format!("more than {limit} messages a second"))
+    });
     if let Some(breach) = breach {
         state.violations.push(format!("rate limit: {breach}"));
         return Err(Reply { code: 429, description: "Too Many Requests: retry after 1".into(), retry_after: 1 });
