@@ -103,6 +103,15 @@ pub struct RunArgs {
     pub flood_window_secs: u64,
     #[arg(long, env = "FLOOD_MUTE_SECS", default_value_t = 60)]
     pub flood_mute_secs: u64,
+    /// A scheduled post whose time passed while the bot was down is still published (with a
+    /// note to the admins) if it is at most this many minutes late; an older one is held and
+    /// the admins are asked.
+    #[arg(long, env = "PUBLISH_GRACE_MINUTES", default_value_t = 360)]
+    pub publish_grace_minutes: u64,
+    /// Tries per post before it is marked failed and the admins are told (transient Telegram
+    /// failures only; each try already retries quick network errors).
+    #[arg(long, env = "PUBLISH_ATTEMPTS", default_value_t = 3)]
+    pub publish_attempts: u32,
 }
 
 /// Machine or human output.
@@ -232,6 +241,11 @@ fn run_bot(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
         mute: std::time::Duration::from_secs(args.flood_mute_secs),
     };
     options.webhook_url = args.webhook_url;
+    options.publish = crate::scheduler::publisher::PublishPolicy {
+        attempts: args.publish_attempts.max(1),
+        grace: std::time::Duration::from_secs(args.publish_grace_minutes * 60),
+        ..crate::scheduler::publisher::PublishPolicy::default()
+    };
     options.http_addr = settings.http_addr.parse()?;
     let ai = build_ai(settings)?;
     tracing::info!(ai = %ai.llm().describe(), "AI");

@@ -1,7 +1,7 @@
 //! Keeps `flows/README.md` true: every YAML example on the page parses with the real raw types
 //! (unknown keys are rejected), and the full flow example compiles in a scratch config.
 
-use postflow::config::raw::{RawFlow, RawFormat, RawMenu, RawStep};
+use postflow::config::raw::{RawFlow, RawFormat, RawMenu, RawSchedule, RawStep};
 use postflow::conversation::Script;
 
 fn yaml_blocks() -> Vec<String> {
@@ -38,6 +38,8 @@ fn every_yaml_example_in_the_spec_parses() {
             serde_yaml::from_value::<RawFlow>(value).and_then(|flow| {
                 flow.steps.values().try_for_each(|step| serde_yaml::from_value::<RawStep>(step.clone()).map(|_| ()))
             })
+        } else if kind == Some("schedule") {
+            serde_yaml::from_value::<RawSchedule>(value).map(|_| ())
         } else if value.get("turns").is_some() {
             serde_yaml::from_value::<Script>(value).map(|_| ())
         } else if value.get("names").is_some() {
