@@ -196,6 +196,7 @@ fn publish(settings: &Settings, bundle: Arc<Bundle>, store: Store, id: u64) -> a
             tell: Arc::new(|_, _| {}),
             admins: Vec::new(),
             policy: PublishPolicy::default(),
+            run_id: crate::scheduler::publisher::new_run_id(&SystemClock),
         };
         match publisher.publish(id, true).await? {
             Outcome::Published { .. } => {
@@ -205,6 +206,9 @@ fn publish(settings: &Settings, bundle: Arc<Bundle>, store: Store, id: u64) -> a
             }
             Outcome::Failed { reason } => anyhow::bail!("post {id} could not be published: {reason}"),
             Outcome::Skipped => anyhow::bail!("post {id} was not due (it changed meanwhile)"),
+            Outcome::Unsure { reason } => anyhow::bail!(
+                "post {id}: Telegram did not answer ({reason}); it may be in the channel — look, then settle it in the bot"
+            ),
         }
     })
 }

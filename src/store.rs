@@ -34,13 +34,15 @@ const POSTS_BY_CREATOR: TableDefinition<(i64, u64), ()> = TableDefinition::new("
 /// Recurring jobs: job id → its next fire time (Unix seconds), so a restart neither repeats a
 /// fire nor forgets one.
 const JOBS: TableDefinition<&str, i64> = TableDefinition::new("jobs");
+/// Changes to published posts waiting for the publisher: post id → JSON [`ChannelOp`].
+const CHANNEL_OPS: TableDefinition<u64, &[u8]> = TableDefinition::new("channel_ops");
 /// Telegram redelivers within hours; after a week without updates it may restart its update ids
 /// at a random (possibly lower) number. An id not newer than the last one counts as seen only
 /// within this horizon.
 const REDELIVERY_HORIZON_SECS: i64 = 24 * 3600;
 
 /// Names of every table, for backups and tests.
-pub const TABLES: [&str; 11] = [
+pub const TABLES: [&str; 12] = [
     "meta",
     "sessions",
     "posts",
@@ -52,6 +54,7 @@ pub const TABLES: [&str; 11] = [
     "posts_by_status",
     "posts_by_creator",
     "jobs",
+    "channel_ops",
 ];
 
 /// Store failures, worded for the operator.
@@ -126,8 +129,17 @@ impl PostStatus {
         PostStatus::ALL.into_iter().find(|s| s.name() == name)
     }
 
+    /// The key in the status index: fixed numbers, never reordered.
     fn code(self) -> u8 {
-        self as u8
+        match self {
+            PostStatus::Draft => 0,
+            PostStatus::Scheduled => 1,
+            PostStatus::Publishing => 2,
+            PostStatus::Published => 3,
+            PostStatus::Failed => 4,
+            PostStatus::Cancelled => 5,
+            PostStatus::Deleted => 6,
+        }
     }
 }
 
@@ -190,6 +202,13 @@ pub struct Post {
     /// on from there; `message_ids` holds their ids).
     #[serde(default)]
     pub parts_sent: u32,
+    /// The publisher run that claimed it (while `publishing`): a post claimed by the running
+    /// publisher is being sent right now and cannot be settled by hand.
+    #[serde(default)]
+    pub claimed_by_run: Option<u64>,
+    /// The admin who scheduled it or asked to publish it now (told when it is out).
+    #[serde(default)]
+    pub queued_by: Option<i64>,
     /// The last quality score the AI gave (0–10).
     #[serde(default)]
     pub score: Option<f64>,
@@ -223,6 +242,8 @@ impl Post {
             last_error: None,
             attempts: 0,
             parts_sent: 0,
+            claimed_by_run: None,
+            queued_by: None,
             score: None,
             revisions: Vec::new(),
         }
@@ -265,6 +286,16 @@ pub fn title_of(html: &str) -> String {
         title.push('…');
     }
     title
+}
+
+/// A change to a post that is already in the channel, carried out by the publisher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ChannelOp {
+    /// Replace the text (or caption) of the post's messages.
+    Edit { text: String, by: i64 },
+    /// Delete the post's messages from the channel.
+    Delete { by: i64 },
 }
 
 /// A page of posts and how many there are in all.
@@ -355,6 +386,7 @@ impl Store {
             txn.open_table(POSTS_BY_STATUS)?;
             txn.open_table(POSTS_BY_CREATOR)?;
             txn.open_table(JOBS)?;
+            txn.open_table(CHANNEL_OPS)?;
         }
         txn.commit()?;
         Ok(())
@@ -454,6 +486,26 @@ impl Store {
             due.push(entry?.0.value());
         }
         Ok(due)
+    }
+
+    /// Records the publisher run now live (`0`: none).
+    pub fn set_live_run(&self, run: u64) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?.insert("live_run", run)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Changes to published posts waiting to be carried out, oldest post first.
+    pub fn channel_ops(&self) -> Result<Vec<(u64, ChannelOp)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CHANNEL_OPS)?;
+        let mut ops = Vec::new();
+        for entry in table.iter()? {
+            let (id, bytes) = entry?;
+            ops.push((id.value(), decode(bytes.value(), || format!("channel change of post {}", id.value()))?));
+        }
+        Ok(ops)
     }
 
     /// A recurring job's next fire time as last recorded.
@@ -585,7 +637,13 @@ impl Turn {
     pub fn save_post(&self, mut post: Post) -> Result<Post, StoreError> {
         let mut table = self.txn.open_table(POSTS)?;
         if post.id == 0 {
-            post.id = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+            // Ids are never reused: an old notice or an open view naming a deleted post must
+            // not reach a newer one.
+            let mut meta = self.txn.open_table(META)?;
+            let counted = meta.get("next_post_id")?.map(|v| v.value()).unwrap_or(1);
+            let after_last = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+            post.id = counted.max(after_last);
+            meta.insert("next_post_id", post.id + 1)?;
         }
         let old = read_post(&table, post.id)?;
         let bytes = serde_json::to_vec(&post).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -633,6 +691,34 @@ impl Turn {
     /// Posts with a status, newest first: `limit` of them after skipping `offset`.
     pub fn posts_with_status(&self, status: PostStatus, offset: u64, limit: u64) -> Result<Page, StoreError> {
         page_by_status(&self.txn.open_table(POSTS_BY_STATUS)?, &self.txn.open_table(POSTS)?, status, offset, limit)
+    }
+
+    /// The publisher run now live, if any.
+    pub fn live_run(&self) -> Result<Option<u64>, StoreError> {
+        let meta = self.txn.open_table(META)?;
+        Ok(meta.get("live_run")?.map(|v| v.value()).filter(|run| *run != 0))
+    }
+
+    /// Queues a change to a published post (replacing one already queued) and wakes the
+    /// publisher after the commit.
+    pub fn queue_channel_op(&self, id: u64, op: &ChannelOp) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(op).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.txn.open_table(CHANNEL_OPS)?.insert(id, bytes.as_slice())?;
+        self.touched_schedule.set(true);
+        Ok(())
+    }
+
+    /// The change queued for a post, if any.
+    pub fn channel_op(&self, id: u64) -> Result<Option<ChannelOp>, StoreError> {
+        let table = self.txn.open_table(CHANNEL_OPS)?;
+        let Some(bytes) = table.get(id)? else { return Ok(None) };
+        decode(bytes.value(), || format!("channel change of post {id}")).map(Some)
+    }
+
+    /// Drops the change queued for a post (done, or given up).
+    pub fn clear_channel_op(&self, id: u64) -> Result<(), StoreError> {
+        self.txn.open_table(CHANNEL_OPS)?.remove(id)?;
+        Ok(())
     }
 
     /// Scheduled posts due at or before `until`, earliest first, at most `limit`.

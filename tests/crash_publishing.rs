@@ -84,7 +84,7 @@ fn channel_copies(fake: &FakeTelegram, n: usize) -> usize {
 
 fn told_unsure(fake: &FakeTelegram, id: u64) -> bool {
     fake.outputs().iter().any(|o| {
-        o.chat_id == ADMIN && o.plain.contains(&format!("Գրառում №{id}-ը")) && o.plain.contains("երբ բոտը կանգ առավ")
+        o.chat_id == ADMIN && o.plain.contains(&format!("Գրառում №{id}-ը")) && o.plain.contains("ավարտը չհաստատվեց")
     })
 }
 

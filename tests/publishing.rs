@@ -323,3 +323,92 @@ fn cancelling_and_rescheduling_take_effect_before_the_post_is_due() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(bot.fake.channel_posts().len(), 1, "the cancelled post never goes out");
 }
+
+#[test]
+fn a_published_post_is_edited_in_the_channel_and_deleted_from_it_within_48_hours() {
+    let mut bot = Bot::start(Setup::default());
+    bot.say(ADMIN, "/start");
+    bot.fake.know_file("p1", "photo");
+    bot.restart_after(Setup::default(), |store| {
+        let mut post = scheduled("<b>Sale</b> today", START);
+        post.media = Some(Media::single(MediaKind::Photo, "p1"));
+        post.buttons = vec![LinkButton { label: "Գնել".into(), url: "https://shop.example/x".into() }];
+        store.save_post(post).unwrap();
+    });
+    bot.wait_for("the post in the channel", || bot.store().posts().unwrap()[0].status == PostStatus::Published);
+    let message_id = bot.fake.channel_posts()[0].message_id;
+    bot.say(ADMIN, "📅 Պլանավորված");
+    bot.press(ADMIN, "✅ Հրապարակված");
+    bot.press(ADMIN, "Sale today");
+    bot.press(ADMIN, "✏️ Խմբագրել ալիքում");
+    let refused = common::bot::plain(&bot.say(ADMIN, &"բառ ".repeat(300)));
+    assert!(refused.contains("չի տեղավորվում"), "a caption over 1024 is refused: {refused}");
+    bot.press(ADMIN, "⬅️ Ցանկ");
+    bot.press(ADMIN, "Sale today");
+    bot.press(ADMIN, "✏️ Խմբագրել ալիքում");
+    bot.say(ADMIN, "<b>Sale</b> until Sunday");
+    bot.wait_for("the edit", || bot.fake.channel_posts().iter().any(|o| o.edited && o.plain == "Sale until Sunday"));
+    bot.wait_for("the admin told", || {
+        bot.fake.outputs().iter().any(|o| o.chat_id == ADMIN && o.plain.contains("տեքստը ալիքում փոխված է"))
+    });
+    let edited = bot.fake.channel_posts().into_iter().rev().find(|o| o.edited).unwrap();
+    assert_eq!(edited.message_id, message_id);
+    assert!(edited.markup.is_some(), "the buttons stay");
+    let post = bot.store().posts().unwrap().remove(0);
+    assert_eq!(post.text, "<b>Sale</b> until Sunday");
+    assert_eq!(post.revisions.last().map(|r| r.text.as_str()), Some("<b>Sale</b> today"));
+    // Deleting: offered within 48 hours only.
+    bot.say(ADMIN, "📅 Պլանավորված");
+    bot.press(ADMIN, "✅ Հրապարակված");
+    bot.press(ADMIN, "Sale until Sunday");
+    bot.press(ADMIN, "🗑 Ջնջել ալիքից");
+    bot.press(ADMIN, "Այո, ջնջել ալիքից");
+    bot.wait_for("the deletion", || !bot.fake.has_message(common::fake_telegram::CHANNEL_ID, message_id));
+    bot.wait_for("deleted", || bot.store().posts().unwrap()[0].status == PostStatus::Deleted);
+    no_violations(&bot);
+}
+
+#[test]
+fn after_48_hours_a_published_post_can_no_longer_be_deleted_from_the_channel() {
+    let mut bot = Bot::start(Setup::default());
+    bot.say(ADMIN, "/start");
+    bot.restart_after(Setup::default(), |store| {
+        store.save_post(scheduled("Old news", START)).unwrap();
+    });
+    bot.wait_for("published", || bot.store().posts().unwrap()[0].status == PostStatus::Published);
+    bot.clock.set(START + 49 * 3600);
+    bot.say(ADMIN, "📅 Պլանավորված");
+    bot.press(ADMIN, "✅ Հրապարակված");
+    let shown = bot.press(ADMIN, "Old news");
+    let labels: Vec<String> = shown.iter().flat_map(|o| o.inline_buttons()).map(|(label, _)| label).collect();
+    assert!(labels.iter().any(|l| l == "✏️ Խմբագրել ալիքում"), "{labels:?}");
+    assert!(!labels.iter().any(|l| l == "🗑 Ջնջել ալիքից"), "Telegram no longer allows it: {labels:?}");
+}
+
+#[test]
+fn a_channel_send_that_ends_without_an_answer_is_put_to_the_admins_not_retried() {
+    let bot = Bot::start(Setup::default());
+    bot.say(ADMIN, "/start");
+    // The next call (the channel send) gets a 502: Telegram may or may not have posted it.
+    bot.fake.set_faults(common::fake_telegram::Faults { server_errors: 1, ..Default::default() });
+    {
+        let turn = bot.store().begin_turn().unwrap();
+        turn.save_post(scheduled("Maybe sent", START)).unwrap();
+        turn.commit().unwrap();
+    }
+    bot.wait_for("the question", || bot.fake.find_button(ADMIN, "✅ Այն ալիքում է").is_some());
+    let sends = bot
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| c.method == "sendMessage" && c.chat_id == Some(common::fake_telegram::CHANNEL_ID))
+        .count();
+    assert_eq!(sends, 1, "one send, not retried");
+    let post = bot.store().posts().unwrap().remove(0);
+    assert_eq!(post.status, PostStatus::Publishing);
+    // The admin looked: it is not in the channel.
+    let said = common::bot::plain(&bot.press(ADMIN, "🔁 Հրապարակել կրկին"));
+    assert!(said.contains("կրկին ուղարկվում"), "{said}");
+    bot.wait_for("the post in the channel", || bot.fake.channel_posts().len() == 1);
+    no_violations(&bot);
+}

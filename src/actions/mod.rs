@@ -251,6 +251,19 @@ pub const CATALOGUE: &[ActionSchema] = &[
         args: &[ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" }],
     },
     ActionSchema {
+        name: "post.channel_edit",
+        description: "Replaces the text of a published post in the channel (the publisher does it and tells the admin): `{id, queued}`; fails with no_fit when the new text would change the post's layout.",
+        args: &[
+            ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" },
+            ArgSpec { name: "text", kind: ArgKind::Text, required: true, description: "the new text (Telegram HTML)" },
+        ],
+    },
+    ActionSchema {
+        name: "post.channel_delete",
+        description: "Deletes a published post from the channel (the publisher does it and tells the admin): `{id, queued}`; fails with too_old after 48 hours.",
+        args: &[ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" }],
+    },
+    ActionSchema {
         name: "post.repeat",
         description: "Publishes a copy of a post now (an evergreen post repeated): `{id, from, status}`.",
         args: &[ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post to repeat" }],
@@ -341,6 +354,8 @@ pub fn run(ctx: &ActionContext<'_>, name: &str, args: &Value) -> Result<Value, A
         "post.get" => posts::get(ctx, args),
         "post.delete" => posts::delete(ctx, args),
         "post.repeat" => posts::repeat(ctx, args),
+        "post.channel_edit" => posts::channel_edit(ctx, args),
+        "post.channel_delete" => posts::channel_delete(ctx, args),
         "drafts.archive" => posts::archive_drafts(ctx, args),
         "posts.cleanup_failed" => posts::cleanup_failed(ctx, args),
         "scheduler.status" => posts::scheduler_status(ctx, args),

@@ -11,7 +11,11 @@ use crate::engine::event::Media;
 use crate::engine::post_view::{self, Layout, LinkButton};
 use crate::engine::{parse_date, parse_time};
 use crate::scheduler::local_time::{self, Refused, Resolved};
-use crate::store::{Post, PostStatus};
+use crate::store::{ChannelOp, Post, PostStatus};
+
+/// Telegram lets a bot delete a channel message for 48 hours; a little is kept back for the
+/// time the publisher takes to get to it.
+pub const DELETE_WINDOW_SECS: i64 = 48 * 3600 - 300;
 
 /// Saves a new draft, or updates a draft or a scheduled post (keeping its status and time).
 pub fn draft_save(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
@@ -129,6 +133,7 @@ pub fn schedule(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionEr
     let rescheduled = post.status == PostStatus::Scheduled;
     post.status = PostStatus::Scheduled;
     post.publish_at = Some(at.timestamp());
+    post.queued_by = Some(ctx.user_id).filter(|id| *id != 0);
     post.last_error = None;
     post.attempts = 0;
     post.updated_at = ctx.now;
@@ -162,6 +167,7 @@ pub fn publish_now(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, Actio
     }
     post.status = PostStatus::Scheduled;
     post.publish_at = Some(ctx.now);
+    post.queued_by = Some(ctx.user_id).filter(|id| *id != 0);
     post.last_error = None;
     post.attempts = 0;
     post.updated_at = ctx.now;
@@ -191,6 +197,16 @@ pub fn resolve(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionErr
     if !matches!(post.status, PostStatus::Publishing | PostStatus::Failed) {
         return Err(wrong_status(&post, "settled"));
     }
+    // Claimed by the publisher that runs now: it is being sent this moment, not left behind.
+    if post.status == PostStatus::Publishing
+        && post.claimed_by_run.is_some()
+        && post.claimed_by_run == ctx.store.live_run()?
+    {
+        return Err(ActionError::new(
+            ActionErrorCode::WrongStatus,
+            format!("post {} is being sent right now", post.id),
+        ));
+    }
     match choice {
         "mark_published" => {
             post.status = PostStatus::Published;
@@ -200,6 +216,7 @@ pub fn resolve(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionErr
         "publish_again" => {
             post.status = PostStatus::Scheduled;
             post.publish_at = Some(ctx.now);
+            post.queued_by = Some(ctx.user_id).filter(|id| *id != 0);
             post.attempts = 0;
         }
         "draft" => {
@@ -263,10 +280,16 @@ pub fn list(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError>
     for name in wanted.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let status = PostStatus::from_name(name)
             .ok_or_else(|| ActionError::new(ActionErrorCode::BadInput, format!("unknown status `{name}`")))?;
-        let mut page = ctx.store.posts_with_status(status, 0, limit)?.posts;
-        if status == PostStatus::Scheduled {
-            page.sort_by_key(|p| (p.publish_at, p.id));
-        }
+        let page = if status == PostStatus::Scheduled {
+            // Soonest first, from the due index.
+            let mut posts = Vec::new();
+            for (_, id) in ctx.store.due(i64::MAX, limit as usize)? {
+                posts.extend(ctx.store.post(id)?);
+            }
+            posts
+        } else {
+            ctx.store.posts_with_status(status, 0, limit)?.posts
+        };
         listed.extend(page.iter().map(|post| summary(ctx, post)));
     }
     listed.truncate(limit as usize);
@@ -280,6 +303,9 @@ pub fn get(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> 
     value["status"] = json!(post.status.name());
     value["title"] = json!(post.display_title());
     value["publish_local"] = post.publish_at.map_or(Value::Null, |at| json!(local(ctx.bundle.timezone, at)));
+    value["deletable"] = json!(
+        post.status == PostStatus::Published && post.published_at.is_some_and(|at| ctx.now - at <= DELETE_WINDOW_SECS)
+    );
     value["published_local"] = post.published_at.map_or(Value::Null, |at| json!(local(ctx.bundle.timezone, at)));
     Ok(value)
 }
@@ -361,6 +387,51 @@ fn buttons_arg(value: &Value) -> Result<Vec<LinkButton>, ActionError> {
                 .map_err(|problem| ActionError::new(ActionErrorCode::BadButton, format!("{label}: {}", problem.key())))
         })
         .collect()
+}
+
+/// Replaces the text of a published post in the channel (queued for the publisher, which tells
+/// the admin when it is done). The new text must keep the post's layout: the same messages, a
+/// caption still within 1024.
+pub fn channel_edit(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
+    let post = load(ctx, id_arg(args)?)?;
+    if post.status != PostStatus::Published {
+        return Err(wrong_status(&post, "edited in the channel"));
+    }
+    let text = crate::engine::html::sanitize(str_arg(args, "text")?);
+    if crate::engine::html::to_plain_text(&text, false).trim().is_empty() {
+        return Err(ActionError::new(ActionErrorCode::EmptyText, "post.channel_edit"));
+    }
+    let shape = |content: &post_view::PostContent| -> Vec<(bool, usize)> {
+        post_view::channel_messages(content, "·")
+            .iter()
+            .map(|m| (m.text.is_empty(), m.media.as_ref().map_or(0, |media| media.files().count())))
+            .collect()
+    };
+    let mut edited = post.content();
+    edited.text = text.clone();
+    if shape(&edited) != shape(&post.content()) {
+        let detail = format!("post {}: the new text would change the published post's messages", post.id);
+        return Err(ActionError::new(ActionErrorCode::NoFit, detail));
+    }
+    ctx.store.queue_channel_op(post.id, &ChannelOp::Edit { text, by: ctx.user_id })?;
+    Ok(json!({ "id": post.id, "queued": "edit" }))
+}
+
+/// Deletes a published post from the channel (queued for the publisher); Telegram allows it for
+/// 48 hours after publishing.
+pub fn channel_delete(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
+    let post = load(ctx, id_arg(args)?)?;
+    if post.status != PostStatus::Published {
+        return Err(wrong_status(&post, "deleted from the channel"));
+    }
+    if post.published_at.is_some_and(|at| ctx.now - at > DELETE_WINDOW_SECS) {
+        return Err(ActionError::new(
+            ActionErrorCode::TooOld,
+            format!("post {} was published over 48 hours ago", post.id),
+        ));
+    }
+    ctx.store.queue_channel_op(post.id, &ChannelOp::Delete { by: ctx.user_id })?;
+    Ok(json!({ "id": post.id, "queued": "delete" }))
 }
 
 /// Drafts nobody touched for `older_than_days` (default 30) are archived: cancelled, with the

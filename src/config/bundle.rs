@@ -450,10 +450,12 @@ pub enum ActionErrorCode {
     PastTime,
     WrongStatus,
     BadButton,
+    TooOld,
+    NoFit,
 }
 
 impl ActionErrorCode {
-    pub const ALL: [ActionErrorCode; 21] = [
+    pub const ALL: [ActionErrorCode; 23] = [
         ActionErrorCode::NotFound,
         ActionErrorCode::NotADraft,
         ActionErrorCode::EmptyText,
@@ -475,6 +477,8 @@ impl ActionErrorCode {
         ActionErrorCode::PastTime,
         ActionErrorCode::WrongStatus,
         ActionErrorCode::BadButton,
+        ActionErrorCode::TooOld,
+        ActionErrorCode::NoFit,
     ];
 
     /// The code as it travels in events and the action log.
@@ -501,6 +505,8 @@ impl ActionErrorCode {
             ActionErrorCode::PastTime => "past_time",
             ActionErrorCode::WrongStatus => "wrong_status",
             ActionErrorCode::BadButton => "bad_button",
+            ActionErrorCode::TooOld => "too_old",
+            ActionErrorCode::NoFit => "no_fit",
         }
     }
 
@@ -508,7 +514,7 @@ impl ActionErrorCode {
     fn purpose(self) -> &'static str {
         match self {
             ActionErrorCode::NotFound => "the post an action needs does not exist (any more)",
-            ActionErrorCode::NotADraft => "only drafts can be deleted",
+            ActionErrorCode::NotADraft => "only posts that never reached the channel can be deleted",
             ActionErrorCode::EmptyText => "a post text is empty",
             ActionErrorCode::NoKeywords => "the AI got no keywords",
             ActionErrorCode::UnknownFormat => "the format does not exist",
@@ -532,6 +538,10 @@ impl ActionErrorCode {
                 "the post's status does not allow this (e.g. it is being published or is already out)"
             }
             ActionErrorCode::BadButton => "a button's label or address is not usable",
+            ActionErrorCode::TooOld => "Telegram no longer allows it: the post is older than 48 hours",
+            ActionErrorCode::NoFit => {
+                "the new text does not fit the published post's layout (e.g. a caption over 1024)"
+            }
         }
     }
 }
@@ -552,15 +562,20 @@ pub fn required_texts() -> Vec<(String, String)> {
 
 /// The flow that words what the publisher tells admins on its own; the publisher starts it at
 /// one of [`NOTICE_STEPS`] with the slots `notice_post`, `notice_title` and, per step,
-/// `notice_link` (published, published_many, late), `notice_count` (published_many),
-/// `notice_due` (late, missed), `notice_reason` (failed) and `notice_parts` (unsure).
+/// `notice_link` (published, published_many, late, edited), `notice_count` (published_many),
+/// `notice_minutes` (late),
+/// `notice_due` (late, missed), `notice_reason` (failed, change_failed) and `notice_parts`
+/// (unsure).
 pub const NOTICE_FLOW: &str = "post_notice";
 /// The steps of [`NOTICE_FLOW`]: published, several published at once (the newest named),
 /// published late (after a stop), failed for good, left half-sent by a crash (unsure), and held
-/// because its time passed long ago (missed).
-pub const NOTICE_STEPS: [&str; 6] = ["published", "published_many", "late", "failed", "unsure", "missed"];
+/// because its time passed long ago (missed); a published post's text changed in the channel
+/// (edited), removed from it (deleted), or a change Telegram refused (change_failed).
+pub const NOTICE_STEPS: [&str; 9] =
+    ["published", "published_many", "late", "failed", "unsure", "missed", "edited", "deleted", "change_failed"];
 /// Actions that put posts in the publisher's queue; a config using one needs [`NOTICE_FLOW`].
-pub const PUBLISHING_ACTIONS: [&str; 4] = ["post.publish", "post.schedule", "post.resolve", "post.repeat"];
+pub const PUBLISHING_ACTIONS: [&str; 6] =
+    ["post.publish", "post.schedule", "post.resolve", "post.repeat", "post.channel_edit", "post.channel_delete"];
 
 /// Text keys the menu file must define, with what each is for.
 pub const REQUIRED_TEXTS: &[(&str, &str)] = &[

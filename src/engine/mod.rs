@@ -390,12 +390,18 @@ impl<'a> Run<'a> {
         if matches!(self.s.wait, Wait::Action { .. }) {
             if self.s.notices.len() < MAX_NOTICES {
                 self.s.notices.push(notice);
+            } else {
+                self.fx.push(Effect::Warn {
+                    message: format!("a notice ({}) was dropped: too many waiting", notice.flow),
+                });
             }
             return;
         }
         let step = notice.step.clone().filter(|s| flow.steps.contains_key(s)).unwrap_or_else(|| flow.start.clone());
         let interrupt = !self.s.stack.is_empty();
         if self.s.stack.len() >= MAX_DEPTH {
+            self.fx
+                .push(Effect::Warn { message: format!("a notice ({}) was dropped: too many on screen", notice.flow) });
             return;
         }
         // The notice's slots must not clobber the interrupted conversation's (another notice of

@@ -209,7 +209,9 @@ pub fn check_url(url: &str) -> Option<String> {
         && host.contains('.')
         && host.split(':').next().is_some_and(|h| !h.is_empty() && !h.starts_with('.') && !h.ends_with('.'));
     let clean = url.len() <= 2048 && !url.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '<');
-    (host_ok && clean).then_some(url)
+    // What is sent must parse as Telegram (and the client) will parse it.
+    let parses = url::Url::parse(&url).is_ok_and(|parsed| parsed.host_str().is_some());
+    (host_ok && clean && parses).then_some(url)
 }
 
 #[cfg(test)]
@@ -304,7 +306,14 @@ mod tests {
         );
         assert_eq!(parse_link_button("Write to us t.me/shop").map(|b| b.url), Ok("https://t.me/shop".into()));
         assert_eq!(parse_link_button("https://shop.example"), Err(ButtonProblem::EmptyLabel));
-        for bad in ["Buy javascript:alert(1)", "Buy http://", "Buy ftp://x.y", "Buy https://user@evil.example", "Buy"] {
+        for bad in [
+            "Buy javascript:alert(1)",
+            "Buy http://",
+            "Buy ftp://x.y",
+            "Buy https://user@evil.example",
+            "Buy",
+            "Buy https://a.b:99999",
+        ] {
             assert_eq!(parse_link_button(bad), Err(ButtonProblem::BadUrl), "{bad}");
         }
         assert_eq!(parse_link_button(&format!("{} https://a.example", "x".repeat(65))), Err(ButtonProblem::LongLabel));

@@ -37,6 +37,10 @@ pub async fn run(
         if *stop.borrow() {
             return;
         }
+        // Changes admins asked for to published posts.
+        if let Err(error) = publisher.apply_channel_ops().await {
+            tracing::error!("the store failed while changing published posts: {error}");
+        }
         let now = publisher.clock.now();
         // Recurring jobs whose time came, in the order of the files.
         for (index, job) in publisher.bundle.jobs.iter().enumerate() {
@@ -66,6 +70,7 @@ pub async fn run(
             // A burst (many posts due at once, or a backlog) is summed up in one notice.
             let quiet = due.len() > BURST;
             let mut published = Vec::new();
+            let mut store_failed = false;
             for (_, id) in due {
                 if *stop.borrow() {
                     break;
@@ -78,20 +83,36 @@ pub async fn run(
                         state.published += 1;
                         published.push(id);
                     }
-                    Ok(Outcome::Failed { .. }) => state.failed += 1,
+                    Ok(Outcome::Failed { .. } | Outcome::Unsure { .. }) => state.failed += 1,
                     Ok(Outcome::Skipped) => {}
                     Err(error) => {
                         state.failed += 1;
-                        tracing::error!(post = id, "the store failed while publishing: {error}");
+                        tracing::error!(post = id, "the store failed while publishing: {error}; trying again in 10 s");
+                        store_failed = true;
+                        break;
                     }
                 }
             }
             if quiet && let Err(error) = publisher.tell_burst(&published) {
                 tracing::warn!("could not sum up the published posts: {error}");
             }
+            if store_failed {
+                // The post is still due: wait rather than spin on a failing store.
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
             continue;
         }
-        let next_post = publisher.store.next_due().ok().flatten().map(|(at, _)| at);
+        let next_post = match publisher.store.next_due() {
+            Ok(next) => next.map(|(at, _)| at),
+            Err(error) => {
+                // Look again in a minute rather than sleep until a change that may never come.
+                tracing::error!("the scheduler cannot read the next due time: {error}");
+                Some(publisher.clock.now() + 60)
+            }
+        };
         let next_job = jobs.iter().flatten().min().copied();
         let next = next_post.into_iter().chain(next_job).min();
         let clock = publisher.clock.clone();

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use teloxide::RequestError;
 use teloxide::payloads::setters::*;
 use teloxide::prelude::*;
 
@@ -18,8 +17,8 @@ use crate::actions::posts::local;
 use crate::config::Bundle;
 use crate::engine::post_view;
 use crate::engine::session::Notice;
-use crate::store::{Post, PostStatus, Store, StoreError};
-use crate::telegram::outbound::{self, Telegram, is_transient};
+use crate::store::{ChannelOp, Post, PostStatus, Store, StoreError};
+use crate::telegram::outbound::{self, Retries, Telegram, is_transient, surely_unsent};
 use crate::telegram::pace::Priority;
 
 pub use crate::config::bundle::{NOTICE_FLOW, NOTICE_STEPS};
@@ -64,6 +63,10 @@ pub enum Outcome {
     Failed {
         reason: String,
     },
+    /// The send ended without an answer: the post may be in the channel; the admins are asked.
+    Unsure {
+        reason: String,
+    },
 }
 
 /// Everything the publisher needs.
@@ -79,13 +82,25 @@ pub struct Publisher {
     /// Admins who may be told (authorised users).
     pub admins: Vec<i64>,
     pub policy: PublishPolicy,
+    /// This run's number: posts it claims carry it (see [`Post::claimed_by_run`]).
+    pub run_id: u64,
+}
+
+/// The longest wait between two tries of a post.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// A number for this publisher run, different from the last one's.
+pub fn new_run_id(clock: &dyn Clock) -> u64 {
+    (clock.now_ms() as u64).wrapping_mul(1_000_003) ^ u64::from(std::process::id())
 }
 
 impl Publisher {
     /// Publishes a due post: claims it, sends what is left to send, records it as published and
-    /// tells its creator (unless `quiet`: the caller sums up a burst in one notice). A post
-    /// overdue by more than the grace window (the bot was down, or the machine asleep) is held
-    /// and put to the admins instead.
+    /// tells whoever queued it (unless `quiet`: the caller sums up a burst in one notice). A
+    /// post overdue by more than the grace window (the bot was down, or the machine asleep) is
+    /// held and put to the admins instead. A send whose fate is unknown (a timeout, a 5xx: the
+    /// message may be in the channel) is never retried: the post stays `publishing` and the
+    /// admins are asked.
     pub async fn publish(&self, id: u64, quiet: bool) -> Result<Outcome, StoreError> {
         let now = self.clock.now();
         if let Some(held) = self.hold_if_missed(id, now)? {
@@ -97,86 +112,113 @@ impl Publisher {
         let mut tries = 1;
         let mut part = post.parts_sent as usize;
         while part < messages.len() {
-            match outbound::send_with(
+            let sent = outbound::send_with(
                 &self.tg,
                 self.channel_id,
                 Priority::FollowUp,
                 &messages[part],
                 post.options.silent,
+                Retries::SurelyUnsent,
             )
-            .await
-            {
+            .await;
+            match sent {
                 Ok(ids) => {
                     part += 1;
-                    post = self.record_part(id, part, ids)?;
+                    let Some(updated) = self.record_part(id, part, ids)? else { return Ok(Outcome::Skipped) };
+                    post = updated;
                 }
-                Err(error) if retryable(&error) && tries < self.policy.attempts => {
-                    let wait = self.policy.backoff * 4u32.saturating_pow(tries - 1);
+                Err(error) if surely_unsent(&error) && tries < self.policy.attempts => {
+                    let wait = (self.policy.backoff * 4u32.saturating_pow(tries - 1)).min(MAX_BACKOFF);
                     tracing::warn!(post = id, tries, wait_s = wait.as_secs(), "publishing failed, retrying: {error}");
                     tokio::time::sleep(wait).await;
                     tries += 1;
-                    self.count_try(id)?;
+                    if self.count_try(id)?.is_none() {
+                        return Ok(Outcome::Skipped);
+                    }
+                }
+                Err(error) if !surely_unsent(&error) && is_transient(&error) => {
+                    // Telegram may have posted it: asking beats a silent duplicate.
+                    let reason = error.to_string();
+                    tracing::error!(
+                        post = id,
+                        "a channel send ended without an answer; the admins are asked: {reason}"
+                    );
+                    // Let go of it: it stays `publishing`, and the admins settle it.
+                    self.update(id, |post| post.claimed_by_run = None)?;
+                    self.event("post_unsure", self.clock.now(), json!({ "post": id, "reason": reason }))?;
+                    self.tell_admins(
+                        "unsure",
+                        &post,
+                        json!({ "notice_parts": post.parts_sent, "notice_reason": reason }),
+                    );
+                    return Ok(Outcome::Unsure { reason });
                 }
                 Err(error) => {
                     let reason = error.to_string();
                     tracing::error!(post = id, "publishing failed for good: {reason}");
-                    let post = self.fail(id, &reason)?;
+                    let Some(post) = self.fail(id, &reason, |p| p.status == PostStatus::Publishing)? else {
+                        return Ok(Outcome::Skipped);
+                    };
                     self.tell_admins("failed", &post, json!({ "notice_reason": reason }));
                     return Ok(Outcome::Failed { reason });
                 }
             }
         }
         let pin_problem = if post.options.pin { self.pin(&post).await } else { None };
-        let post = self.finish(id, pin_problem)?;
+        let Some(post) = self.finish(id, pin_problem)? else { return Ok(Outcome::Skipped) };
         let lateness = self.clock.now() - post.publish_at.unwrap_or(now);
         let link = self.link(&post);
-        if lateness >= self.policy.late_after.as_secs() as i64 {
+        if quiet {
+            // The burst's summary says it.
+        } else if lateness >= self.policy.late_after.as_secs() as i64 {
             let due = post.publish_at.map(|at| local(self.bundle.timezone, at)).unwrap_or_default();
-            self.tell_admins("late", &post, json!({ "notice_link": link, "notice_due": due }));
-        } else if !quiet {
-            self.tell_one(post.created_by, "published", &post, json!({ "notice_link": link }));
+            let minutes = (lateness + 30) / 60;
+            let extra = json!({ "notice_link": link, "notice_due": due, "notice_minutes": minutes });
+            self.tell_queuer("late", &post, extra);
+        } else {
+            self.tell_queuer("published", &post, json!({ "notice_link": link }));
         }
         Ok(Outcome::Published { message_ids: post.message_ids })
     }
 
-    /// Tells each creator how many of their posts a burst published (one notice, not dozens).
+    /// Tells each admin who queued posts of a burst how many went out (one notice, not dozens).
     pub fn tell_burst(&self, published: &[u64]) -> Result<(), StoreError> {
-        let mut by_creator: std::collections::BTreeMap<i64, Vec<Post>> = std::collections::BTreeMap::new();
+        let mut by_admin: std::collections::BTreeMap<i64, Vec<Post>> = std::collections::BTreeMap::new();
         for id in published {
             if let Some(post) = self.store.post(*id)? {
-                by_creator.entry(post.created_by).or_default().push(post);
+                by_admin.entry(post.queued_by.unwrap_or(post.created_by)).or_default().push(post);
             }
         }
-        for (creator, posts) in by_creator {
-            if let Some(last) = posts.last() {
+        let reachable = self.reachable_admins();
+        for (admin, posts) in by_admin {
+            if let Some(last) = posts.last().filter(|_| reachable.contains(&admin)) {
                 let extra = json!({ "notice_count": posts.len(), "notice_link": self.link(last) });
-                self.tell_one(creator, "published_many", last, extra);
+                self.tell_one(admin, "published_many", last, extra);
             }
         }
         Ok(())
     }
 
     /// Holds a scheduled post whose time passed longer ago than the grace window: marked
-    /// failed ("missed") and put to the admins.
+    /// failed ("missed") and put to the admins — checked and written in one transaction, so an
+    /// admin's change at the same moment is not overwritten.
     fn hold_if_missed(&self, id: u64, now: i64) -> Result<Option<Outcome>, StoreError> {
         let grace = self.policy.grace.as_secs() as i64;
-        let Some(post) = self.store.post(id)? else { return Ok(None) };
-        let Some(at) = post.publish_at.filter(|at| post.status == PostStatus::Scheduled && now - at > grace) else {
-            return Ok(None);
-        };
-        let due = local(self.bundle.timezone, at);
+        let missed = |p: &Post| p.status == PostStatus::Scheduled && p.publish_at.is_some_and(|at| now - at > grace);
+        let Some(post) = self.store.post(id)?.filter(missed) else { return Ok(None) };
+        let due = post.publish_at.map(|at| local(self.bundle.timezone, at)).unwrap_or_default();
         let reason = format!("missed: it was due at {due} while the bot was not running");
-        let post = self.fail(id, &reason)?;
+        let Some(post) = self.fail(id, &reason, missed)? else { return Ok(None) };
         tracing::warn!(post = id, due, "a post missed its time by more than the grace window; held");
         self.tell_admins("missed", &post, json!({ "notice_due": due }));
         Ok(Some(Outcome::Failed { reason }))
     }
 
     /// At start: posts left `publishing` by a stop or crash are put to the admins (they may be
-    /// in the channel already); posts whose time passed longer ago than the grace window are
-    /// held as failed and put to the admins. Posts missed by less are left for the loop.
+    /// in the channel already) and never sent again without an admin's word. (Posts whose time
+    /// passed meanwhile are the loop's: late ones go out with a note, missed ones are held.)
     pub fn reconcile(&self) -> Result<(), StoreError> {
-        let now = self.clock.now();
+        self.store.set_live_run(self.run_id)?;
         let unsure = self.store.posts_with_status(PostStatus::Publishing, 0, u64::MAX)?.posts;
         for post in unsure {
             tracing::warn!(
@@ -186,18 +228,11 @@ impl Publisher {
             );
             self.tell_admins("unsure", &post, json!({ "notice_parts": post.parts_sent }));
         }
-        let grace = self.policy.grace.as_secs() as i64;
-        for (at, id) in self.store.due(now - grace - 1, usize::MAX)? {
-            let due = local(self.bundle.timezone, at);
-            let reason = format!("missed: it was due at {due} while the bot was not running");
-            let post = self.fail(id, &reason)?;
-            tracing::warn!(post = id, due, "a post missed its time by more than the grace window; held");
-            self.tell_admins("missed", &post, json!({ "notice_due": due }));
-        }
         Ok(())
     }
 
-    /// Marks a due scheduled post `publishing`; `None` if it is not due any more.
+    /// Marks a due scheduled post `publishing`, claimed by this run; `None` if it is not due any
+    /// more.
     fn claim(&self, id: u64, now: i64) -> Result<Option<Post>, StoreError> {
         let turn = self.store.begin_turn()?;
         let Some(mut post) = turn.post(id)? else { return Ok(None) };
@@ -205,6 +240,7 @@ impl Publisher {
             return Ok(None);
         }
         post.status = PostStatus::Publishing;
+        post.claimed_by_run = Some(self.run_id);
         post.attempts += 1;
         post.updated_at = now;
         let post = turn.save_post(post)?;
@@ -213,35 +249,46 @@ impl Publisher {
         Ok(Some(post))
     }
 
-    fn record_part(&self, id: u64, parts_sent: usize, ids: Vec<i64>) -> Result<Post, StoreError> {
+    /// Whether this run still holds the post it claimed.
+    fn holds(&self, post: &Post) -> bool {
+        post.status == PostStatus::Publishing && post.claimed_by_run == Some(self.run_id)
+    }
+
+    fn record_part(&self, id: u64, parts_sent: usize, ids: Vec<i64>) -> Result<Option<Post>, StoreError> {
         self.update(id, |post| {
             post.parts_sent = parts_sent as u32;
             post.message_ids.extend(ids);
         })
     }
 
-    fn count_try(&self, id: u64) -> Result<Post, StoreError> {
+    fn count_try(&self, id: u64) -> Result<Option<Post>, StoreError> {
         self.update(id, |post| post.attempts += 1)
     }
 
-    fn fail(&self, id: u64, reason: &str) -> Result<Post, StoreError> {
+    /// Marks a post failed if `expected` still holds for it (in the same transaction).
+    fn fail(&self, id: u64, reason: &str, expected: impl Fn(&Post) -> bool) -> Result<Option<Post>, StoreError> {
         let now = self.clock.now();
-        let post = self.update(id, |post| {
-            post.status = PostStatus::Failed;
-            post.last_error = Some(reason.to_string());
-        })?;
-        self.event("post_failed", now, json!({ "post": id, "reason": reason }))?;
-        Ok(post)
+        let turn = self.store.begin_turn()?;
+        let Some(mut post) = turn.post(id)?.filter(|p| expected(p)) else { return Ok(None) };
+        post.status = PostStatus::Failed;
+        post.last_error = Some(reason.to_string());
+        post.claimed_by_run = None;
+        post.updated_at = now;
+        let post = turn.save_post(post)?;
+        turn.record_event("post_failed", now, &json!({ "post": id, "reason": reason }))?;
+        turn.commit()?;
+        Ok(Some(post))
     }
 
-    fn finish(&self, id: u64, pin_problem: Option<String>) -> Result<Post, StoreError> {
+    fn finish(&self, id: u64, pin_problem: Option<String>) -> Result<Option<Post>, StoreError> {
         let now_ms = self.clock.now_ms();
         let now = now_ms.div_euclid(1000);
         let turn = self.store.begin_turn()?;
-        let mut post = turn.post(id)?.ok_or_else(|| StoreError::Corrupt(format!("post {id} vanished")))?;
+        let Some(mut post) = turn.post(id)?.filter(|p| self.holds(p)) else { return Ok(None) };
         post.status = PostStatus::Published;
         post.published_at = Some(now);
         post.last_error = pin_problem;
+        post.claimed_by_run = None;
         post.updated_at = now;
         let post = turn.save_post(post)?;
         let lateness_ms = post.publish_at.map_or(0, |at| now_ms - at * 1000);
@@ -251,23 +298,145 @@ impl Publisher {
         });
         turn.record_event("post_published", now, &record)?;
         turn.commit()?;
-        Ok(post)
+        Ok(Some(post))
     }
 
-    fn update(&self, id: u64, change: impl FnOnce(&mut Post)) -> Result<Post, StoreError> {
+    /// Changes a post this run holds; `None` if it no longer does.
+    fn update(&self, id: u64, change: impl FnOnce(&mut Post)) -> Result<Option<Post>, StoreError> {
         let turn = self.store.begin_turn()?;
-        let mut post = turn.post(id)?.ok_or_else(|| StoreError::Corrupt(format!("post {id} vanished")))?;
+        let Some(mut post) = turn.post(id)?.filter(|p| self.holds(p)) else { return Ok(None) };
         change(&mut post);
         post.updated_at = self.clock.now();
         let post = turn.save_post(post)?;
         turn.commit()?;
-        Ok(post)
+        Ok(Some(post))
     }
 
     fn event(&self, kind: &str, now: i64, record: serde_json::Value) -> Result<(), StoreError> {
         let turn = self.store.begin_turn()?;
         turn.record_event(kind, now, &record)?;
         turn.commit()
+    }
+
+    /// Carries out the changes admins asked for to published posts (edit the text, delete from
+    /// the channel), then tells each of them how it went. Edits and deletions are idempotent,
+    /// so one interrupted by a crash is simply carried out again.
+    pub async fn apply_channel_ops(&self) -> Result<(), StoreError> {
+        for (id, op) in self.store.channel_ops()? {
+            let Some(post) = self.store.post(id)? else {
+                self.clear_op(id)?;
+                continue;
+            };
+            let (by, done) = match &op {
+                ChannelOp::Edit { text, by } => (*by, self.edit_in_channel(&post, text).await),
+                ChannelOp::Delete { by } => (*by, self.delete_in_channel(&post).await),
+            };
+            let now = self.clock.now();
+            let turn = self.store.begin_turn()?;
+            // Only the change that was carried out is cleared: a newer one queued meanwhile stays.
+            if turn.channel_op(id)?.as_ref() == Some(&op) {
+                turn.clear_channel_op(id)?;
+            }
+            let mut current = turn.post(id)?;
+            let step = match (&done, &op, current.as_mut()) {
+                (Ok(()), ChannelOp::Edit { text, by }, Some(post)) => {
+                    post.revise(text.clone(), *by, now);
+                    post.updated_at = now;
+                    turn.save_post(post.clone())?;
+                    turn.record_event("post_edited", now, &json!({ "post": id, "user": by }))?;
+                    "edited"
+                }
+                (Ok(()), ChannelOp::Delete { by }, Some(post)) => {
+                    post.status = PostStatus::Deleted;
+                    post.updated_at = now;
+                    turn.save_post(post.clone())?;
+                    turn.record_event("post_deleted_from_channel", now, &json!({ "post": id, "user": by }))?;
+                    "deleted"
+                }
+                (Err(reason), _, _) => {
+                    turn.record_event("post_change_failed", now, &json!({ "post": id, "reason": reason }))?;
+                    "change_failed"
+                }
+                (Ok(()), _, None) => "change_failed",
+            };
+            turn.commit()?;
+            let post = current.unwrap_or(post);
+            let extra = json!({ "notice_link": self.link(&post), "notice_reason": done.err() });
+            if self.reachable_admins().contains(&by) {
+                self.tell_one(by, step, &post, extra);
+            }
+        }
+        Ok(())
+    }
+
+    fn clear_op(&self, id: u64) -> Result<(), StoreError> {
+        let turn = self.store.begin_turn()?;
+        turn.clear_channel_op(id)?;
+        turn.commit()
+    }
+
+    /// Replaces the text of the post's messages whose text changes (a caption is edited as a
+    /// caption); the layout must stay the same (the action checked it).
+    async fn edit_in_channel(&self, post: &Post, text: &str) -> Result<(), String> {
+        let album_text = crate::engine::standalone_text(&self.bundle, "album_buttons").unwrap_or_else(|| "…".into());
+        let old = post_view::channel_messages(&post.content(), &album_text);
+        let mut content = post.content();
+        content.text = text.to_string();
+        let new = post_view::channel_messages(&content, &album_text);
+        if old.len() != new.len() {
+            return Err("the new text changes the post's layout".to_string());
+        }
+        let chat = ChatId(self.channel_id);
+        let mut ids = post.message_ids.iter().copied();
+        for (before, after) in old.iter().zip(&new) {
+            let files = before.media.as_ref().map_or(1, |m| m.files().count());
+            let first = ids.next().ok_or("the post's message ids are incomplete")?;
+            if files > 1 {
+                // The album's other files.
+                ids.nth(files - 2);
+            }
+            if before.text == after.text {
+                continue;
+            }
+            let message_id = teloxide::types::MessageId(i32::try_from(first).map_err(|e| e.to_string())?);
+            let markup = match outbound::markup(&after.keyboard) {
+                Some(teloxide::types::ReplyMarkup::InlineKeyboard(markup)) => Some(markup),
+                _ => None,
+            };
+            let result = if before.media.is_some() {
+                let mut request = self.tg.bot.edit_message_caption(chat, message_id).caption(after.text.clone());
+                request = request.parse_mode(teloxide::types::ParseMode::Html);
+                if let Some(markup) = markup {
+                    request = request.reply_markup(markup);
+                }
+                self.tg.call(request, "editMessageCaption").await.map(drop)
+            } else {
+                let mut request = self.tg.bot.edit_message_text(chat, message_id, after.text.clone());
+                request = request.parse_mode(teloxide::types::ParseMode::Html);
+                if let Some(markup) = markup {
+                    request = request.reply_markup(markup);
+                }
+                self.tg.call(request, "editMessageText").await.map(drop)
+            };
+            match result {
+                Ok(()) | Err(teloxide::RequestError::Api(teloxide::ApiError::MessageNotModified)) => {}
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every message of the post from the channel (one already gone counts as deleted).
+    async fn delete_in_channel(&self, post: &Post) -> Result<(), String> {
+        for id in &post.message_ids {
+            let message_id = teloxide::types::MessageId(i32::try_from(*id).map_err(|e| e.to_string())?);
+            let request = self.tg.bot.delete_message(ChatId(self.channel_id), message_id);
+            match self.tg.call(request, "deleteMessage").await {
+                Ok(_) | Err(teloxide::RequestError::Api(teloxide::ApiError::MessageToDeleteNotFound)) => {}
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+        Ok(())
     }
 
     /// Pins the post's first message; a refusal is reported, not fatal (the post is out).
@@ -322,6 +491,15 @@ impl Publisher {
         self.admins.iter().copied().filter(|a| seen.contains(a)).collect()
     }
 
+    /// Tells the admin who queued the post (or, failing that, its creator), if they can be
+    /// written to.
+    fn tell_queuer(&self, step: &str, post: &Post, extra: serde_json::Value) {
+        let admin = post.queued_by.unwrap_or(post.created_by);
+        if self.reachable_admins().contains(&admin) {
+            self.tell_one(admin, step, post, extra);
+        }
+    }
+
     fn tell_one(&self, admin: i64, step: &str, post: &Post, extra: serde_json::Value) {
         let mut slots = std::collections::BTreeMap::new();
         slots.insert("notice_post".to_string(), json!(post.id));
@@ -331,9 +509,4 @@ impl Publisher {
         }
         (self.tell)(admin, Notice { flow: NOTICE_FLOW.to_string(), step: Some(step.to_string()), slots });
     }
-}
-
-/// Failures worth another try: the network, Telegram's 5xx, a 429 that outlasted the client.
-fn retryable(error: &RequestError) -> bool {
-    is_transient(error) || matches!(error, RequestError::RetryAfter(_))
 }

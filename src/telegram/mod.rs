@@ -760,6 +760,7 @@ impl App {
             tell,
             admins: authorized.to_vec(),
             policy,
+            run_id: crate::scheduler::publisher::new_run_id(&*self.clock),
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(crate::scheduler::due::run(publisher, self.scheduler_state.clone(), stopped));
@@ -773,6 +774,10 @@ impl App {
         if let Some((stop, task)) = scheduler {
             let _ = stop.send(true);
             let _ = task.await;
+            // Nothing is being sent any more: posts left `publishing` are for the admins.
+            if let Err(error) = self.driver.store.set_live_run(0) {
+                tracing::warn!("could not record the scheduler's stop: {error}");
+            }
         }
         let mut open: Vec<((i64, String), Album)> = lock(&self.albums).drain().collect();
         open.sort_by_key(|(_, album)| album.update_ids.first().copied());

@@ -59,6 +59,26 @@ impl Telegram {
     }
 }
 
+/// How a send is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retries {
+    /// Every transient failure (a reply may then, rarely, arrive twice rather than be lost).
+    Transient,
+    /// Only failures after which Telegram surely did nothing (a 429, a refused connection): a
+    /// channel post must never go out twice, so a timeout or a 5xx is reported, not retried.
+    SurelyUnsent,
+}
+
+/// Whether Telegram surely did not carry the request out: it said so (429), or the request
+/// never reached it (the connection could not be made).
+pub fn surely_unsent(error: &RequestError) -> bool {
+    match error {
+        RequestError::RetryAfter(_) => true,
+        RequestError::Network(error) => error.is_connect(),
+        _ => false,
+    }
+}
+
 /// Where a message goes and how much of the rate budget it takes.
 #[derive(Debug, Clone, Copy)]
 pub struct Slot {
@@ -75,6 +95,20 @@ pub async fn call_with<R>(
     what: &'static str,
     attempts: u32,
     pace: Option<(&Pace, Option<Slot>)>,
+) -> Result<teloxide::requests::Output<R>, RequestError>
+where
+    R: Request<Err = RequestError>,
+{
+    call_retrying(request, what, attempts, pace, Retries::Transient).await
+}
+
+/// [`call_with`], retrying as `retries` says.
+pub async fn call_retrying<R>(
+    request: R,
+    what: &'static str,
+    attempts: u32,
+    pace: Option<(&Pace, Option<Slot>)>,
+    retries: Retries,
 ) -> Result<teloxide::requests::Output<R>, RequestError>
 where
     R: Request<Err = RequestError>,
@@ -104,7 +138,7 @@ where
                 }
                 seconds.duration()
             }
-            transient if is_transient(transient) => {
+            transient if is_transient(transient) && (retries == Retries::Transient || surely_unsent(transient)) => {
                 attempt += 1;
                 if attempt >= attempts {
                     return Err(error);
@@ -280,7 +314,7 @@ async fn edit(tg: &Telegram, chat_id: i64, message_id: i64, message: &OutMessage
 
 /// Sends a message: text, one media file with its caption, or an album.
 pub async fn send(tg: &Telegram, chat_id: i64, priority: Priority, message: &OutMessage) -> Result<(), RequestError> {
-    send_with(tg, chat_id, priority, message, false).await.map(drop)
+    send_with(tg, chat_id, priority, message, false, Retries::Transient).await.map(drop)
 }
 
 /// Sends a message (see [`send`]), without a notification sound when `silent`, and returns
@@ -291,8 +325,10 @@ pub async fn send_with(
     priority: Priority,
     message: &OutMessage,
     silent: bool,
+    retries: Retries,
 ) -> Result<Vec<i64>, RequestError> {
     let bot = &tg.bot;
+    let slot = |weight| Some((&*tg.pace, Some(Slot { chat_id, priority, weight })));
     let chat = ChatId(chat_id);
     let reply_markup = markup(&message.keyboard);
     let caption = (!message.text.is_empty()).then(|| message.text.clone());
@@ -307,7 +343,7 @@ pub async fn send_with(
         if silent {
             request = request.disable_notification(true);
         }
-        let sent = tg.send_paced(chat_id, priority, request, "sendMessage").await?;
+        let sent = call_retrying(request, "sendMessage", ATTEMPTS, slot(1), retries).await?;
         return Ok(vec![i64::from(sent.id.0)]);
     };
     if media.is_album() {
@@ -315,8 +351,7 @@ pub async fn send_with(
         if silent {
             request = request.disable_notification(true);
         }
-        let slot = Slot { chat_id, priority, weight: media.files().count() };
-        let sent = call_with(request, "sendMediaGroup", ATTEMPTS, Some((&tg.pace, Some(slot)))).await?;
+        let sent = call_retrying(request, "sendMediaGroup", ATTEMPTS, slot(media.files().count()), retries).await?;
         return Ok(sent.iter().map(|m| i64::from(m.id.0)).collect());
     }
     let file = InputFile::file_id(FileId(media.file_id.clone()));
@@ -332,7 +367,7 @@ pub async fn send_with(
             if silent {
                 request = request.disable_notification(true);
             }
-            let sent = tg.send_paced(chat_id, priority, request, $name).await?;
+            let sent = call_retrying(request, $name, ATTEMPTS, slot(1), retries).await?;
             Ok(vec![i64::from(sent.id.0)])
         }};
     }

@@ -267,6 +267,11 @@ impl FakeTelegram {
         self.outputs().into_iter().filter(|o| o.chat_id == CHANNEL_ID).collect()
     }
 
+    /// Whether a message is (still) in a chat.
+    pub fn has_message(&self, chat_id: i64, message_id: i64) -> bool {
+        self.lock().messages.contains_key(&(chat_id, message_id))
+    }
+
     /// The channel's pinned messages, in pin order.
     pub fn pinned(&self) -> Vec<i64> {
         self.lock().pinned.clone()
@@ -732,6 +737,7 @@ fn canonical(method: &str) -> String {
         "answerCallbackQuery",
         "deleteMessage",
         "editMessageText",
+        "editMessageCaption",
         "pinChatMessage",
         "sendMessage",
         "sendPhoto",
@@ -951,6 +957,7 @@ fn dispatch(state: &mut State, method: &str, params: &Map<String, Value>) -> Res
             }
         }
         "editMessageText" => edit_text(state, params),
+        "editMessageCaption" => edit_caption(state, params),
         "pinChatMessage" => {
             let chat = chat_of(state, params)?;
             let id = params.get("message_id").and_then(as_i64).unwrap_or(0);
@@ -1290,6 +1297,54 @@ fn edit_text(state: &mut State, params: &Map<String, Value>) -> Result<Value, Re
         after_update,
         silent: false,
         link_preview: params.get("link_preview_options").cloned(),
+        message_ids: vec![id],
+    });
+    Ok(json)
+}
+
+fn edit_caption(state: &mut State, params: &Map<String, Value>) -> Result<Value, Reply> {
+    let method = "editMessageCaption";
+    let chat = chat_of(state, params)?;
+    let id = params.get("message_id").and_then(as_i64).unwrap_or(0);
+    let markup = check_markup(state, method, params.get("reply_markup"))?;
+    let (html, plain) = parse_text(state, method, params, "caption")?;
+    if plain.encode_utf16().count() > MAX_CAPTION {
+        return Err(refuse(state, method, "message caption is too long"));
+    }
+    let Some(stored) = state.messages.get(&(chat, id)).cloned() else {
+        return Err(bad("message to edit not found"));
+    };
+    if stored.media.is_empty() {
+        return Err(refuse(state, method, "there is no caption in the message to edit"));
+    }
+    if stored.plain == plain && stored.html == html && stored.markup == markup {
+        return Err(bad(
+            "message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",
+        ));
+    }
+    let mut json = stored.json.clone();
+    json["caption"] = json!(plain);
+    json["edit_date"] = json!(state.date);
+    let after_update = state.last_update_in_chat.get(&chat).copied().unwrap_or(0);
+    let media = stored.media.clone();
+    state.messages.insert(
+        (chat, id),
+        Stored { html: html.clone(), plain: plain.clone(), markup: markup.clone(), json: json.clone(), ..stored },
+    );
+    let index = state.outputs.len();
+    state.outputs_by_chat.entry(chat).or_default().push(index);
+    state.outputs.push(Output {
+        chat_id: chat,
+        message_id: id,
+        edited: true,
+        html,
+        plain,
+        media,
+        markup,
+        at: Instant::now(),
+        after_update,
+        silent: false,
+        link_preview: None,
         message_ids: vec![id],
     });
     Ok(json)
