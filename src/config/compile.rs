@@ -196,12 +196,20 @@ pub fn compile(
     }
 
     // A config that publishes must say, in its own words, what the publisher tells admins.
-    let publishes = raw_flows.iter().find_map(|(flow, file)| {
-        flow.steps.values().find_map(|step| {
-            let name = step.get("action").and_then(|a| a.get("name")).and_then(Yaml::as_str)?;
-            PUBLISHING_ACTIONS.contains(&name).then_some((name.to_string(), *file))
+    let publishes = raw_flows
+        .iter()
+        .find_map(|(flow, file)| {
+            flow.steps.values().find_map(|step| {
+                let name = step.get("action").and_then(|a| a.get("name")).and_then(Yaml::as_str)?;
+                PUBLISHING_ACTIONS.contains(&name).then_some((name.to_string(), *file))
+            })
         })
-    });
+        .or_else(|| {
+            raw_jobs.iter().find_map(|(job, file)| {
+                let name = job.action.as_ref().map(|a| a.name.as_str())?;
+                PUBLISHING_ACTIONS.contains(&name).then_some((name.to_string(), *file))
+            })
+        });
     if let Some((action, file)) = publishes {
         match raw_flows.iter().find(|(flow, _)| flow.id == NOTICE_FLOW) {
             None => c.diags.push(
