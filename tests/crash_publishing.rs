@@ -5,10 +5,12 @@
 
 mod common;
 
+use common::wait_until;
+
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::fake_telegram::{CHANNEL_NAME, FakeTelegram, TOKEN};
+use common::fake_telegram::FakeTelegram;
 use postflow::store::{Post, PostStatus, Store, User};
 
 const ADMIN: i64 = 1001;
@@ -42,27 +44,9 @@ impl Drop for Running {
 
 fn start(fake: &FakeTelegram, store: &std::path::Path) -> Running {
     let before = fake.calls().iter().filter(|c| c.method == "getUpdates").count();
-    let mut command = common::postflow(store, &["run"]);
-    command
-        .current_dir(store.parent().unwrap())
-        .env("BOT_TOKEN", TOKEN)
-        .env("TELEGRAM_API_URL", &fake.url)
-        .env("CHANNEL_ID", format!("@{CHANNEL_NAME}"))
-        .env("AUTHORIZED_USERS", ADMIN.to_string())
-        .env("LOG_LEVEL", "warn")
-        .env_remove("WEBHOOK_URL")
-        .env_remove("HTTP_ADDR");
-    let child = Running(command.spawn().unwrap());
+    let child = Running(common::run_command(fake, store, ADMIN).spawn().unwrap());
     wait_until("the bot to poll", || fake.calls().iter().filter(|c| c.method == "getUpdates").count() > before);
     child
-}
-
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// A store with posts due now and the admin known (admins who never wrote cannot be told).

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::wait_until;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,26 +28,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// `postflow run` against the fake, with the settings the operator would give.
 fn run_command(fake: &FakeTelegram, store: &std::path::Path) -> Command {
-    let mut command = common::postflow(store, &["run"]);
-    // Away from the repository, so a developer's `.env` cannot change the settings.
-    command
-        .current_dir(store.parent().unwrap_or(store))
-        .env("BOT_TOKEN", TOKEN)
-        .env("TELEGRAM_API_URL", &fake.url)
-        .env("CHANNEL_ID", format!("@{CHANNEL_NAME}"))
-        .env("AUTHORIZED_USERS", ADMIN.to_string())
-        .env("LOG_LEVEL", "warn")
-        .env_remove("WEBHOOK_URL")
-        .env_remove("HTTP_ADDR");
-    command
-}
-
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::run_command(fake, store, ADMIN)
 }
 
 fn polls(fake: &FakeTelegram) -> usize {

@@ -1278,28 +1278,32 @@ fn edit_text(state: &mut State, params: &Map<String, Value>) -> Result<Value, Re
             }
         }
     }
+    let preview = params.get("link_preview_options").cloned();
+    record_edit(state, Stored { html, plain, markup, json: json.clone(), ..stored }, preview);
+    Ok(json)
+}
+
+/// Stores an edited message and records the edit as an output.
+fn record_edit(state: &mut State, edited: Stored, link_preview: Option<Value>) {
+    let (chat, id) = (edited.chat_id, edited.message_id);
     let after_update = state.last_update_in_chat.get(&chat).copied().unwrap_or(0);
-    state.messages.insert(
-        (chat, id),
-        Stored { html: html.clone(), plain: plain.clone(), markup: markup.clone(), json: json.clone(), ..stored },
-    );
     let index = state.outputs.len();
     state.outputs_by_chat.entry(chat).or_default().push(index);
     state.outputs.push(Output {
         chat_id: chat,
         message_id: id,
         edited: true,
-        html,
-        plain,
-        media: Vec::new(),
-        markup,
+        html: edited.html.clone(),
+        plain: edited.plain.clone(),
+        media: edited.media.clone(),
+        markup: edited.markup.clone(),
         at: Instant::now(),
         after_update,
         silent: false,
-        link_preview: params.get("link_preview_options").cloned(),
+        link_preview,
         message_ids: vec![id],
     });
-    Ok(json)
+    state.messages.insert((chat, id), edited);
 }
 
 fn edit_caption(state: &mut State, params: &Map<String, Value>) -> Result<Value, Reply> {
@@ -1325,28 +1329,7 @@ fn edit_caption(state: &mut State, params: &Map<String, Value>) -> Result<Value,
     let mut json = stored.json.clone();
     json["caption"] = json!(plain);
     json["edit_date"] = json!(state.date);
-    let after_update = state.last_update_in_chat.get(&chat).copied().unwrap_or(0);
-    let media = stored.media.clone();
-    state.messages.insert(
-        (chat, id),
-        Stored { html: html.clone(), plain: plain.clone(), markup: markup.clone(), json: json.clone(), ..stored },
-    );
-    let index = state.outputs.len();
-    state.outputs_by_chat.entry(chat).or_default().push(index);
-    state.outputs.push(Output {
-        chat_id: chat,
-        message_id: id,
-        edited: true,
-        html,
-        plain,
-        media,
-        markup,
-        at: Instant::now(),
-        after_update,
-        silent: false,
-        link_preview: None,
-        message_ids: vec![id],
-    });
+    record_edit(state, Stored { html, plain, markup, json: json.clone(), ..stored }, None);
     Ok(json)
 }
 

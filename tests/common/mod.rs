@@ -20,3 +20,28 @@ pub fn postflow(store: &Path, args: &[&str]) -> Command {
         .env_remove("OPENAI_API_KEY");
     command
 }
+
+/// Waits (up to a minute: a guard against hangs, not a timing test) until `ready` holds.
+pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// `postflow run` against the fake Bot API, as an operator would start it, for the admin `admin`.
+pub fn run_command(fake: &fake_telegram::FakeTelegram, store: &Path, admin: i64) -> Command {
+    let mut command = postflow(store, &["run"]);
+    // Away from the repository, so a developer's `.env` cannot change the settings.
+    command
+        .current_dir(store.parent().unwrap_or(store))
+        .env("BOT_TOKEN", fake_telegram::TOKEN)
+        .env("TELEGRAM_API_URL", &fake.url)
+        .env("CHANNEL_ID", format!("@{}", fake_telegram::CHANNEL_NAME))
+        .env("AUTHORIZED_USERS", admin.to_string())
+        .env("LOG_LEVEL", "warn")
+        .env_remove("WEBHOOK_URL")
+        .env_remove("HTTP_ADDR");
+    command
+}
