@@ -653,7 +653,7 @@ impl Turn {
             self.unindex(old)?;
         }
         self.index(&post)?;
-        if old.as_ref().map(due_key) != Some(due_key(&post)) {
+        if old.as_ref().and_then(due_key) != due_key(&post) {
             self.touched_schedule.set(true);
         }
         Ok(post)
