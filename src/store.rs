@@ -129,6 +129,12 @@ impl PostStatus {
         PostStatus::ALL.into_iter().find(|s| s.name() == name)
     }
 
+    /// Whether the post never reached the channel and waits for nothing: it may still be
+    /// edited, scheduled or published now.
+    pub fn not_yet_out(self) -> bool {
+        matches!(self, PostStatus::Draft | PostStatus::Scheduled | PostStatus::Failed | PostStatus::Cancelled)
+    }
+
     /// The key in the status index: fixed numbers, never reordered.
     fn code(self) -> u8 {
         match self {
@@ -447,13 +453,7 @@ impl Store {
     /// How many posts have each status.
     pub fn status_counts(&self) -> Result<Vec<(PostStatus, u64)>, StoreError> {
         let txn = self.db.begin_read()?;
-        let index = txn.open_table(POSTS_BY_STATUS)?;
-        let mut counts = Vec::new();
-        for status in PostStatus::ALL {
-            let code = status.code();
-            counts.push((status, index.range((code, 0)..=(code, u64::MAX))?.count() as u64));
-        }
-        Ok(counts)
+        count_by_status(&txn.open_table(POSTS_BY_STATUS)?)
     }
 
     /// A creator's posts, newest first, at most `limit`.
@@ -480,12 +480,7 @@ impl Store {
     /// Scheduled posts due at or before `until`, earliest first, at most `limit`.
     pub fn due(&self, until: i64, limit: usize) -> Result<Vec<(i64, u64)>, StoreError> {
         let txn = self.db.begin_read()?;
-        let index = txn.open_table(POSTS_DUE)?;
-        let mut due = Vec::new();
-        for entry in index.range((i64::MIN, 0)..=(until, u64::MAX))?.take(limit) {
-            due.push(entry?.0.value());
-        }
-        Ok(due)
+        read_due(&txn.open_table(POSTS_DUE)?, until, limit)
     }
 
     /// Records the publisher run now live (`0`: none).
@@ -723,12 +718,12 @@ impl Turn {
 
     /// Scheduled posts due at or before `until`, earliest first, at most `limit`.
     pub fn due(&self, until: i64, limit: usize) -> Result<Vec<(i64, u64)>, StoreError> {
-        let index = self.txn.open_table(POSTS_DUE)?;
-        let mut due = Vec::new();
-        for entry in index.range((i64::MIN, 0)..=(until, u64::MAX))?.take(limit) {
-            due.push(entry?.0.value());
-        }
-        Ok(due)
+        read_due(&self.txn.open_table(POSTS_DUE)?, until, limit)
+    }
+
+    /// How many posts have each status.
+    pub fn status_counts(&self) -> Result<Vec<(PostStatus, u64)>, StoreError> {
+        count_by_status(&self.txn.open_table(POSTS_BY_STATUS)?)
     }
 
     pub fn action_result(&self, chat_id: i64, request_id: u64) -> Result<Option<serde_json::Value>, StoreError> {
@@ -799,6 +794,27 @@ fn due_key(post: &Post) -> Option<(i64, u64)> {
         (PostStatus::Scheduled, Some(at)) => Some((at, post.id)),
         _ => None,
     }
+}
+
+fn read_due(
+    index: &impl ReadableTable<(i64, u64), ()>,
+    until: i64,
+    limit: usize,
+) -> Result<Vec<(i64, u64)>, StoreError> {
+    let mut due = Vec::new();
+    for entry in index.range((i64::MIN, 0)..=(until, u64::MAX))?.take(limit) {
+        due.push(entry?.0.value());
+    }
+    Ok(due)
+}
+
+fn count_by_status(index: &impl ReadableTable<(u8, u64), ()>) -> Result<Vec<(PostStatus, u64)>, StoreError> {
+    let mut counts = Vec::new();
+    for status in PostStatus::ALL {
+        let code = status.code();
+        counts.push((status, index.range((code, 0)..=(code, u64::MAX))?.count() as u64));
+    }
+    Ok(counts)
 }
 
 fn page_by_status(

@@ -10,6 +10,24 @@ use crate::config::bundle::{ActionErrorCode, ActionSchema, ArgKind, ArgSpec};
 use crate::engine::BUILTIN_SESSION_CLEAR;
 use crate::store::{StoreError, Turn};
 
+/// The post an action works on.
+const POST_ID: ArgSpec = ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" };
+/// The format whose prompts, length and model settings an AI action uses.
+const FORMAT: ArgSpec = ArgSpec {
+    name: "format",
+    kind: ArgKind::Text,
+    required: true,
+    description: "the format id (its prompts, length and model settings)",
+};
+const POST_TEXT: ArgSpec =
+    ArgSpec { name: "text", kind: ArgKind::Text, required: true, description: "the post text (Telegram HTML)" };
+const AI_LIMIT: ArgSpec = ArgSpec {
+    name: "limit",
+    kind: ArgKind::Number,
+    required: false,
+    description: "the longest result in Telegram units (default the format's max_chars; 1024 for a caption)",
+};
+
 /// Every action a flow may call.
 pub const CATALOGUE: &[ActionSchema] = &[
     ActionSchema {
@@ -26,12 +44,7 @@ pub const CATALOGUE: &[ActionSchema] = &[
         name: "ai.generate",
         description: "Writes a post draft for a format from keywords: `{text, length, limit, fits, shortened, words, offline, model}`.",
         args: &[
-            ArgSpec {
-                name: "format",
-                kind: ArgKind::Text,
-                required: true,
-                description: "the format id (its prompts, length and model settings)",
-            },
+            FORMAT,
             ArgSpec { name: "keywords", kind: ArgKind::Text, required: true, description: "the admin's keywords" },
             ArgSpec { name: "details", kind: ArgKind::Text, required: false, description: "optional extra details" },
             ArgSpec {
@@ -40,109 +53,54 @@ pub const CATALOGUE: &[ActionSchema] = &[
                 required: false,
                 description: "the language to write in (default hy)",
             },
-            ArgSpec {
-                name: "limit",
-                kind: ArgKind::Number,
-                required: false,
-                description: "the longest result in Telegram units (default the format's max_chars; 1024 for a caption)",
-            },
+            AI_LIMIT,
         ],
     },
     ActionSchema {
         name: "ai.improve",
         description: "Rewrites a draft better, following the admin's instruction: the same shape as ai.generate.",
         args: &[
-            ArgSpec {
-                name: "format",
-                kind: ArgKind::Text,
-                required: true,
-                description: "the format id (its prompts, length and model settings)",
-            },
-            ArgSpec { name: "text", kind: ArgKind::Text, required: true, description: "the post text (Telegram HTML)" },
+            FORMAT,
+            POST_TEXT,
             ArgSpec {
                 name: "instruction",
                 kind: ArgKind::Text,
                 required: false,
                 description: "what the admin wants changed",
             },
-            ArgSpec {
-                name: "limit",
-                kind: ArgKind::Number,
-                required: false,
-                description: "the longest result in Telegram units (default the format's max_chars; 1024 for a caption)",
-            },
+            AI_LIMIT,
         ],
     },
     ActionSchema {
         name: "ai.translate",
         description: "Translates a post (hy, ru, en...): the same shape as ai.generate plus `language`.",
         args: &[
-            ArgSpec {
-                name: "format",
-                kind: ArgKind::Text,
-                required: true,
-                description: "the format id (its prompts, length and model settings)",
-            },
-            ArgSpec { name: "text", kind: ArgKind::Text, required: true, description: "the post text (Telegram HTML)" },
+            FORMAT,
+            POST_TEXT,
             ArgSpec { name: "language", kind: ArgKind::Text, required: true, description: "the target language code" },
-            ArgSpec {
-                name: "limit",
-                kind: ArgKind::Number,
-                required: false,
-                description: "the longest result in Telegram units (default the format's max_chars; 1024 for a caption)",
-            },
+            AI_LIMIT,
         ],
     },
     ActionSchema {
         name: "ai.analyze",
         description: "Scores a post: `{score (0-10), strengths, problems, suggestions, offline}`.",
-        args: &[
-            ArgSpec {
-                name: "format",
-                kind: ArgKind::Text,
-                required: true,
-                description: "the format id (its prompts, length and model settings)",
-            },
-            ArgSpec { name: "text", kind: ArgKind::Text, required: true, description: "the post text (Telegram HTML)" },
-        ],
+        args: &[FORMAT, POST_TEXT],
     },
     ActionSchema {
         name: "ai.shorten",
         description: "Shortens a post to a limit: the same shape as ai.generate.",
-        args: &[
-            ArgSpec {
-                name: "format",
-                kind: ArgKind::Text,
-                required: true,
-                description: "the format id (its prompts, length and model settings)",
-            },
-            ArgSpec { name: "text", kind: ArgKind::Text, required: true, description: "the post text (Telegram HTML)" },
-            ArgSpec {
-                name: "limit",
-                kind: ArgKind::Number,
-                required: false,
-                description: "the longest result in Telegram units (default the format's max_chars; 1024 for a caption)",
-            },
-        ],
+        args: &[FORMAT, POST_TEXT, AI_LIMIT],
     },
     ActionSchema {
         name: "ai.suggest_cta",
         description: "Suggests call-to-action button labels: `{labels, offline}`.",
-        args: &[
-            ArgSpec {
-                name: "format",
-                kind: ArgKind::Text,
-                required: true,
-                description: "the format id (its prompts, length and model settings)",
-            },
-            ArgSpec { name: "text", kind: ArgKind::Text, required: true, description: "the post text (Telegram HTML)" },
-        ],
+        args: &[FORMAT, POST_TEXT],
     },
     ActionSchema {
         name: "draft.save",
         description: "Stores a new draft, or updates a draft or scheduled post (`id`), and returns `{id, status}`; a text change keeps the old text in the post's history.",
         args: &[
-            ArgSpec { name: "text", kind: ArgKind::Text, required: true, description: "the post text (Telegram HTML)" },
+            POST_TEXT,
             ArgSpec { name: "format", kind: ArgKind::Text, required: false, description: "the format id" },
             ArgSpec { name: "media", kind: ArgKind::Media, required: false, description: "a media slot value" },
             ArgSpec { name: "keywords", kind: ArgKind::Text, required: false, description: "the keywords" },
@@ -194,7 +152,7 @@ pub const CATALOGUE: &[ActionSchema] = &[
         name: "post.schedule",
         description: "Schedules a post for a date and time in SCHEDULER_TIMEZONE: `{id, status, publish_at, local, adjusted (gap|overlap|null), note}`; a past time fails with past_time.",
         args: &[
-            ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" },
+            POST_ID,
             ArgSpec { name: "date", kind: ArgKind::Text, required: true, description: "`YYYY-MM-DD`" },
             ArgSpec { name: "time", kind: ArgKind::Text, required: true, description: "`HH:MM`" },
         ],
@@ -202,18 +160,18 @@ pub const CATALOGUE: &[ActionSchema] = &[
     ActionSchema {
         name: "post.publish",
         description: "Queues a post to be published at once: `{id, status}`; the admin is told when it is out.",
-        args: &[ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" }],
+        args: &[POST_ID],
     },
     ActionSchema {
         name: "post.cancel",
         description: "Calls off a scheduled or failed post: `{id, status}`.",
-        args: &[ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" }],
+        args: &[POST_ID],
     },
     ActionSchema {
         name: "post.resolve",
         description: "Settles a post left publishing or failed: `choice` mark_published, publish_again or draft.",
         args: &[
-            ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" },
+            POST_ID,
             ArgSpec {
                 name: "choice",
                 kind: ArgKind::Text,
@@ -225,7 +183,7 @@ pub const CATALOGUE: &[ActionSchema] = &[
     ActionSchema {
         name: "post.duplicate",
         description: "Copies a post as a new draft: `{id, status}`.",
-        args: &[ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" }],
+        args: &[POST_ID],
     },
     ActionSchema {
         name: "posts.list",
@@ -248,20 +206,20 @@ pub const CATALOGUE: &[ActionSchema] = &[
     ActionSchema {
         name: "post.get",
         description: "Loads one post by id (with `publish_local` and `published_local`).",
-        args: &[ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" }],
+        args: &[POST_ID],
     },
     ActionSchema {
         name: "post.channel_edit",
         description: "Replaces the text of a published post in the channel (the publisher does it and tells the admin): `{id, queued}`; fails with no_fit when the new text would change the post's layout.",
         args: &[
-            ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" },
+            POST_ID,
             ArgSpec { name: "text", kind: ArgKind::Text, required: true, description: "the new text (Telegram HTML)" },
         ],
     },
     ActionSchema {
         name: "post.channel_delete",
         description: "Deletes a published post from the channel (the publisher does it and tells the admin): `{id, queued}`; fails with too_old after 48 hours.",
-        args: &[ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" }],
+        args: &[POST_ID],
     },
     ActionSchema {
         name: "post.repeat",
@@ -301,7 +259,7 @@ pub const CATALOGUE: &[ActionSchema] = &[
     ActionSchema {
         name: "post.delete",
         description: "Deletes a post that never reached the channel (draft, cancelled or failed).",
-        args: &[ArgSpec { name: "id", kind: ArgKind::Number, required: true, description: "the post id" }],
+        args: &[POST_ID],
     },
 ];
 
@@ -370,10 +328,17 @@ fn str_arg<'v>(args: &'v Value, name: &str) -> Result<&'v str, ActionError> {
 }
 
 fn id_arg(args: &Value) -> Result<u64, ActionError> {
-    match args.get("id") {
-        Some(Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)),
-        Some(Value::String(s)) => s.trim().parse().ok(),
+    args.get("id")
+        .and_then(as_id)
+        .ok_or_else(|| ActionError::new(ActionErrorCode::BadInput, "argument `id` is missing or not a post id"))
+}
+
+/// A post id given as a number or as text (templates render numbers as text); ids start at 1.
+fn as_id(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 1.0).map(|f| f as u64)),
+        Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
-    .ok_or_else(|| ActionError::new(ActionErrorCode::BadInput, "argument `id` is missing or not a post id"))
+    .filter(|id| *id > 0)
 }

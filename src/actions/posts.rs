@@ -23,16 +23,13 @@ pub fn draft_save(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, Action
     if text.trim().is_empty() {
         return Err(ActionError::new(ActionErrorCode::EmptyText, "draft.save"));
     }
-    let existing = match args.get("id").and_then(as_id) {
+    let existing = match args.get("id").and_then(super::as_id) {
         Some(id) => Some(load(ctx, id)?),
         None => None,
     };
     let mut post = match existing {
         Some(post) => {
-            if !matches!(
-                post.status,
-                PostStatus::Draft | PostStatus::Scheduled | PostStatus::Failed | PostStatus::Cancelled
-            ) {
+            if !post.status.not_yet_out() {
                 return Err(wrong_status(&post, "edited as a draft"));
             }
             post
@@ -114,7 +111,7 @@ pub fn draft_save(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, Action
 /// Schedules a post for a date and time on the scheduler's wall clock.
 pub fn schedule(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
     let mut post = load(ctx, id_arg(args)?)?;
-    if !matches!(post.status, PostStatus::Draft | PostStatus::Scheduled | PostStatus::Failed | PostStatus::Cancelled) {
+    if !post.status.not_yet_out() {
         return Err(wrong_status(&post, "scheduled"));
     }
     let date = parse_date(str_arg(args, "date")?)
@@ -162,7 +159,7 @@ pub fn schedule(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionEr
 /// Puts a post first in the queue: the scheduler publishes it at once.
 pub fn publish_now(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
     let mut post = load(ctx, id_arg(args)?)?;
-    if !matches!(post.status, PostStatus::Draft | PostStatus::Scheduled | PostStatus::Failed | PostStatus::Cancelled) {
+    if !post.status.not_yet_out() {
         return Err(wrong_status(&post, "published"));
     }
     post.status = PostStatus::Scheduled;
@@ -340,15 +337,6 @@ fn wrong_status(post: &Post, wanted: &str) -> ActionError {
     )
 }
 
-fn as_id(value: &Value) -> Option<u64> {
-    match value {
-        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 1.0).map(|f| f as u64)),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-    .filter(|id| *id > 0)
-}
-
 fn flag(value: &Value) -> Option<bool> {
     match value {
         Value::Bool(b) => Some(*b),
@@ -402,7 +390,7 @@ pub fn channel_edit(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, Acti
         return Err(ActionError::new(ActionErrorCode::EmptyText, "post.channel_edit"));
     }
     let shape = |content: &post_view::PostContent| -> Vec<(bool, usize)> {
-        post_view::channel_messages(content, "·")
+        crate::engine::channel_messages(ctx.bundle, content)
             .iter()
             .map(|m| (m.text.is_empty(), m.media.as_ref().map_or(0, |media| media.files().count())))
             .collect()
@@ -490,10 +478,8 @@ pub fn scheduler_status(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, 
             json!({ "id": id, "title": title, "local": local(ctx.bundle.timezone, at), "overdue": at <= ctx.now })
         })
         .collect();
-    let mut counts = serde_json::Map::new();
-    for status in PostStatus::ALL {
-        counts.insert(status.name().to_string(), json!(ctx.store.posts_with_status(status, 0, 0)?.total));
-    }
+    let counts: serde_json::Map<String, Value> =
+        ctx.store.status_counts()?.into_iter().map(|(status, n)| (status.name().to_string(), json!(n))).collect();
     let recent = ctx.store.posts_with_status(PostStatus::Published, 0, 20)?.posts;
     let last = recent.iter().filter_map(|p| p.published_at).max();
     Ok(json!({

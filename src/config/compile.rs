@@ -1336,6 +1336,34 @@ impl<'a> Compiler<'a> {
         })
     }
 
+    /// The argument `name` of an action, or a diagnostic at `path` naming the known ones.
+    fn known_arg(&mut self, schema: &ActionSchema, file: &SourceFile, path: &str, name: &str) -> Option<ArgSpec> {
+        if let Some(spec) = schema.args.iter().find(|a| a.name == name) {
+            return Some(*spec);
+        }
+        let d = self.diags.len();
+        self.diags.push(Diagnostic::at(
+            file,
+            file.key_pos(path),
+            format!("action `{}` has no argument `{name}`", schema.name),
+        ));
+        self.hint(d, Some(suggestion_or_list(name, schema.args.iter().map(|a| a.name))));
+        None
+    }
+
+    /// A diagnostic at `at` for each required argument of an action that is not `given`.
+    fn required_args(&mut self, schema: &ActionSchema, file: &SourceFile, at: &str, given: impl Fn(&str) -> bool) {
+        for spec in schema.args.iter().filter(|a| a.required && !given(a.name)) {
+            let d = self.diags.len();
+            self.diags.push(Diagnostic::at(
+                file,
+                file.key_pos(at),
+                format!("action `{}` needs the argument `{}`", schema.name, spec.name),
+            ));
+            self.hint(d, Some(format!("`{}`: {}", spec.name, spec.description)));
+        }
+    }
+
     /// A job's action: a known action a job may run, its arguments literal and of the right kind.
     fn job_action(&mut self, raw: &RawJobAction, file: &SourceFile) -> Option<(String, serde_json::Value)> {
         let Some(schema) = self.actions.iter().find(|a| a.name == raw.name) else {
@@ -1353,16 +1381,7 @@ impl<'a> Compiler<'a> {
         for (key, value) in &raw.args {
             let name = key.as_str().unwrap_or("?").to_string();
             let path = format!("action.with.{name}");
-            let Some(spec) = schema.args.iter().find(|a| a.name == name) else {
-                let d = self.diags.len();
-                self.diags.push(Diagnostic::at(
-                    file,
-                    file.key_pos(&path),
-                    format!("action `{}` has no argument `{name}`", schema.name),
-                ));
-                self.hint(d, Some(suggestion_or_list(&name, schema.args.iter().map(|a| a.name))));
-                continue;
-            };
+            let Some(spec) = self.known_arg(schema, file, &path, &name) else { continue };
             let value = serde_json::to_value(value).unwrap_or_default();
             if value.as_str().is_some_and(|s| s.contains("{{") || s.contains("{%")) {
                 self.error(
@@ -1375,17 +1394,7 @@ impl<'a> Compiler<'a> {
             }
             args.insert(name, value);
         }
-        for spec in schema.args.iter().filter(|a| a.required) {
-            if !args.contains_key(spec.name) {
-                let d = self.diags.len();
-                self.diags.push(Diagnostic::at(
-                    file,
-                    file.key_pos("action.name"),
-                    format!("action `{}` needs the argument `{}`", schema.name, spec.name),
-                ));
-                self.hint(d, Some(format!("`{}`: {}", spec.name, spec.description)));
-            }
-        }
+        self.required_args(schema, file, "action.name", |name| args.contains_key(name));
         (self.diags.len() == before).then(|| (raw.name.clone(), serde_json::Value::Object(args)))
     }
 
@@ -1407,16 +1416,7 @@ impl<'a> Compiler<'a> {
         for (key, value) in &raw.args {
             let name = key.as_str().unwrap_or("?").to_string();
             let apath = format!("{path}.with.{name}");
-            let Some(spec) = schema.args.iter().find(|a| a.name == name) else {
-                let d = self.diags.len();
-                self.diags.push(Diagnostic::at(
-                    file,
-                    file.key_pos(&apath),
-                    format!("action `{}` has no argument `{name}`", schema.name),
-                ));
-                self.hint(d, Some(suggestion_or_list(&name, schema.args.iter().map(|a| a.name))));
-                continue;
-            };
+            let Some(spec) = self.known_arg(schema, file, &apath, &name) else { continue };
             let arg = match value {
                 Yaml::String(text) => match single_expression(text) {
                     Some(expr) => {
@@ -1456,18 +1456,8 @@ impl<'a> Compiler<'a> {
             }
             args.push((name, arg));
         }
-        for spec in schema.args.iter().filter(|a| a.required) {
-            if !raw.args.contains_key(spec.name) {
-                let at = if raw.args.is_empty() { format!("{path}.name") } else { format!("{path}.with") };
-                let d = self.diags.len();
-                self.diags.push(Diagnostic::at(
-                    file,
-                    file.key_pos(&at),
-                    format!("action `{}` needs the argument `{}`", schema.name, spec.name),
-                ));
-                self.hint(d, Some(format!("`{}`: {}", spec.name, spec.description)));
-            }
-        }
+        let at = if raw.args.is_empty() { format!("{path}.name") } else { format!("{path}.with") };
+        self.required_args(schema, file, &at, |name| raw.args.contains_key(name));
         if let Some(slot) = &raw.save_as {
             self.check_slot_target(ctx, &format!("{path}.save_as"), slot, None);
             facts.saves.push(slot.clone());

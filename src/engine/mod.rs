@@ -889,8 +889,7 @@ impl<'a> Run<'a> {
         }
         let content: post_view::PostContent =
             serde_json::from_value(value).map_err(|e| format!("`post: {expr}` is not a post: {e}"))?;
-        let album_text = self.text_of("album_buttons", &[]).unwrap_or_else(|| "…".to_string());
-        Ok(post_view::channel_messages(&content, &album_text))
+        Ok(channel_messages(self.bundle, &content))
     }
 
     fn keyboard(&mut self, step: &Step, ctx: &Value, text: &mut String) -> Result<Keyboard, String> {
@@ -1188,6 +1187,13 @@ pub fn parse_time(text: &str) -> Option<NaiveTime> {
 pub fn standalone_text(bundle: &Bundle, key: &str) -> Option<String> {
     let template = bundle.menu.texts.get(key)?;
     render::render(bundle, template, &Value::from(())).ok().map(|text| html::sanitize(&text))
+}
+
+/// The messages a post becomes in the channel, with the menu's `album_buttons` text: what the
+/// preview shows and the publisher sends.
+pub fn channel_messages(bundle: &Bundle, content: &post_view::PostContent) -> Vec<OutMessage> {
+    let album_text = standalone_text(bundle, "album_buttons").unwrap_or_else(|| "…".to_string());
+    post_view::channel_messages(content, &album_text)
 }
 
 /// The media kinds an input type accepts.

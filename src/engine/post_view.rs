@@ -141,12 +141,6 @@ pub fn channel_messages(post: &PostContent, album_buttons_text: &str) -> Vec<Out
     messages
 }
 
-/// Whether the layout puts the text in its own message (for the preview's note).
-pub fn text_goes_separately(post: &PostContent) -> bool {
-    channel_messages(post, "·").iter().filter(|m| m.media.is_some()).any(|m| m.text.is_empty())
-        && !html::to_plain_text(&post.text, false).trim().is_empty()
-}
-
 /// One button per row, as channels usually show calls to action.
 fn link_keyboard(buttons: &[LinkButton]) -> Keyboard {
     if buttons.is_empty() {

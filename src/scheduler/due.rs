@@ -10,22 +10,9 @@ const BATCH: usize = 64;
 /// More posts than this due at once are a burst: one notice sums them up.
 const BURST: usize = 3;
 
-/// What the loop has done, for the status view and health checks.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LoopState {
-    /// Unix seconds of the last post the loop handled.
-    pub last_run: Option<i64>,
-    pub published: u64,
-    pub failed: u64,
-}
-
 /// Runs until `stop` resolves: reconciles what the last run left behind, then publishes due
 /// posts as they fall due. A post being sent when `stop` resolves is finished first.
-pub async fn run(
-    publisher: Arc<Publisher>,
-    state: Arc<std::sync::Mutex<LoopState>>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+pub async fn run(publisher: Arc<Publisher>, mut stop: tokio::sync::watch::Receiver<bool>) {
     if let Err(error) = publisher.reconcile() {
         tracing::error!("the scheduler could not check the posts left by the last run: {error}");
     }
@@ -75,18 +62,10 @@ pub async fn run(
                 if *stop.borrow() {
                     break;
                 }
-                let outcome = publisher.publish(id, quiet).await;
-                let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-                state.last_run = Some(publisher.clock.now());
-                match outcome {
-                    Ok(Outcome::Published { .. }) => {
-                        state.published += 1;
-                        published.push(id);
-                    }
-                    Ok(Outcome::Failed { .. } | Outcome::Unsure { .. }) => state.failed += 1,
-                    Ok(Outcome::Skipped) => {}
+                match publisher.publish(id, quiet).await {
+                    Ok(Outcome::Published { .. }) => published.push(id),
+                    Ok(Outcome::Failed { .. } | Outcome::Unsure { .. } | Outcome::Skipped) => {}
                     Err(error) => {
-                        state.failed += 1;
                         tracing::error!(post = id, "the store failed while publishing: {error}; trying again in 10 s");
                         store_failed = true;
                         break;

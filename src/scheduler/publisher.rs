@@ -15,7 +15,6 @@ use teloxide::prelude::*;
 use super::clock::Clock;
 use crate::actions::posts::local;
 use crate::config::Bundle;
-use crate::engine::post_view;
 use crate::engine::session::Notice;
 use crate::store::{ChannelOp, Post, PostStatus, Store, StoreError};
 use crate::telegram::outbound::{self, Retries, Telegram, is_transient, surely_unsent};
@@ -107,8 +106,7 @@ impl Publisher {
             return Ok(held);
         }
         let Some(mut post) = self.claim(id, now)? else { return Ok(Outcome::Skipped) };
-        let album_text = crate::engine::standalone_text(&self.bundle, "album_buttons").unwrap_or_else(|| "…".into());
-        let messages = post_view::channel_messages(&post.content(), &album_text);
+        let messages = crate::engine::channel_messages(&self.bundle, &post.content());
         let mut tries = 1;
         let mut part = post.parts_sent as usize;
         while part < messages.len() {
@@ -378,11 +376,10 @@ impl Publisher {
     /// Replaces the text of the post's messages whose text changes (a caption is edited as a
     /// caption); the layout must stay the same (the action checked it).
     async fn edit_in_channel(&self, post: &Post, text: &str) -> Result<(), String> {
-        let album_text = crate::engine::standalone_text(&self.bundle, "album_buttons").unwrap_or_else(|| "…".into());
-        let old = post_view::channel_messages(&post.content(), &album_text);
+        let old = crate::engine::channel_messages(&self.bundle, &post.content());
         let mut content = post.content();
         content.text = text.to_string();
-        let new = post_view::channel_messages(&content, &album_text);
+        let new = crate::engine::channel_messages(&self.bundle, &content);
         if old.len() != new.len() {
             return Err("the new text changes the post's layout".to_string());
         }

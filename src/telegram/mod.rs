@@ -26,7 +26,6 @@ use crate::driver::{Delivery, Driver, Handled, Launch};
 use crate::engine::event::{Effect, Event, EventKind, Media, MediaFile};
 use crate::engine::session::Notice;
 use crate::engine::{self};
-use crate::scheduler::due::LoopState;
 use crate::scheduler::publisher::{PublishPolicy, Publisher};
 use crate::store::{Store, User};
 use gate::{FloodLimits, Gate, Verdict};
@@ -166,7 +165,6 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>, options: RunOpt
         closing: std::sync::atomic::AtomicBool::new(false),
         generations: std::sync::atomic::AtomicU64::new(0),
         scheduler: Mutex::new(None),
-        scheduler_state: Arc::new(Mutex::new(LoopState::default())),
     });
     app.resume_actions(&options.authorized);
     app.start_scheduler(&started, &options.authorized, options.publish);
@@ -267,7 +265,6 @@ struct App {
     generations: std::sync::atomic::AtomicU64,
     /// The scheduler's task and the switch that stops it.
     scheduler: Mutex<Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>>,
-    scheduler_state: Arc<Mutex<LoopState>>,
 }
 
 struct Running {
@@ -589,17 +586,6 @@ impl App {
     /// for (unless it runs already) and stops one it no longer waits for (the admin cancelled).
     /// `update_ids` are reported when a newly started action's reply is delivered.
     fn follow(self: &Arc<Self>, chat_id: i64, waiting_on: Option<Option<Launch>>, update_ids: &[u64]) -> Followed {
-        self.follow_after(chat_id, waiting_on, update_ids, Duration::ZERO)
-    }
-
-    /// [`App::follow`], starting the action after `delay`.
-    fn follow_after(
-        self: &Arc<Self>,
-        chat_id: i64,
-        waiting_on: Option<Option<Launch>>,
-        update_ids: &[u64],
-        delay: Duration,
-    ) -> Followed {
         // The store failed: leave whatever runs alone.
         let Some(waiting_on) = waiting_on else { return Followed::Nothing };
         let mut running = lock(&self.running);
@@ -625,7 +611,6 @@ impl App {
         let (request_id, name, args) = (launch.request_id, launch.name.clone(), launch.args.clone());
         let generation = self.generations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let task = tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
             let completed = app.ask_model(chat_id, &launch).await;
             // Keep the entry until the result is handled, so that an update handled meanwhile
             // does not start the same request again; take the updates to report.
@@ -702,14 +687,9 @@ impl App {
                     name: pending.name.clone(),
                     args: pending.args.clone(),
                 };
-                // The pacer does not know what the chat got just before the stop: one message
-                // per second per chat holds only if the reply waits that long.
-                self.follow_after(
-                    session.chat_id,
-                    Some(Some(launch)),
-                    &[],
-                    pace::TELEGRAM.chat_gap + Duration::from_millis(200),
-                );
+                // The pacer counts the restart as each chat's last message, so the reply keeps
+                // Telegram's one message a second even if the chat got one just before the stop.
+                self.follow(session.chat_id, Some(Some(launch)), &[]);
             }
         }
     }
@@ -763,7 +743,7 @@ impl App {
             run_id: crate::scheduler::publisher::new_run_id(&*self.clock),
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(crate::scheduler::due::run(publisher, self.scheduler_state.clone(), stopped));
+        let task = tokio::spawn(crate::scheduler::due::run(publisher, stopped));
         *lock(&self.scheduler) = Some((stop, task));
     }
 
