@@ -52,6 +52,10 @@ pub enum Command {
         #[command(subcommand)]
         command: PostsCommand,
     },
+    /// List the analytics pipelines with their parameters.
+    Pipelines,
+    /// Run an analytics pipeline and write its rows as CSV (UTF-8 with BOM), JSON or Parquet.
+    Export(ExportArgs),
     /// Check the configuration, the store and the AI mode, and say what is wrong.
     Doctor,
     /// Run the bot in Telegram (needs BOT_TOKEN, CHANNEL_ID and AUTHORIZED_USERS).
@@ -86,6 +90,28 @@ pub enum PostsCommand {
         #[arg(long, default_value_t = 5)]
         count: usize,
     },
+}
+
+/// Options of `postflow export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The pipeline's id (`postflow pipelines` lists them).
+    pub pipeline: String,
+    /// First day of a custom period (YYYY-MM-DD, local time).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Last day of a custom period, included (YYYY-MM-DD).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// A parameter as name=value, e.g. `--param period=week --param format=promo`.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// File format; default from the --out extension, else csv.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Where to write: a file, or `-` for stdout (the default).
+    #[arg(long, default_value = "-")]
+    pub out: String,
 }
 
 /// Options of `postflow run`.
@@ -137,7 +163,7 @@ pub fn main() -> ExitCode {
 
 /// Loads and compiles the configuration, or prints every problem and fails.
 pub fn load_bundle(settings: &Settings) -> anyhow::Result<Arc<Bundle>> {
-    let loaded = config::load(&settings.config_dir, CATALOGUE, settings.tz()?);
+    let loaded = crate::analytics::load_config(&settings.config_dir, CATALOGUE, settings.tz()?);
     match loaded.result {
         Ok(bundle) => Ok(Arc::new(bundle)),
         Err(ref diagnostics) => {
@@ -151,7 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = cli.settings;
     match cli.command {
         Command::Validate { format } => {
-            let loaded = config::load(&settings.config_dir, CATALOGUE, settings.tz()?);
+            let loaded = crate::analytics::load_config(&settings.config_dir, CATALOGUE, settings.tz()?);
             match (&loaded.result, format) {
                 (Ok(bundle), OutputFormat::Text) => {
                     println!("{}: ok", bundle.summary());
@@ -162,6 +188,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "ok": true,
                         "flows": bundle.flows.len(),
                         "jobs": bundle.jobs.len(),
+                        "pipelines": bundle.pipelines.len(),
                         "formats": bundle.formats.len(),
                         "templates": bundle.prompt_files,
                         "problems": [],
@@ -207,6 +234,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Posts { command } => crate::posts_cli::run(&settings, command),
+        Command::Pipelines => crate::export_cli::list(&settings),
+        Command::Export(args) => crate::export_cli::export(&settings, args),
         Command::Doctor => doctor(&settings),
         Command::Run(args) => run_bot(&settings, args),
     }
@@ -330,7 +359,11 @@ fn doctor(settings: &Settings) -> anyhow::Result<ExitCode> {
     } else {
         println!("ok    {} authorised users", settings.authorized_users.len());
     }
-    let loaded = config::load(&settings.config_dir, CATALOGUE, settings.tz().unwrap_or(chrono_tz::Asia::Yerevan));
+    let loaded = crate::analytics::load_config(
+        &settings.config_dir,
+        CATALOGUE,
+        settings.tz().unwrap_or(chrono_tz::Asia::Yerevan),
+    );
     match &loaded.result {
         Ok(bundle) => println!("ok    config {}: {}", settings.config_dir.display(), bundle.summary()),
         Err(diagnostics) => {

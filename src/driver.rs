@@ -298,7 +298,7 @@ fn record_outcome(
 fn record_ai_call(turn: &Turn, event: &Event, call: &AiCall) -> Result<(), StoreError> {
     let mut record = serde_json::to_value(call).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     record["chat_id"] = serde_json::Value::from(event.chat_id);
-    record["user_id"] = serde_json::Value::from(event.user_id);
+    record["user"] = serde_json::Value::from(event.user_id);
     turn.record_event("ai_call", event.now, &record)
 }
 

@@ -4,12 +4,14 @@
 
 pub mod actions;
 pub mod ai;
+pub mod analytics;
 pub mod cli;
 pub mod config;
 pub mod console;
 pub mod conversation;
 pub mod driver;
 pub mod engine;
+pub mod export_cli;
 pub mod posts_cli;
 pub mod scheduler;
 pub mod settings;

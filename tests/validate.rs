@@ -32,7 +32,7 @@ fn assert_same_text(got: &str, expected: &str) {
 }
 
 fn check_ok(dir: &Path) {
-    let loaded = config::load(dir, CATALOGUE, chrono_tz::Asia::Yerevan);
+    let loaded = postflow::analytics::load_config(dir, CATALOGUE, chrono_tz::Asia::Yerevan);
     if let Err(diagnostics) = &loaded.result {
         panic!("{} does not validate:\n{}", dir.display(), config::render_diagnostics(diagnostics, &loaded.sources));
     }
@@ -56,7 +56,7 @@ fn every_example_except_broken_is_valid() {
 #[test]
 fn broken_example_reports_every_mistake_exactly() {
     let dir = root().join("examples/broken");
-    let loaded = config::load(&dir, CATALOGUE, chrono_tz::Asia::Yerevan);
+    let loaded = postflow::analytics::load_config(&dir, CATALOGUE, chrono_tz::Asia::Yerevan);
     let diagnostics = loaded.result.as_ref().err().expect("the broken example must not compile");
     let rendered = config::render_diagnostics(diagnostics, &loaded.sources);
     let expected_path = dir.join("expected.txt");
@@ -108,5 +108,5 @@ fn shipped_config_summary_line() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.trim_end().ends_with("templates: ok"), "{stdout}");
-    assert!(stdout.starts_with("8 flows, 2 jobs, 4 formats, "), "{stdout}");
+    assert!(stdout.starts_with("8 flows, 2 jobs, 8 pipelines, 4 formats, "), "{stdout}");
 }

@@ -20,7 +20,13 @@ pub struct Bundle {
     pub fingerprint: u64,
     /// Recurring jobs (`kind: schedule` files), by id.
     pub jobs: Vec<Job>,
+    /// Analytics reports (`kind: pipeline` files), in file order.
+    pub pipelines: Vec<super::pipeline::Pipeline>,
 }
+
+/// The names of a post's statuses, as pipelines and flows write them.
+pub const POST_STATUSES: [&str; 7] =
+    ["draft", "scheduled", "publishing", "published", "failed", "cancelled", "deleted"];
 
 /// A recurring job: when it fires and what it does.
 #[derive(Debug, Clone)]
@@ -56,12 +62,13 @@ impl Bundle {
         self.formats.iter().find(|f| f.id == id)
     }
 
-    /// One-line summary such as "3 flows, 2 jobs, 4 formats, 17 templates".
+    /// One-line summary such as "3 flows, 2 jobs, 7 pipelines, 4 formats, 17 templates".
     pub fn summary(&self) -> String {
         format!(
-            "{} flows, {} jobs, {} formats, {} templates",
+            "{} flows, {} jobs, {} pipelines, {} formats, {} templates",
             self.flows.len(),
             self.jobs.len(),
+            self.pipelines.len(),
             self.formats.len(),
             self.prompt_files
         )

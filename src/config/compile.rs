@@ -15,6 +15,8 @@ use super::raw::*;
 use super::source::SourceFile;
 use crate::engine::{html, media_kinds, render::GLOBALS};
 
+mod pipeline;
+
 /// Expressions are also kept as templates named with this prefix and their source.
 pub const EXPRESSION_PREFIX: &str = "=expr:";
 
@@ -73,6 +75,7 @@ pub fn compile(
     let mut raw_flows: Vec<(RawFlow, &SourceFile)> = Vec::new();
     let mut raw_menus: Vec<(RawMenu, &SourceFile)> = Vec::new();
     let mut raw_jobs: Vec<(RawSchedule, &SourceFile)> = Vec::new();
+    let mut raw_pipelines: Vec<(RawPipeline, &SourceFile)> = Vec::new();
     for file in sources.iter().filter(|f| f.name.starts_with("flows/")) {
         let Some(value) = c.parse_yaml(file) else {
             continue;
@@ -94,21 +97,18 @@ pub fn compile(
                     raw_jobs.push((raw, file));
                 }
             }
-            Some(other @ "pipeline") => c.diags.push(
-                Diagnostic::at(
-                    file,
-                    file.value_pos("kind"),
-                    format!("`kind: {other}` is not supported by this version"),
-                )
-                .with_hint("analytics pipelines arrive in a later release; move the file out of flows/"),
-            ),
+            Some("pipeline") => {
+                if let Some(raw) = c.deserialize::<RawPipeline>(file, "", value) {
+                    raw_pipelines.push((raw, file));
+                }
+            }
             Some(other) => c.diags.push(
                 Diagnostic::at(file, file.value_pos("kind"), format!("unknown kind `{other}`"))
-                    .with_hint(suggestion_or_list(other, ["flow", "menu"])),
+                    .with_hint(suggestion_or_list(other, ["flow", "menu", "schedule", "pipeline"])),
             ),
             None => c.diags.push(
                 Diagnostic::at(file, file.value_pos(""), "missing `kind:`".to_string())
-                    .with_hint("every file under flows/ starts with `kind: flow` or `kind: menu`"),
+                    .with_hint("every file under flows/ starts with `kind: flow`, `menu`, `schedule` or `pipeline`"),
             ),
         }
     }
@@ -195,6 +195,20 @@ pub fn compile(
         }
     }
 
+    let mut pipelines: Vec<crate::config::pipeline::Pipeline> = Vec::new();
+    for (raw, file) in &raw_pipelines {
+        if let Some(pipeline) = c.pipeline(raw, file) {
+            if let Some(first) = pipelines.iter().find(|p| p.id == pipeline.id) {
+                c.diags.push(
+                    Diagnostic::at(file, file.value_pos("id"), format!("pipeline `{}` is defined twice", pipeline.id))
+                        .with_hint(format!("the first definition is in {}", first.file)),
+                );
+                continue;
+            }
+            pipelines.push(pipeline);
+        }
+    }
+
     // A config that publishes must say, in its own words, what the publisher tells admins.
     let publishes = raw_flows
         .iter()
@@ -265,7 +279,7 @@ pub fn compile(
         skip: label("skip"),
     };
     let fingerprint = super::fnv1a(sources.iter().flat_map(|s| [s.name.as_bytes(), s.text.as_bytes()]));
-    Ok(Bundle { flows, menu, formats, templates: env, prompt_files, timezone, fingerprint, jobs })
+    Ok(Bundle { flows, menu, formats, templates: env, prompt_files, timezone, fingerprint, jobs, pipelines })
 }
 
 /// `prompts/ai/selling.j2` → `ai/selling`.

@@ -4,6 +4,7 @@
 pub mod bundle;
 pub mod compile;
 pub mod diagnostic;
+pub mod pipeline;
 pub mod raw;
 pub mod source;
 

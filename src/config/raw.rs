@@ -330,3 +330,136 @@ pub struct RawFormatPrompts {
     #[serde(default)]
     pub offline_analyze: Option<String>,
 }
+
+/// A `kind: pipeline` file: an analytics report (sources → steps → sinks).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    pub kind: String,
+    pub id: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Parameters by name, in order.
+    #[serde(default)]
+    pub params: Mapping,
+    /// The source the steps start from.
+    pub source: String,
+    /// Steps, kept as values and read one by one.
+    #[serde(default)]
+    pub steps: Vec<Value>,
+    /// Column name → the header shown in files and tables.
+    #[serde(default)]
+    pub columns: Mapping,
+    #[serde(default)]
+    pub sinks: Option<RawSinks>,
+}
+
+/// One parameter of a pipeline.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawParam {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub default: Option<Value>,
+    /// The allowed values of a `choice` parameter.
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+/// One step of a pipeline: exactly one verb (`group_by` comes with `agg`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipelineStep {
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub select: Option<Vec<String>>,
+    #[serde(default)]
+    pub derive: Option<Mapping>,
+    #[serde(default)]
+    pub group_by: Option<Vec<String>>,
+    #[serde(default)]
+    pub agg: Option<Mapping>,
+    #[serde(default)]
+    pub join: Option<RawJoin>,
+    #[serde(default)]
+    pub sort: Option<Vec<String>>,
+    #[serde(default)]
+    pub limit: Option<u64>,
+    #[serde(default)]
+    pub pivot: Option<RawPivot>,
+    #[serde(default)]
+    pub rename: Option<Mapping>,
+    #[serde(default)]
+    pub sql: Option<String>,
+}
+
+/// A join of the current rows with a source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJoin {
+    pub source: String,
+    pub on: Vec<String>,
+    /// The source's columns, when they are named differently; default `on`.
+    #[serde(default)]
+    pub source_on: Option<Vec<String>>,
+    #[serde(default = "left_join")]
+    pub how: String,
+}
+
+fn left_join() -> String {
+    "left".to_string()
+}
+
+/// A pivot: one column per value of `on`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPivot {
+    pub on: String,
+    pub index: Vec<String>,
+    pub values: String,
+    #[serde(default = "sum_aggregate")]
+    pub agg: String,
+}
+
+fn sum_aggregate() -> String {
+    "sum".to_string()
+}
+
+/// Where a pipeline's rows can go besides files.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSinks {
+    /// File formats offered for export; default csv, json and parquet.
+    #[serde(default)]
+    pub files: Option<Vec<String>>,
+    #[serde(default)]
+    pub table: Option<RawTableSink>,
+    #[serde(default)]
+    pub chart: Option<RawChart>,
+}
+
+/// The rows as a text table in a Telegram message.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTableSink {
+    #[serde(default)]
+    pub max_rows: Option<usize>,
+}
+
+/// The rows as a PNG chart.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChart {
+    #[serde(rename = "type", default = "line_chart")]
+    pub kind: String,
+    pub x: String,
+    pub y: Vec<String>,
+}
+
+fn line_chart() -> String {
+    "line".to_string()
+}

@@ -454,9 +454,8 @@ fn decode_entities(text: &str) -> String {
     out
 }
 
-/// Appends `ch`, escaping `&`, `<`, `>` and, when `quotes` is set, `"`.
-/// Escapes text (here: attribute values) for Telegram HTML: & < > and " become entities.
-fn escape(text: &str) -> String {
+/// Escapes text (cells, attribute values) for Telegram HTML: & < > and " become entities.
+pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for ch in text.chars() {
         push_escaped(&mut out, ch, true);
@@ -464,6 +463,7 @@ fn escape(text: &str) -> String {
     out
 }
 
+/// Appends `ch`, escaping `&`, `<`, `>` and, when `quotes` is set, `"`.
 fn push_escaped(out: &mut String, ch: char, quotes: bool) {
     match ch {
         '&' => out.push_str("&amp;"),

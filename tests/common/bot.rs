@@ -37,7 +37,7 @@ pub fn shipped_config() -> &'static Path {
 }
 
 pub fn load_bundle(dir: &Path) -> Arc<Bundle> {
-    let loaded = postflow::config::load(dir, CATALOGUE, chrono_tz::Asia::Yerevan);
+    let loaded = postflow::analytics::load_config(dir, CATALOGUE, chrono_tz::Asia::Yerevan);
     match loaded.result {
         Ok(bundle) => Arc::new(bundle),
         Err(diagnostics) => panic!("{}", postflow::config::render_diagnostics(&diagnostics, &loaded.sources)),

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod analytics_fixture;
 pub mod bot;
 pub mod fake_openai;
 pub mod fake_telegram;

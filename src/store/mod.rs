@@ -10,6 +10,11 @@ use crate::engine::event::Media;
 use crate::engine::post_view::{LinkButton, PostContent, PostOptions};
 use crate::engine::session::Session;
 
+mod measures;
+
+use measures::{CLICKS, REACTIONS, SUBSCRIBERS};
+pub use measures::{Click, LoggedEvent, ReactionCount};
+
 /// The schema this build writes. Bump it with a migration when a table changes shape.
 /// 2: post indexes (due, by status, by creator) and the fuller post record.
 pub const SCHEMA_VERSION: u64 = 2;
@@ -42,7 +47,7 @@ const CHANNEL_OPS: TableDefinition<u64, &[u8]> = TableDefinition::new("channel_o
 const REDELIVERY_HORIZON_SECS: i64 = 24 * 3600;
 
 /// Names of every table, for backups and tests.
-pub const TABLES: [&str; 12] = [
+pub const TABLES: [&str; 15] = [
     "meta",
     "sessions",
     "posts",
@@ -55,6 +60,9 @@ pub const TABLES: [&str; 12] = [
     "posts_by_creator",
     "jobs",
     "channel_ops",
+    "clicks",
+    "reactions",
+    "subscribers",
 ];
 
 /// Store failures, worded for the operator.
@@ -393,6 +401,9 @@ impl Store {
             txn.open_table(POSTS_BY_CREATOR)?;
             txn.open_table(JOBS)?;
             txn.open_table(CHANNEL_OPS)?;
+            txn.open_table(CLICKS)?;
+            txn.open_table(REACTIONS)?;
+            txn.open_table(SUBSCRIBERS)?;
         }
         txn.commit()?;
         Ok(())
@@ -744,16 +755,10 @@ impl Turn {
     }
 
     /// Appends an event (`kind` plus the fields of `record`) to the event log.
+    /// The well-known fields (`user`, `post`, `format`, ...) are read back typed by
+    /// [`LoggedEvent`].
     pub fn record_event(&self, kind: &str, at: i64, record: &serde_json::Value) -> Result<(), StoreError> {
-        let mut event = serde_json::json!({ "kind": kind, "at": at });
-        if let (Some(event), Some(fields)) = (event.as_object_mut(), record.as_object()) {
-            event.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        let bytes = serde_json::to_vec(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut table = self.txn.open_table(EVENTS)?;
-        let next = table.last()?.map_or(0, |(seq, _)| seq.value() + 1);
-        table.insert(next, bytes.as_slice())?;
-        Ok(())
+        append_event(&self.txn, kind, at, record)
     }
 
     /// Records that an authorised user was active (in this turn's transaction).
@@ -854,6 +859,24 @@ fn migrate(txn: &redb::WriteTransaction, from: u64) -> Result<(), StoreError> {
             }
         }
     }
+    Ok(())
+}
+
+/// Appends `kind`, `at` and the fields of `record` to the event log inside `txn`.
+fn append_event(
+    txn: &redb::WriteTransaction,
+    kind: &str,
+    at: i64,
+    record: &serde_json::Value,
+) -> Result<(), StoreError> {
+    let mut event = serde_json::json!({ "kind": kind, "at": at });
+    if let (Some(event), Some(fields)) = (event.as_object_mut(), record.as_object()) {
+        event.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let bytes = serde_json::to_vec(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut table = txn.open_table(EVENTS)?;
+    let next = table.last()?.map_or(0, |(seq, _)| seq.value() + 1);
+    table.insert(next, bytes.as_slice())?;
     Ok(())
 }
 

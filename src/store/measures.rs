@@ -1,0 +1,310 @@
+//! What analytics reads from the store: the event log as typed records, CTA clicks, the latest
+//! reaction counts per post and the channel's subscriber counts.
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Deserialize;
+
+use super::{EVENTS, Store, StoreError, Turn};
+
+/// CTA clicks, in order of arrival: sequence number → [`Click`] (17 bytes).
+pub(super) const CLICKS: TableDefinition<u64, &[u8]> = TableDefinition::new("clicks");
+/// The latest count of each reaction on each channel post: (post id, reaction) → (count, at).
+pub(super) const REACTIONS: TableDefinition<(u64, &str), (u32, i64)> = TableDefinition::new("reactions");
+/// The channel's member count: when it was read (Unix seconds) → members.
+pub(super) const SUBSCRIBERS: TableDefinition<i64, u64> = TableDefinition::new("subscribers");
+
+/// One entry of the event log with its well-known fields typed. Kind-specific fields stay in
+/// the record's JSON (`raw`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct LoggedEvent {
+    #[serde(skip)]
+    pub seq: u64,
+    /// Unix seconds.
+    pub at: i64,
+    pub kind: String,
+    /// The admin behind it (`user_id` in records of older versions).
+    #[serde(default, alias = "user_id")]
+    pub user: Option<i64>,
+    #[serde(default)]
+    pub post: Option<u64>,
+    #[serde(default)]
+    pub format: Option<String>,
+    /// The AI task of an `ai_call` (generate, improve, translate, analyse...).
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub prompt_tokens: Option<u64>,
+    #[serde(default)]
+    pub completion_tokens: Option<u64>,
+    #[serde(default)]
+    pub latency_ms: Option<u64>,
+    /// `ok` or why an AI call failed; the reason of a failure.
+    #[serde(default, alias = "reason")]
+    pub outcome: Option<String>,
+    #[serde(skip)]
+    pub raw: String,
+}
+
+impl LoggedEvent {
+    /// Reads a stored record; the whole JSON is kept in `raw`.
+    pub fn decode(seq: u64, bytes: &[u8]) -> Result<LoggedEvent, StoreError> {
+        let mut event: LoggedEvent =
+            serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
+        event.seq = seq;
+        event.raw = String::from_utf8_lossy(bytes).into_owned();
+        Ok(event)
+    }
+}
+
+/// A tap on a CTA button of a channel post. No personal data: when, which post, which button.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Click {
+    pub at: i64,
+    pub post: u64,
+    /// The button's index under the post, from 0.
+    pub button: u8,
+}
+
+impl Click {
+    fn encode(&self) -> [u8; 17] {
+        let mut bytes = [0u8; 17];
+        bytes[..8].copy_from_slice(&self.at.to_le_bytes());
+        bytes[8..16].copy_from_slice(&self.post.to_le_bytes());
+        bytes[16] = self.button;
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Click> {
+        let at = i64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+        let post = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
+        Some(Click { at, post, button: *bytes.get(16)? })
+    }
+}
+
+/// The latest count of one reaction on one post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReactionCount {
+    pub post: u64,
+    /// An emoji, or `custom:<id>` for a custom emoji, or `paid`.
+    pub reaction: String,
+    pub count: u32,
+    /// When Telegram reported it (Unix seconds).
+    pub at: i64,
+}
+
+impl Store {
+    /// Calls `each` for every event of the log, oldest first.
+    pub fn for_each_event(&self, mut each: impl FnMut(LoggedEvent)) -> Result<(), StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(EVENTS)?;
+        for entry in table.iter()? {
+            let (seq, bytes) = entry?;
+            each(LoggedEvent::decode(seq.value(), bytes.value())?);
+        }
+        Ok(())
+    }
+
+    /// Number of events in the log.
+    pub fn event_count(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(EVENTS)?.len()?)
+    }
+
+    /// Records a click in its own transaction.
+    pub fn record_click(&self, click: Click) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(CLICKS)?;
+            let next = table.last()?.map_or(0, |(seq, _)| seq.value() + 1);
+            table.insert(next, click.encode().as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Every click, oldest first.
+    pub fn clicks(&self) -> Result<Vec<Click>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CLICKS)?;
+        let mut clicks = Vec::new();
+        for entry in table.iter()? {
+            let (seq, bytes) = entry?;
+            let click = Click::decode(bytes.value()).ok_or_else(|| {
+                StoreError::Corrupt(format!("click {} is {} bytes", seq.value(), bytes.value().len()))
+            })?;
+            clicks.push(click);
+        }
+        Ok(clicks)
+    }
+
+    /// Replaces the reaction counts of a post with Telegram's latest (a reaction no longer
+    /// listed has gone to zero), and logs the snapshot.
+    pub fn set_reactions(&self, post: u64, counts: &[(String, u32)], at: i64) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(REACTIONS)?;
+            let old: Vec<String> = table
+                .range((post, "")..)?
+                .map_while(|entry| entry.ok().filter(|(key, _)| key.value().0 == post))
+                .map(|(key, _)| key.value().1.to_string())
+                .collect();
+            for reaction in old {
+                table.remove((post, reaction.as_str()))?;
+            }
+            for (reaction, count) in counts.iter().filter(|(_, count)| *count > 0) {
+                table.insert((post, reaction.as_str()), (*count, at))?;
+            }
+        }
+        let snapshot: serde_json::Map<String, serde_json::Value> =
+            counts.iter().map(|(reaction, count)| (reaction.clone(), serde_json::Value::from(*count))).collect();
+        super::append_event(&txn, "reactions", at, &serde_json::json!({ "post": post, "counts": snapshot }))?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The latest count of every reaction on every post.
+    pub fn reactions(&self) -> Result<Vec<ReactionCount>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(REACTIONS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            let ((post, reaction), (count, at)) = (key.value(), value.value());
+            out.push(ReactionCount { post, reaction: reaction.to_string(), count, at });
+        }
+        Ok(out)
+    }
+
+    /// Records the channel's member count at `at`.
+    pub fn record_subscribers(&self, at: i64, members: u64) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(SUBSCRIBERS)?.insert(at, members)?;
+        super::append_event(&txn, "subscribers", at, &serde_json::json!({ "members": members }))?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Every member count read, oldest first: (Unix seconds, members).
+    pub fn subscribers(&self) -> Result<Vec<(i64, u64)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SUBSCRIBERS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (at, members) = entry?;
+            out.push((at.value(), members.value()));
+        }
+        Ok(out)
+    }
+
+    /// Deletes events older than `before` (Unix seconds), calling `keep` with each first (to
+    /// archive it); returns how many went. The log is in time order, so this stops at the first
+    /// newer event.
+    pub fn prune_events(&self, before: i64, mut keep: impl FnMut(&LoggedEvent)) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write()?;
+        let mut removed = 0;
+        {
+            let mut table = txn.open_table(EVENTS)?;
+            let mut old = Vec::new();
+            for entry in table.iter()? {
+                let (seq, bytes) = entry?;
+                let event = LoggedEvent::decode(seq.value(), bytes.value())?;
+                if event.at >= before {
+                    break;
+                }
+                keep(&event);
+                old.push(seq.value());
+            }
+            for seq in old {
+                table.remove(seq)?;
+                removed += 1;
+            }
+        }
+        txn.commit()?;
+        Ok(removed)
+    }
+}
+
+impl Turn {
+    /// Records a click inside this turn (used by tests and fixtures that write many at once).
+    pub fn record_click(&self, click: Click) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(CLICKS)?;
+        let next = table.last()?.map_or(0, |(seq, _)| seq.value() + 1);
+        table.insert(next, click.encode().as_slice())?;
+        Ok(())
+    }
+
+    /// Records a member count inside this turn.
+    pub fn record_subscribers(&self, at: i64, members: u64) -> Result<(), StoreError> {
+        self.txn.open_table(SUBSCRIBERS)?.insert(at, members)?;
+        Ok(())
+    }
+
+    /// Sets one reaction count inside this turn.
+    pub fn set_reaction(&self, post: u64, reaction: &str, count: u32, at: i64) -> Result<(), StoreError> {
+        self.txn.open_table(REACTIONS)?.insert((post, reaction), (count, at))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clicks_reactions_and_members_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        store.record_click(Click { at: 10, post: 7, button: 1 }).unwrap();
+        store.record_click(Click { at: 11, post: 7, button: 0 }).unwrap();
+        assert_eq!(store.clicks().unwrap()[1], Click { at: 11, post: 7, button: 0 });
+
+        store.set_reactions(7, &[("x".into(), 3), ("y".into(), 1)], 20).unwrap();
+        store.set_reactions(8, &[("x".into(), 2)], 20).unwrap();
+        store.set_reactions(7, &[("x".into(), 4)], 30).unwrap();
+        let reactions = store.reactions().unwrap();
+        assert_eq!(
+            reactions,
+            vec![
+                ReactionCount { post: 7, reaction: "x".into(), count: 4, at: 30 },
+                ReactionCount { post: 8, reaction: "x".into(), count: 2, at: 20 },
+            ]
+        );
+
+        store.record_subscribers(100, 1500).unwrap();
+        store.record_subscribers(200, 1502).unwrap();
+        assert_eq!(store.subscribers().unwrap(), vec![(100, 1500), (200, 1502)]);
+        let mut kinds = Vec::new();
+        store.for_each_event(|e| kinds.push(e.kind)).unwrap();
+        assert_eq!(kinds, ["reactions", "reactions", "reactions", "subscribers", "subscribers"]);
+    }
+
+    #[test]
+    fn events_decode_typed_fields_and_older_user_ids() {
+        let event = LoggedEvent::decode(
+            3,
+            br#"{"kind":"ai_call","at":5,"user_id":9,"format":"sale","prompt_tokens":12,"x":1}"#,
+        )
+        .unwrap();
+        assert_eq!((event.seq, event.user, event.prompt_tokens), (3, Some(9), Some(12)));
+        assert_eq!(event.format.as_deref(), Some("sale"));
+        assert!(event.raw.contains("\"x\":1"));
+    }
+
+    #[test]
+    fn pruning_stops_at_the_first_newer_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let turn = store.begin_turn().unwrap();
+        for at in [1, 2, 3, 10, 11] {
+            turn.record_event("x", at, &serde_json::json!({})).unwrap();
+        }
+        turn.commit().unwrap();
+        let mut archived = Vec::new();
+        assert_eq!(store.prune_events(10, |e| archived.push(e.at)).unwrap(), 3);
+        assert_eq!(archived, [1, 2, 3]);
+        assert_eq!(store.event_count().unwrap(), 2);
+    }
+}

@@ -1,0 +1,282 @@
+//! Analytics pipelines over generated data in a real store: every shipped pipeline against its
+//! snapshot (bless with `UPDATE_SNAPSHOTS=1`), the CSV read back with its BOM and Armenian
+//! headers, JSON and Parquet round trips, `postflow export`/`pipelines`, and the `validate`
+//! errors of broken pipelines.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+use postflow::actions::CATALOGUE;
+use postflow::analytics::{self, FileFormat, SourceContext};
+use postflow::config::Bundle;
+use postflow::store::Store;
+
+fn bundle() -> Bundle {
+    let loaded = analytics::load_config(Path::new(env!("CARGO_MANIFEST_DIR")), CATALOGUE, chrono_tz::Asia::Yerevan);
+    match loaded.result {
+        Ok(bundle) => bundle,
+        Err(_) => panic!("{}", loaded.render_errors()),
+    }
+}
+
+fn context() -> SourceContext {
+    SourceContext { timezone: chrono_tz::Asia::Yerevan, channel_link: Some("https://t.me/time_2_shopping".into()) }
+}
+
+/// The day the fixture's reports are run: the fixture spans 2026-10-01 … 2026-11-29.
+fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 26).unwrap()
+}
+
+fn fixture_store(dir: &Path) -> Store {
+    let store = Store::open(&dir.join("analytics.redb")).unwrap();
+    common::analytics_fixture::generate(&store, 40, 240);
+    store
+}
+
+fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn csv_bytes(bundle: &Bundle, store: &Store, id: &str, given: &BTreeMap<String, String>) -> Vec<u8> {
+    let report = analytics::report(bundle, id, given, store, context(), today()).unwrap();
+    analytics::sinks::write(report.pipeline, &report.frame, FileFormat::Csv).unwrap()
+}
+
+fn snapshot_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/analytics").join(name)
+}
+
+/// Compares `actual` with the snapshot, or writes it when UPDATE_SNAPSHOTS is set.
+fn assert_snapshot(name: &str, actual: &[u8]) {
+    let path = snapshot_path(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected =
+        std::fs::read(&path).unwrap_or_else(|_| panic!("no snapshot {}; run with UPDATE_SNAPSHOTS=1", path.display()));
+    assert!(
+        expected == actual,
+        "{name} differs from its snapshot\n--- expected\n{}\n--- actual\n{}",
+        String::from_utf8_lossy(&expected),
+        String::from_utf8_lossy(actual)
+    );
+}
+
+#[test]
+fn every_shipped_pipeline_matches_its_snapshot() {
+    let bundle = bundle();
+    let dir = tempfile::tempdir().unwrap();
+    let store = fixture_store(dir.path());
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("summary", vec![("period", "last_month")]),
+        ("summary", vec![("period", "week")]),
+        ("top_posts", vec![("period", "last_month")]),
+        ("top_posts", vec![("period", "month"), ("format", "promo")]),
+        ("formats", vec![("period", "last_month")]),
+        ("clicks", vec![("period", "7d")]),
+        ("posts", vec![("status", "published"), ("format", "info")]),
+        ("events", vec![("from", "2026-11-20"), ("to", "2026-11-21"), ("kind", "ai_call")]),
+        ("subscribers", vec![("period", "7d")]),
+        ("published_per_day", vec![("period", "week")]),
+    ];
+    let mut covered: Vec<&str> = Vec::new();
+    for (id, given) in &cases {
+        let given = params(given);
+        let bytes = csv_bytes(&bundle, &store, id, &given);
+        let suffix: Vec<String> = given.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_snapshot(&format!("{id}__{}.csv", suffix.join("_")), &bytes);
+        covered.push(id);
+    }
+    for pipeline in &bundle.pipelines {
+        assert!(covered.contains(&pipeline.id.as_str()), "pipeline `{}` has no snapshot case", pipeline.id);
+    }
+}
+
+#[test]
+fn the_csv_opens_with_its_bom_and_armenian_headers_and_the_same_rows() {
+    let bundle = bundle();
+    let dir = tempfile::tempdir().unwrap();
+    let store = fixture_store(dir.path());
+    let given = params(&[("period", "last_month")]);
+    let report = analytics::report(&bundle, "top_posts", &given, &store, context(), today()).unwrap();
+    let bytes = analytics::sinks::write(report.pipeline, &report.frame, FileFormat::Csv).unwrap();
+    assert_eq!(&bytes[..3], b"\xEF\xBB\xBF", "UTF-8 byte order mark for Excel");
+
+    let back = CsvReadOptions::default()
+        .with_has_header(true)
+        .into_reader_with_file_handle(Cursor::new(bytes[3..].to_vec()))
+        .finish()
+        .unwrap();
+    let headers: Vec<&str> = back.get_column_names().iter().map(|c| c.as_str()).collect();
+    assert_eq!(headers, ["№", "Գրառում", "Ձևաչափ", "Հրապարակվել է", "Սեղմումներ", "Ռեակցիաներ", "Հղում"]);
+    assert_eq!(back.height(), report.frame.height());
+    assert_eq!(back.height(), 10, "top 10");
+    let titles = back.column("Գրառում").unwrap().str().unwrap().clone();
+    let first_title = titles.get(0).unwrap();
+    assert_eq!(first_title, report.frame.column("title").unwrap().str().unwrap().get(0).unwrap());
+    assert!(first_title.contains('№'), "Armenian text survives: {first_title}");
+    let link = back.column("Հղում").unwrap().str().unwrap().get(0).unwrap().to_string();
+    assert!(link.starts_with("https://t.me/time_2_shopping/5"), "{link}");
+    // Sorted by clicks + reactions.
+    let clicks = report.frame.column("clicks").unwrap().cast(&DataType::Int64).unwrap();
+    let reactions = report.frame.column("reactions").unwrap().cast(&DataType::Int64).unwrap();
+    let scores: Vec<i64> = (0..report.frame.height())
+        .map(|i| clicks.get(i).unwrap().extract::<i64>().unwrap() + reactions.get(i).unwrap().extract::<i64>().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+}
+
+#[test]
+fn json_and_parquet_carry_the_same_rows() {
+    let bundle = bundle();
+    let dir = tempfile::tempdir().unwrap();
+    let store = fixture_store(dir.path());
+    let given = params(&[("period", "last_month")]);
+    let report = analytics::report(&bundle, "formats", &given, &store, context(), today()).unwrap();
+
+    let parquet = analytics::sinks::write(report.pipeline, &report.frame, FileFormat::Parquet).unwrap();
+    let back = ParquetReader::new(Cursor::new(parquet)).finish().unwrap();
+    assert!(back.equals_missing(&report.frame), "{back}\n{}", report.frame);
+
+    let json = analytics::sinks::write(report.pipeline, &report.frame, FileFormat::Json).unwrap();
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&json).unwrap();
+    assert_eq!(rows.len(), report.frame.height());
+    let posts: i64 = rows.iter().map(|r| r["posts"].as_i64().unwrap()).sum();
+    // Published in October: 3 of every 4 posts of the first half of the fixture's 60 days.
+    assert_eq!(
+        posts,
+        report.frame.column("posts").unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().sum().unwrap()
+    );
+    assert!(rows[0]["format"].is_string());
+}
+
+#[test]
+fn a_bad_parameter_is_named_with_what_it_takes() {
+    let bundle = bundle();
+    let dir = tempfile::tempdir().unwrap();
+    let store = fixture_store(dir.path());
+    let fail = |given: &[(&str, &str)]| {
+        analytics::report(&bundle, "top_posts", &params(given), &store, context(), today()).err().unwrap().to_string()
+    };
+    assert_eq!(
+        fail(&[("format", "poster")]),
+        "`poster` is not a valid value for `format`: expected one of collection, info, promo, selling"
+    );
+    assert_eq!(fail(&[("colour", "red")]), "`top_posts` has no parameter `colour`; it takes period, format, from, to");
+    assert_eq!(
+        fail(&[("period", "fortnight")]),
+        "`fortnight` is not a period: expected one of today, yesterday, week, last_week, month, last_month, 7d, 30d, year, all, custom"
+    );
+    assert_eq!(fail(&[("from", "2026-11-01")]), "a custom period needs both `from` and `to`; `to` is missing");
+    let unknown =
+        analytics::report(&bundle, "nope", &params(&[]), &store, context(), today()).err().unwrap().to_string();
+    assert!(unknown.starts_with("no pipeline `nope`; the pipelines are clicks, events, "), "{unknown}");
+}
+
+#[test]
+fn postflow_export_writes_the_same_file_as_the_library_and_lists_pipelines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = {
+        let store = fixture_store(dir.path());
+        store.path().to_path_buf()
+    };
+    let out = dir.path().join("posts.csv");
+    let run = common::postflow(
+        &path,
+        &[
+            "export",
+            "posts",
+            "--from",
+            "2026-10-01",
+            "--to",
+            "2026-10-31",
+            "--param",
+            "format=promo",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
+    .env("CHANNEL_ID", "@time_2_shopping")
+    .output()
+    .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let written = std::fs::read(&out).unwrap();
+    let store = Store::open(&path).unwrap();
+    let expected = csv_bytes(
+        &bundle(),
+        &store,
+        "posts",
+        &params(&[("from", "2026-10-01"), ("to", "2026-10-31"), ("format", "promo")]),
+    );
+    assert_eq!(written, expected);
+    drop(store);
+
+    let json =
+        common::postflow(&path, &["export", "formats", "--param", "period=all", "--format", "json"]).output().unwrap();
+    assert!(json.status.success(), "{}", String::from_utf8_lossy(&json.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(rows.len(), 4, "four formats");
+
+    let bad = common::postflow(&path, &["export", "posts", "--param", "status=gone"]).output().unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("`gone` is not a valid value for `status`: expected one of draft, scheduled"), "{stderr}");
+
+    let list = common::postflow(&path, &["pipelines"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&list.stdout);
+    assert!(stdout.contains("top_posts  —  Լավագույն գրառումներ"), "{stdout}");
+    assert!(stdout.contains("--param format=<collection|info|promo|selling>, default: any"), "{stdout}");
+}
+
+#[test]
+fn broken_pipelines_are_reported_at_their_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for folder in ["flows", "formats", "prompts"] {
+        copy_dir(&root.join(folder), &dir.path().join(folder));
+    }
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join("flows").join(name), text).unwrap();
+    write("report_bad1.yaml", "kind: pipeline\nid: bad1\nsource: posts\nsteps:\n  - filter: \"created_att > 1\"\n");
+    write("report_bad2.yaml", "kind: pipeline\nid: bad2\nsource: posts\nsteps:\n  - filter: \"created_at > :since\"\n");
+    write("report_bad3.yaml", "kind: pipeline\nid: bad3\nsource: posts\nsteps:\n  - sql: \"SELEC * FROM self\"\n");
+    write(
+        "report_bad4.yaml",
+        "kind: pipeline\nid: bad4\nsource: clicks\nsteps:\n  - select: [post]\nsinks:\n  chart: { x: post, y: [clicks] }\n",
+    );
+    let loaded = analytics::load_config(dir.path(), CATALOGUE, chrono_tz::Asia::Yerevan);
+    let diagnostics = loaded.result.err().expect("broken pipelines");
+    let shown: Vec<String> = diagnostics
+        .iter()
+        .map(|d| format!("{}:{}:{}: {} ({})", d.file, d.line, d.column, d.message, d.hint.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "flows/report_bad1.yaml:5:13: unknown column `created_att` (did you mean `created_at`?)",
+            "flows/report_bad2.yaml:5:13: unknown parameter :since (this pipeline has no parameters) ()",
+            "flows/report_bad3.yaml:5:10: sql parser error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1 ()",
+            "flows/report_bad4.yaml:7:25: the chart's column `clicks` is not in the pipeline's result (the result has post)",
+        ]
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
