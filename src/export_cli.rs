@@ -87,16 +87,24 @@ pub fn export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitCode>
     let report = analytics::report(&bundle, &args.pipeline, &given, &store, context, today)?;
     let rows = report.frame.height();
     progress.set_message(format!("{}: writing {rows} rows as {}", args.pipeline, format.extension()));
-    let bytes = analytics::sinks::write(report.pipeline, &report.frame, format)?;
     if args.out == "-" {
+        let bytes = analytics::sinks::to_bytes(report.pipeline, &report.frame, format)?;
         progress.finish_and_clear();
         let mut stdout = std::io::stdout().lock();
         stdout.write_all(&bytes)?;
         stdout.flush()?;
     } else {
-        std::fs::write(&args.out, &bytes).with_context(|| format!("cannot write {}", args.out))?;
+        // Written beside the target first, so a failed export never leaves half a file.
+        let partial = format!("{}.partial", args.out);
+        let file = std::fs::File::create(&partial).with_context(|| format!("cannot write {partial}"))?;
+        let mut writer = std::io::BufWriter::new(file);
+        analytics::sinks::write(report.pipeline, &report.frame, format, &mut writer)?;
+        writer.flush().with_context(|| format!("cannot write {partial}"))?;
+        drop(writer);
+        std::fs::rename(&partial, &args.out).with_context(|| format!("cannot write {}", args.out))?;
         progress.finish_and_clear();
-        eprintln!("{rows} rows → {} ({} bytes)", args.out, bytes.len());
+        let size = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or_default();
+        eprintln!("{rows} rows → {} ({size} bytes)", args.out);
     }
     Ok(ExitCode::SUCCESS)
 }

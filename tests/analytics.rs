@@ -45,7 +45,7 @@ fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 fn csv_bytes(bundle: &Bundle, store: &Store, id: &str, given: &BTreeMap<String, String>) -> Vec<u8> {
     let report = analytics::report(bundle, id, given, store, context(), today()).unwrap();
-    analytics::sinks::write(report.pipeline, &report.frame, FileFormat::Csv).unwrap()
+    analytics::sinks::to_bytes(report.pipeline, &report.frame, FileFormat::Csv).unwrap()
 }
 
 fn snapshot_path(name: &str) -> PathBuf {
@@ -107,7 +107,7 @@ fn the_csv_opens_with_its_bom_and_armenian_headers_and_the_same_rows() {
     let store = fixture_store(dir.path());
     let given = params(&[("period", "last_month")]);
     let report = analytics::report(&bundle, "top_posts", &given, &store, context(), today()).unwrap();
-    let bytes = analytics::sinks::write(report.pipeline, &report.frame, FileFormat::Csv).unwrap();
+    let bytes = analytics::sinks::to_bytes(report.pipeline, &report.frame, FileFormat::Csv).unwrap();
     assert_eq!(&bytes[..3], b"\xEF\xBB\xBF", "UTF-8 byte order mark for Excel");
 
     let back = CsvReadOptions::default()
@@ -142,11 +142,11 @@ fn json_and_parquet_carry_the_same_rows() {
     let given = params(&[("period", "last_month")]);
     let report = analytics::report(&bundle, "formats", &given, &store, context(), today()).unwrap();
 
-    let parquet = analytics::sinks::write(report.pipeline, &report.frame, FileFormat::Parquet).unwrap();
+    let parquet = analytics::sinks::to_bytes(report.pipeline, &report.frame, FileFormat::Parquet).unwrap();
     let back = ParquetReader::new(Cursor::new(parquet)).finish().unwrap();
     assert!(back.equals_missing(&report.frame), "{back}\n{}", report.frame);
 
-    let json = analytics::sinks::write(report.pipeline, &report.frame, FileFormat::Json).unwrap();
+    let json = analytics::sinks::to_bytes(report.pipeline, &report.frame, FileFormat::Json).unwrap();
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&json).unwrap();
     assert_eq!(rows.len(), report.frame.height());
     let posts: i64 = rows.iter().map(|r| r["posts"].as_i64().unwrap()).sum();

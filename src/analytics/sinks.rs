@@ -43,15 +43,28 @@ impl FileFormat {
 
 /// Writes the rows in `format`. CSV headers are the pipeline's column labels; JSON and Parquet
 /// keep the column names (they are read by programs).
-pub fn write(pipeline: &Pipeline, frame: &DataFrame, format: FileFormat) -> PolarsResult<Vec<u8>> {
-    super::outside_async(|| {
-        let mut out = Vec::new();
-        write_to(pipeline, frame, format, &mut out)?;
-        Ok(out)
-    })
+pub fn write(
+    pipeline: &Pipeline,
+    frame: &DataFrame,
+    format: FileFormat,
+    out: &mut (dyn std::io::Write + Send),
+) -> PolarsResult<()> {
+    super::outside_async(|| write_to(pipeline, frame, format, out))
 }
 
-fn write_to(pipeline: &Pipeline, frame: &DataFrame, format: FileFormat, out: &mut Vec<u8>) -> PolarsResult<()> {
+/// The rows in `format`, in memory (for a Telegram document).
+pub fn to_bytes(pipeline: &Pipeline, frame: &DataFrame, format: FileFormat) -> PolarsResult<Vec<u8>> {
+    let mut out = Vec::new();
+    write(pipeline, frame, format, &mut out)?;
+    Ok(out)
+}
+
+fn write_to(
+    pipeline: &Pipeline,
+    frame: &DataFrame,
+    format: FileFormat,
+    out: &mut (dyn std::io::Write + Send),
+) -> PolarsResult<()> {
     match format {
         FileFormat::Csv => {
             let mut labelled = with_headers(pipeline, frame)?;

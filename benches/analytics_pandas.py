@@ -1,0 +1,56 @@
+"""The analytics benchmark's two jobs in pandas, on the same data (a Parquet copy of the
+events table that benches/analytics_load.rs wrote): the raw events as a CSV file for Excel
+(UTF-8 with BOM, the same labelled headers, the same date format), and the per-format
+aggregate. Prints the best and median of RUNS runs, each including the read.
+
+python3 benches/analytics_pandas.py DIR RUNS   (needs: pip install pandas pyarrow)
+"""
+import statistics
+import sys
+import time
+
+import pandas as pd
+
+HEADERS = {"at": "Ժամանակ", "kind": "Տեսակ", "user": "Օգտատեր", "post": "Գրառում", "format": "Ձևաչափ"}
+
+
+def export(folder):
+    events = pd.read_parquet(f"{folder}/events.parquet")
+    period = (events["at"] >= pd.Timestamp("1970-01-01")) & (events["at"] < pd.Timestamp("2999-12-31"))
+    events = events[period].rename(columns=HEADERS)
+    events.to_csv(f"{folder}/events_pandas.csv", index=False, encoding="utf-8-sig", date_format="%Y-%m-%d %H:%M")
+    return len(events)
+
+
+def aggregate(folder):
+    events = pd.read_parquet(f"{folder}/events.parquet")
+    events["is_ai"] = (events["kind"] == "ai_call").astype("int64")
+    events["tokens"] = events["prompt_tokens"].fillna(0) + events["completion_tokens"].fillna(0)
+    result = (
+        events.groupby("format", dropna=False)
+        .agg(events=("seq", "size"), ai_calls=("is_ai", "sum"), tokens=("tokens", "sum"), posts=("post", "nunique"))
+        .reset_index()
+        .sort_values("format")
+    )
+    return len(result)
+
+
+def timed(job, folder, runs):
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        job(folder)
+        times.append(time.perf_counter() - started)
+    return min(times), statistics.median(times)
+
+
+def main():
+    folder, runs = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    best, median = timed(export, folder, runs)
+    print(f"pandas_export_total_s={median:.3f} (best {best:.3f}, pandas {pd.__version__})")
+    best, median = timed(aggregate, folder, runs)
+    print(f"pandas_aggregate_total_s={median:.3f} (best {best:.3f})")
+
+
+if __name__ == "__main__":
+    main()
