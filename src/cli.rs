@@ -276,6 +276,7 @@ fn run_bot(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
         ..crate::scheduler::publisher::PublishPolicy::default()
     };
     options.http_addr = settings.http_addr.parse()?;
+    options.public_base_url = settings.public_base_url.clone().filter(|url| !url.trim().is_empty());
     let ai = build_ai(settings)?;
     tracing::info!(ai = %ai.llm().describe(), "AI");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

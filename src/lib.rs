@@ -12,6 +12,7 @@ pub mod conversation;
 pub mod driver;
 pub mod engine;
 pub mod export_cli;
+pub mod http;
 pub mod posts_cli;
 pub mod scheduler;
 pub mod settings;

@@ -186,7 +186,13 @@ fn publish(settings: &Settings, bundle: Arc<Bundle>, store: Store, id: u64) -> a
             bot,
             pace: Arc::new(crate::telegram::pace::Pace::after_restart(crate::telegram::pace::TELEGRAM)),
         };
+        // The same links as `run` gives: tracked when PUBLIC_BASE_URL is set.
+        let clicks = match settings.public_base_url.as_deref().filter(|url| !url.trim().is_empty()) {
+            Some(base) => Some(Arc::new(crate::http::ClickLinks::new(base, store.click_secret()?))),
+            None => None,
+        };
         let publisher = Publisher {
+            clicks,
             tg,
             store,
             bundle,

@@ -83,6 +83,8 @@ pub struct Publisher {
     pub policy: PublishPolicy,
     /// This run's number: posts it claims carry it (see [`Post::claimed_by_run`]).
     pub run_id: u64,
+    /// With `PUBLIC_BASE_URL`, CTA buttons point at tracked links; without it, at their address.
+    pub clicks: Option<Arc<crate::http::ClickLinks>>,
 }
 
 /// The longest wait between two tries of a post.
@@ -106,7 +108,7 @@ impl Publisher {
             return Ok(held);
         }
         let Some(mut post) = self.claim(id, now)? else { return Ok(Outcome::Skipped) };
-        let messages = crate::engine::channel_messages(&self.bundle, &post.content());
+        let messages = crate::engine::channel_messages(&self.bundle, &self.channel_content(&post));
         let mut tries = 1;
         let mut part = post.parts_sent as usize;
         while part < messages.len() {
@@ -376,8 +378,8 @@ impl Publisher {
     /// Replaces the text of the post's messages whose text changes (a caption is edited as a
     /// caption); the layout must stay the same (the action checked it).
     async fn edit_in_channel(&self, post: &Post, text: &str) -> Result<(), String> {
-        let old = crate::engine::channel_messages(&self.bundle, &post.content());
-        let mut content = post.content();
+        let old = crate::engine::channel_messages(&self.bundle, &self.channel_content(post));
+        let mut content = self.channel_content(post);
         content.text = text.to_string();
         let new = crate::engine::channel_messages(&self.bundle, &content);
         if old.len() != new.len() {
@@ -449,6 +451,20 @@ impl Publisher {
                 Some(format!("not pinned: {error}"))
             }
         }
+    }
+
+    /// The post as the channel gets it: its CTA buttons through tracked links when clicks are
+    /// counted (the reader sees the same label; the link goes through `/r/<token>`).
+    pub fn channel_content(&self, post: &Post) -> crate::engine::post_view::PostContent {
+        let mut content = post.content();
+        if let Some(links) = &self.clicks {
+            for (index, button) in content.buttons.iter_mut().enumerate() {
+                if let Ok(index) = u8::try_from(index) {
+                    button.url = links.url(post.id, index);
+                }
+            }
+        }
+        content
     }
 
     /// A link to the post's first message in the channel.

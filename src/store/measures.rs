@@ -4,7 +4,7 @@
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Deserialize;
 
-use super::{EVENTS, Store, StoreError, Turn};
+use super::{EVENTS, POSTS_BY_MESSAGE, SECRETS, Store, StoreError, Turn};
 
 /// CTA clicks, in order of arrival: sequence number → [`Click`] (17 bytes).
 pub(super) const CLICKS: TableDefinition<u64, &[u8]> = TableDefinition::new("clicks");
@@ -95,6 +95,32 @@ pub struct ReactionCount {
 }
 
 impl Store {
+    /// The post a channel message belongs to.
+    pub fn post_of_message(&self, message_id: i64) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(POSTS_BY_MESSAGE)?.get(message_id)?.map(|v| v.value()))
+    }
+
+    /// The key that signs click links: made at random the first time, then kept (so links in
+    /// old posts keep working after a restart, a backup or a move).
+    pub fn click_secret(&self) -> Result<Vec<u8>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let secret = {
+            let mut table = txn.open_table(SECRETS)?;
+            let existing = table.get("click_links")?.map(|v| v.value().to_vec());
+            match existing {
+                Some(secret) => secret,
+                None => {
+                    let secret: [u8; 32] = rand::random();
+                    table.insert("click_links", secret.as_slice())?;
+                    secret.to_vec()
+                }
+            }
+        };
+        txn.commit()?;
+        Ok(secret)
+    }
+
     /// Calls `each` for every event of the log, oldest first.
     pub fn for_each_event(&self, mut each: impl FnMut(LoggedEvent)) -> Result<(), StoreError> {
         let txn = self.db.begin_read()?;
@@ -291,6 +317,32 @@ mod tests {
         assert_eq!((event.seq, event.user, event.prompt_tokens), (3, Some(9), Some(12)));
         assert_eq!(event.format.as_deref(), Some("sale"));
         assert!(event.raw.contains("\"x\":1"));
+    }
+
+    #[test]
+    fn a_version_2_store_gets_its_posts_indexed_by_channel_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            let mut post = crate::store::Post::draft("x", 1, 0);
+            post.message_ids = vec![41, 42];
+            let turn = store.begin_turn().unwrap();
+            let id = turn.save_post(post).unwrap().id;
+            turn.commit().unwrap();
+            assert_eq!(store.post_of_message(42).unwrap(), Some(id));
+            // As version 2 left it: no message index.
+            let txn = store.db.begin_write().unwrap();
+            txn.delete_table(POSTS_BY_MESSAGE).unwrap();
+            txn.commit().unwrap();
+            store.set_schema_version(2).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), crate::store::SCHEMA_VERSION);
+        assert_eq!((store.post_of_message(41).unwrap(), store.post_of_message(43).unwrap()), (Some(1), None));
+        let secret = store.click_secret().unwrap();
+        assert_eq!(secret.len(), 32);
+        assert_eq!(store.click_secret().unwrap(), secret, "kept");
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub use measures::{Click, LoggedEvent, ReactionCount};
 
 /// The schema this build writes. Bump it with a migration when a table changes shape.
 /// 2: post indexes (due, by status, by creator) and the fuller post record.
-pub const SCHEMA_VERSION: u64 = 2;
+/// 3: channel messages → posts (for reaction counts), secrets, clicks, reactions, subscribers.
+pub const SCHEMA_VERSION: u64 = 3;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SESSIONS: TableDefinition<i64, &[u8]> = TableDefinition::new("sessions");
@@ -36,6 +37,10 @@ const POSTS_DUE: TableDefinition<(i64, u64), ()> = TableDefinition::new("posts_d
 const POSTS_BY_STATUS: TableDefinition<(u8, u64), ()> = TableDefinition::new("posts_by_status");
 /// Posts by the admin who created them: (user id, post id).
 const POSTS_BY_CREATOR: TableDefinition<(i64, u64), ()> = TableDefinition::new("posts_by_creator");
+/// Channel message id → the post it belongs to (every message of a post).
+const POSTS_BY_MESSAGE: TableDefinition<i64, u64> = TableDefinition::new("posts_by_message");
+/// Keys the store keeps for itself, such as the one that signs click links.
+const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 /// Recurring jobs: job id → its next fire time (Unix seconds), so a restart neither repeats a
 /// fire nor forgets one.
 const JOBS: TableDefinition<&str, i64> = TableDefinition::new("jobs");
@@ -47,7 +52,7 @@ const CHANNEL_OPS: TableDefinition<u64, &[u8]> = TableDefinition::new("channel_o
 const REDELIVERY_HORIZON_SECS: i64 = 24 * 3600;
 
 /// Names of every table, for backups and tests.
-pub const TABLES: [&str; 15] = [
+pub const TABLES: [&str; 17] = [
     "meta",
     "sessions",
     "posts",
@@ -63,6 +68,8 @@ pub const TABLES: [&str; 15] = [
     "clicks",
     "reactions",
     "subscribers",
+    "posts_by_message",
+    "secrets",
 ];
 
 /// Store failures, worded for the operator.
@@ -404,6 +411,8 @@ impl Store {
             txn.open_table(CLICKS)?;
             txn.open_table(REACTIONS)?;
             txn.open_table(SUBSCRIBERS)?;
+            txn.open_table(POSTS_BY_MESSAGE)?;
+            txn.open_table(SECRETS)?;
         }
         txn.commit()?;
         Ok(())
@@ -682,6 +691,10 @@ impl Turn {
         if let Some(key) = due_key(post) {
             self.txn.open_table(POSTS_DUE)?.insert(key, ())?;
         }
+        let mut by_message = self.txn.open_table(POSTS_BY_MESSAGE)?;
+        for message in &post.message_ids {
+            by_message.insert(*message, post.id)?;
+        }
         Ok(())
     }
 
@@ -690,6 +703,10 @@ impl Turn {
         self.txn.open_table(POSTS_BY_CREATOR)?.remove((post.created_by, post.id))?;
         if let Some(key) = due_key(post) {
             self.txn.open_table(POSTS_DUE)?.remove(key)?;
+        }
+        let mut by_message = self.txn.open_table(POSTS_BY_MESSAGE)?;
+        for message in &post.message_ids {
+            by_message.remove(*message)?;
         }
         Ok(())
     }
@@ -856,6 +873,16 @@ fn migrate(txn: &redb::WriteTransaction, from: u64) -> Result<(), StoreError> {
             by_creator.insert((post.created_by, post.id), ())?;
             if let Some(key) = due_key(post) {
                 due.insert(key, ())?;
+            }
+        }
+    }
+    if from < 3 {
+        // Version 3 indexes posts by their channel messages (the new tables are created empty).
+        let posts = read_posts(&txn.open_table(POSTS)?)?;
+        let mut by_message = txn.open_table(POSTS_BY_MESSAGE)?;
+        for post in &posts {
+            for message in &post.message_ids {
+                by_message.insert(*message, post.id)?;
             }
         }
     }

@@ -65,6 +65,9 @@ pub struct RunOptions {
     /// long polling.
     pub webhook_url: Option<url::Url>,
     pub http_addr: SocketAddr,
+    /// The public address of `http_addr` (`PUBLIC_BASE_URL`): with it, CTA buttons in channel
+    /// posts go through tracked links served there and clicks are counted.
+    pub public_base_url: Option<String>,
     pub clock: Clock,
     pub observer: Option<Observer>,
     /// Telegram's message rates as the pacer keeps them (tests shorten the channel's minute).
@@ -88,6 +91,7 @@ impl RunOptions {
             album_quiet: Duration::from_millis(700),
             webhook_url: None,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_base_url: None,
             clock: Arc::new(crate::scheduler::clock::SystemClock),
             observer: None,
             limits: pace::TELEGRAM,
@@ -134,6 +138,12 @@ pub fn connect(token: &str, api_url: &str) -> Result<Bot, RunError> {
     Ok(Bot::new(token).set_api_url(url))
 }
 
+/// The updates the bot asks Telegram for: messages and button presses from admins, and the
+/// channel posts' reaction counts (sent only to a channel admin that asks for them).
+fn allowed_updates() -> Vec<AllowedUpdate> {
+    vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery, AllowedUpdate::MessageReactionCount]
+}
+
 /// Why `run` stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -149,7 +159,21 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>, options: RunOpt
     let started = startup::check(&bot, &options.api_url, &options.channel).await.map_err(RunError::Startup)?;
     startup::set_commands(&bot, &bundle).await.map_err(RunError::Startup)?;
     tracing::info!(bot = %started.bot_username, channel = started.channel_id.0, "connected to Telegram");
+    let click_links = match &options.public_base_url {
+        None => None,
+        Some(base) => {
+            let secret = store.click_secret().map_err(|e| RunError::Startup(format!("cannot read the store: {e}")))?;
+            Some(Arc::new(crate::http::ClickLinks::new(base, secret)))
+        }
+    };
+    let click_state = click_links.as_ref().map(|links| crate::http::ClickState {
+        links: links.clone(),
+        store: store.clone(),
+        clock: options.clock.clone(),
+    });
     let app = Arc::new(App {
+        click_links: click_links.clone(),
+        channel_id: started.channel_id.0,
         tg: Telegram { bot: bot.clone(), pace: Arc::new(pace::Pace::after_restart(options.limits)) },
         driver: Arc::new(Driver::with_ai(bundle.clone(), store, ai)),
         gate: Gate::new(options.authorized.iter().copied(), options.flood, options.refusal_quiet),
@@ -203,15 +227,27 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>, options: RunOpt
     match options.webhook_url {
         Some(url) => {
             // One connection: Telegram then delivers updates one after another, in order.
-            let webhook = webhooks::Options::new(options.http_addr, url).max_connections(1);
+            // Our own secret, so the webhook can be set again with the updates we need.
+            let secret: String = (0..32).map(|_| char::from(b'a' + rand::random_range(0..26u8))).collect();
+            let webhook =
+                webhooks::Options::new(options.http_addr, url.clone()).max_connections(1).secret_token(secret.clone());
             let (listener, stop, router) = webhooks::axum_to_router(bot.clone(), webhook)
+                .await
+                .map_err(|e| RunError::Startup(format!("Telegram refused the webhook: {e}")))?;
+            // teloxide sets the webhook without `allowed_updates`; reaction counts must be asked for.
+            bot.set_webhook(url)
+                .secret_token(secret)
+                .max_connections(1)
+                .allowed_updates(allowed_updates())
                 .await
                 .map_err(|e| RunError::Startup(format!("Telegram refused the webhook: {e}")))?;
             let tcp = tokio::net::TcpListener::bind(options.http_addr)
                 .await
                 .map_err(|e| RunError::Startup(format!("cannot listen on HTTP_ADDR {}: {e}", options.http_addr)))?;
+            let router = router.merge(crate::http::router(click_state.clone()));
             let server = tokio::spawn(async move {
-                if let Err(error) = axum::serve(tcp, router).with_graceful_shutdown(stop).await {
+                let service = router.into_make_service_with_connect_info::<SocketAddr>();
+                if let Err(error) = axum::serve(tcp, service).with_graceful_shutdown(stop).await {
                     tracing::error!("the webhook server failed: {error}");
                 }
             });
@@ -223,9 +259,24 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>, options: RunOpt
             dispatched.map_err(|e| RunError::Startup(format!("cannot start taking updates: {e}")))?;
         }
         None => {
+            // The click redirect needs a server of its own when updates come by polling.
+            let server = match click_state {
+                None => None,
+                Some(state) => {
+                    let tcp = tokio::net::TcpListener::bind(options.http_addr).await.map_err(|e| {
+                        RunError::Startup(format!(
+                            "cannot listen on HTTP_ADDR {} for click links: {e}",
+                            options.http_addr
+                        ))
+                    })?;
+                    Some(AbortOnDrop(
+                        tokio::spawn(crate::http::serve(tcp, crate::http::router(Some(state)))).abort_handle(),
+                    ))
+                }
+            };
             let polling = Polling::builder(bot.clone())
                 .timeout(Duration::from_secs(10))
-                .allowed_updates(vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery])
+                .allowed_updates(allowed_updates())
                 .delete_webhook()
                 .await
                 .build();
@@ -233,6 +284,7 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>, options: RunOpt
                 .try_dispatch_with_listener(polling, errors)
                 .await
                 .map_err(|e| RunError::Startup(format!("cannot start taking updates: {e}")))?;
+            drop(server);
         }
     }
     app.finish().await;
@@ -265,6 +317,10 @@ struct App {
     generations: std::sync::atomic::AtomicU64,
     /// The scheduler's task and the switch that stops it.
     scheduler: Mutex<Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>>,
+    /// Tracked CTA links, when `PUBLIC_BASE_URL` is set.
+    click_links: Option<Arc<crate::http::ClickLinks>>,
+    /// The channel's numeric id (reaction counts from elsewhere are ignored).
+    channel_id: i64,
 }
 
 struct Running {
@@ -339,6 +395,10 @@ impl App {
     /// not handling), then queues the work for its chat.
     async fn on_update(self: &Arc<Self>, update: Update) {
         let update_id = u64::from(update.id.0);
+        if let teloxide::types::UpdateKind::MessageReactionCount(counts) = &update.kind {
+            self.on_reaction_counts(counts);
+            return;
+        }
         let chat_id = update.chat().map_or(0, |chat| chat.id.0);
         let FromChat { chat_id, sender, incoming } = match inbound::read(&update, &self.bot_username) {
             Inbound::Chat(from_chat) => from_chat,
@@ -713,6 +773,40 @@ impl App {
         self.deliver_outcome(chat_id, 0, outcome, None, pace::Priority::FollowUp).await
     }
 
+    /// Keeps the latest reaction counts of a channel post (other chats' counts are not ours).
+    fn on_reaction_counts(&self, update: &teloxide::types::MessageReactionCountUpdated) {
+        if update.chat.id.0 != self.channel_id {
+            tracing::debug!(chat_id = update.chat.id.0, "reaction counts from another chat ignored");
+            return;
+        }
+        let store = &self.driver.store;
+        let post = match store.post_of_message(update.message_id.0 as i64) {
+            Ok(Some(post)) => post,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!("reaction counts not recorded: {error}");
+                return;
+            }
+        };
+        let counts: Vec<(String, u32)> = update
+            .reactions
+            .iter()
+            .map(|count| {
+                let name = match &count.r#type {
+                    teloxide::types::ReactionType::Emoji { emoji } => emoji.clone(),
+                    teloxide::types::ReactionType::CustomEmoji { custom_emoji_id } => {
+                        format!("custom:{}", custom_emoji_id.0)
+                    }
+                    teloxide::types::ReactionType::Paid => "paid".to_string(),
+                };
+                (name, u32::try_from(count.total_count).unwrap_or(u32::MAX))
+            })
+            .collect();
+        if let Err(error) = store.set_reactions(post, &counts, update.date.timestamp()) {
+            tracing::warn!(post, "reaction counts not recorded: {error}");
+        }
+    }
+
     /// Starts the scheduler: it publishes due posts to the channel and tells admins through
     /// their chats' queues.
     fn start_scheduler(self: &Arc<Self>, started: &startup::Startup, authorized: &[i64], policy: PublishPolicy) {
@@ -741,6 +835,7 @@ impl App {
             admins: authorized.to_vec(),
             policy,
             run_id: crate::scheduler::publisher::new_run_id(&*self.clock),
+            clicks: self.click_links.clone(),
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(crate::scheduler::due::run(publisher, stopped));

@@ -60,6 +60,8 @@ pub struct Bot {
     pub store: Option<Store>,
     pub store_path: std::path::PathBuf,
     pub clock: Arc<ManualClock>,
+    /// Where the bot serves tracked links, with `Setup::click_tracking`.
+    pub http_base: Option<String>,
     done: Arc<Done>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), RunError>>>,
@@ -76,6 +78,8 @@ pub struct Setup {
     /// Telegram's rates as the bot keeps them.
     pub limits: Limits,
     pub publish: PublishPolicy,
+    /// Serve tracked CTA links on a free local port (`Bot::http_base`).
+    pub click_tracking: bool,
 }
 
 impl Default for Setup {
@@ -87,6 +91,7 @@ impl Default for Setup {
             ai: Arc::new(Ai::offline()),
             limits: postflow::telegram::pace::TELEGRAM,
             publish: PublishPolicy { backoff: Duration::from_millis(50), ..PublishPolicy::default() },
+            click_tracking: false,
         }
     }
 }
@@ -108,6 +113,7 @@ impl Bot {
             store: None,
             store_path,
             clock: Arc::new(ManualClock::at(1_795_672_800)),
+            http_base: None,
             done: Arc::new(Done::default()),
             stop: None,
             task: None,
@@ -136,6 +142,13 @@ impl Bot {
         options.publish = setup.publish;
         options.album_quiet = setup.album_quiet;
         options.clock = self.clock.clone();
+        if setup.click_tracking {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            options.http_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let base = format!("http://127.0.0.1:{port}");
+            options.public_base_url = Some(base.clone());
+            self.http_base = Some(base);
+        }
         let done = self.done.clone();
         options.observer = Some(Arc::new(move |report: &Report| {
             let mut ids = done.ids.lock().unwrap_or_else(|p| p.into_inner());

@@ -288,6 +288,23 @@ impl FakeTelegram {
 
     // ----- what users do --------------------------------------------------------------------
 
+    /// Subscribers' reactions on a channel post change: Telegram sends the new totals (only to
+    /// a bot that asked for `message_reaction_count`).
+    pub fn react(&self, message_id: i64, counts: &[(&str, u64)]) -> i64 {
+        let mut state = self.lock();
+        let reactions: Vec<Value> = counts
+            .iter()
+            .map(|(emoji, total)| json!({ "type": { "type": "emoji", "emoji": emoji }, "total_count": total }))
+            .collect();
+        let update = json!({ "message_reaction_count": {
+            "chat": channel_chat_json(), "message_id": message_id, "date": state.date, "reactions": reactions,
+        }});
+        let id = push_update(&mut state, update, CHANNEL_ID);
+        drop(state);
+        self.updates_changed();
+        id
+    }
+
     /// A user types a text (or a /command) in their private chat with the bot.
     pub fn send_text(&self, user: i64, text: &str) -> i64 {
         let mut fields = json!({ "text": text });
@@ -461,6 +478,9 @@ impl FakeTelegram {
             loop {
                 let next = {
                     let mut state = fake.lock();
+                    // Kinds the bot did not ask for are never delivered.
+                    let allowed = state.allowed_updates.clone();
+                    state.updates.retain(|(_, update)| wanted(allowed.as_deref(), update));
                     let next = state.updates.pop_front();
                     if next.is_none() {
                         state.pushing = false;
@@ -484,6 +504,11 @@ impl FakeTelegram {
     }
 
     // ----- what tests look at ----------------------------------------------------------------
+
+    /// The update kinds the bot last asked for (`allowed_updates` of getUpdates or setWebhook).
+    pub fn allowed_updates(&self) -> Option<Vec<String>> {
+        self.lock().allowed_updates.clone()
+    }
 
     pub fn outputs(&self) -> Vec<Output> {
         self.lock().outputs.clone()
@@ -617,6 +642,18 @@ fn channel_chat_json() -> Value {
 
 fn bot_user_json() -> Value {
     json!({ "id": BOT_ID, "is_bot": true, "first_name": "Shop test bot", "username": BOT_USERNAME })
+}
+
+/// Whether Telegram delivers `update` under `allowed_updates`: all kinds named, or by default
+/// (none named) every kind except chat_member, message_reaction and message_reaction_count.
+fn wanted(allowed: Option<&[String]>, update: &Value) -> bool {
+    const OPT_IN: [&str; 3] = ["chat_member", "message_reaction", "message_reaction_count"];
+    let Some(kinds) = update.as_object() else { return false };
+    let mut kinds = kinds.keys().filter(|k| *k != "update_id");
+    match allowed {
+        Some(allowed) if !allowed.is_empty() => kinds.any(|k| allowed.contains(k)),
+        _ => kinds.any(|k| !OPT_IN.contains(&k.as_str())),
+    }
 }
 
 fn push_update(state: &mut State, mut update: Value, chat_id: i64) -> i64 {
@@ -839,11 +876,7 @@ async fn get_updates(fake: &Shared, params: &Map<String, Value>) -> Response {
             let fresh: Vec<Value> = state
                 .updates
                 .iter()
-                .filter(|(_, update)| {
-                    allowed.as_ref().is_none_or(|allowed| {
-                        allowed.is_empty() || update.as_object().is_some_and(|o| o.keys().any(|k| allowed.contains(k)))
-                    })
-                })
+                .filter(|(_, update)| wanted(allowed.as_deref(), update))
                 .take(limit)
                 .map(|(_, update)| update.clone())
                 .collect();
@@ -937,6 +970,10 @@ fn dispatch(state: &mut State, method: &str, params: &Map<String, Value>) -> Res
             let url = as_str(params.get("url")).unwrap_or_default();
             let secret = as_str(params.get("secret_token"));
             state.webhook = if url.is_empty() { None } else { Some((url, secret)) };
+            // Without `allowed_updates` the previous setting stays.
+            if let Some(allowed) = params.get("allowed_updates").and_then(Value::as_array) {
+                state.allowed_updates = Some(allowed.iter().filter_map(|v| v.as_str().map(str::to_string)).collect());
+            }
             Ok(json!(true))
         }
         "getWebhookInfo" => Ok(json!({

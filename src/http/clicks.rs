@@ -1,0 +1,189 @@
+//! CTA click tracking: the short signed tokens that name a post's button in
+//! `PUBLIC_BASE_URL/r/<token>`, the once-per-window rule for repeated clicks, and the redirect
+//! route that records a click and sends the reader on to the real address.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::store::{Click, PostStatus, Store};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Bytes of the signature kept in a token: 72 bits, beyond guessing at any request rate.
+const MAC_BYTES: usize = 9;
+/// Payload: post id (8 bytes, big-endian) and button index (1 byte).
+const PAYLOAD_BYTES: usize = 9;
+/// Clicks from one client on one button within this window count once.
+pub const REPEAT_WINDOW_MS: i64 = 30_000;
+/// Clients remembered for the window; beyond this the oldest are forgotten.
+const MAX_REMEMBERED: usize = 100_000;
+
+/// Makes and checks tracked links, and remembers recent clicks for the repeat rule.
+pub struct ClickLinks {
+    base_url: String,
+    secret: Vec<u8>,
+    /// (client and token hash) → when it last counted (ms).
+    recent: Mutex<HashMap<u64, i64>>,
+    /// Hashes client addresses with a key of this run, so nothing identifying is kept.
+    client_key: u64,
+}
+
+impl ClickLinks {
+    /// Links under `base_url` (such as `https://bot.example.com`), signed with `secret`.
+    pub fn new(base_url: &str, secret: Vec<u8>) -> Self {
+        ClickLinks {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            secret,
+            recent: Mutex::new(HashMap::new()),
+            client_key: rand::random(),
+        }
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        // HMAC takes keys of any length.
+        HmacSha256::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
+    }
+
+    /// The token for button `button` of post `post`.
+    pub fn token(&self, post: u64, button: u8) -> String {
+        let mut bytes = Vec::with_capacity(PAYLOAD_BYTES + MAC_BYTES);
+        bytes.extend_from_slice(&post.to_be_bytes());
+        bytes.push(button);
+        let mut mac = self.mac();
+        mac.update(&bytes);
+        let tag = mac.finalize().into_bytes();
+        bytes.extend_from_slice(&tag[..MAC_BYTES]);
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// The tracked address of a button.
+    pub fn url(&self, post: u64, button: u8) -> String {
+        format!("{}/r/{}", self.base_url, self.token(post, button))
+    }
+
+    /// The post and button a token names, if its signature holds.
+    pub fn verify(&self, token: &str) -> Option<(u64, u8)> {
+        if token.len() > 32 {
+            return None;
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+        if bytes.len() != PAYLOAD_BYTES + MAC_BYTES {
+            return None;
+        }
+        let (payload, tag) = bytes.split_at(PAYLOAD_BYTES);
+        let mut mac = self.mac();
+        mac.update(payload);
+        mac.verify_truncated_left(tag).ok()?;
+        let post = u64::from_be_bytes(payload[..8].try_into().ok()?);
+        Some((post, payload[8]))
+    }
+
+    /// Whether a click counts: the first from this client on this token within the window.
+    pub fn first_in_window(&self, client: &str, token: &str, now_ms: i64) -> bool {
+        let key = crate::config::fnv1a([self.client_key.to_le_bytes().as_slice(), client.as_bytes(), token.as_bytes()]);
+        let Ok(mut recent) = self.recent.lock() else { return true };
+        if recent.len() >= MAX_REMEMBERED {
+            recent.retain(|_, at| now_ms - *at < REPEAT_WINDOW_MS);
+            if recent.len() >= MAX_REMEMBERED {
+                recent.clear();
+            }
+        }
+        match recent.get(&key) {
+            Some(at) if now_ms - *at < REPEAT_WINDOW_MS => false,
+            _ => {
+                recent.insert(key, now_ms);
+                true
+            }
+        }
+    }
+}
+
+/// What the redirect route needs.
+#[derive(Clone)]
+pub struct ClickState {
+    pub links: Arc<ClickLinks>,
+    pub store: Store,
+    pub clock: Arc<dyn crate::scheduler::clock::Clock>,
+}
+
+/// `GET /r/{token}`: 302 to the button's address, counting the click; 404 for a token that is
+/// not ours or names no button.
+pub async fn redirect(
+    State(state): State<ClickState>,
+    Path(token): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let not_found = || (StatusCode::NOT_FOUND, "This link is not known.\n").into_response();
+    let Some((post_id, button)) = state.links.verify(&token) else {
+        tracing::debug!("a click with an unknown or tampered token");
+        return not_found();
+    };
+    let store = state.store.clone();
+    let Ok(Ok(Some(post))) = tokio::task::spawn_blocking(move || store.post(post_id)).await else {
+        return not_found();
+    };
+    let Some(target) = post.buttons.get(button as usize).map(|b| b.url.clone()) else {
+        return not_found();
+    };
+    // Behind a reverse proxy the client is the first X-Forwarded-For address.
+    let client = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| peer.ip().to_string());
+    let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let now_ms = state.clock.now_ms();
+    let counted = matches!(post.status, PostStatus::Published)
+        && state.links.first_in_window(&format!("{client}|{agent}"), &token, now_ms);
+    if counted {
+        let store = state.store.clone();
+        let click = Click { at: now_ms.div_euclid(1000), post: post_id, button };
+        match tokio::task::spawn_blocking(move || store.record_click(click)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(post = post_id, "a click could not be recorded: {err}"),
+            Err(err) => tracing::warn!(post = post_id, "a click could not be recorded: {err}"),
+        }
+    }
+    (StatusCode::FOUND, [(header::LOCATION, target), (header::CACHE_CONTROL, "no-store".to_string())]).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_name_their_button_and_refuse_tampering() {
+        let links = ClickLinks::new("https://bot.example/", b"secret".to_vec());
+        let token = links.token(1234, 2);
+        assert_eq!(token.len(), 24);
+        assert_eq!(links.verify(&token), Some((1234, 2)));
+        assert!(links.url(1234, 2).starts_with("https://bot.example/r/"));
+        let mut tampered: Vec<char> = token.chars().collect();
+        tampered[3] = if tampered[3] == 'A' { 'B' } else { 'A' };
+        assert_eq!(links.verify(&tampered.iter().collect::<String>()), None);
+        assert_eq!(ClickLinks::new("https://bot.example", b"other".to_vec()).verify(&token), None);
+        assert_eq!(links.verify("short"), None);
+        assert_eq!(links.verify(&"A".repeat(400)), None);
+    }
+
+    #[test]
+    fn repeated_clicks_within_the_window_count_once() {
+        let links = ClickLinks::new("https://bot.example", b"secret".to_vec());
+        assert!(links.first_in_window("1.2.3.4|agent", "t", 1_000));
+        assert!(!links.first_in_window("1.2.3.4|agent", "t", 1_000 + REPEAT_WINDOW_MS - 1));
+        assert!(links.first_in_window("5.6.7.8|agent", "t", 2_000), "another client");
+        assert!(links.first_in_window("1.2.3.4|agent", "u", 2_000), "another button");
+        assert!(links.first_in_window("1.2.3.4|agent", "t", 1_000 + REPEAT_WINDOW_MS), "after the window");
+    }
+}
