@@ -185,6 +185,7 @@ fn publish(settings: &Settings, bundle: Arc<Bundle>, store: Store, id: u64) -> a
         let tg = crate::telegram::outbound::Telegram {
             bot,
             pace: Arc::new(crate::telegram::pace::Pace::after_restart(crate::telegram::pace::TELEGRAM)),
+            exports: store.exports_dir(),
         };
         // The same links as `run` gives: tracked when PUBLIC_BASE_URL is set.
         let clicks = match settings.public_base_url.as_deref().filter(|url| !url.trim().is_empty()) {

@@ -159,6 +159,38 @@ fn json_and_parquet_carry_the_same_rows() {
 }
 
 #[test]
+fn charts_are_drawn_as_png_with_armenian_labels() {
+    let bundle = bundle();
+    let dir = tempfile::tempdir().unwrap();
+    let store = fixture_store(dir.path());
+    for (id, period) in [("subscribers", "30d"), ("formats", "all"), ("published_per_day", "month")] {
+        let report =
+            analytics::report(&bundle, id, &params(&[("period", period)]), &store, context(), today()).unwrap();
+        let chart = report.pipeline.chart.as_ref().unwrap();
+        let path = dir.path().join(format!("{id}.png"));
+        analytics::chart::draw(report.pipeline, &report.frame, chart, &report.pipeline.title, &path).unwrap();
+        let png = std::fs::read(&path).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{id}");
+        assert!(png.len() > 10_000, "{id}: a chart, not an empty picture ({} bytes)", png.len());
+        if let Some(keep) = std::env::var_os("KEEP_CHARTS") {
+            std::fs::copy(&path, std::path::Path::new(&keep).join(format!("{id}.png"))).unwrap();
+        }
+    }
+    let empty = analytics::report(
+        &bundle,
+        "subscribers",
+        &params(&[("from", "2020-01-01"), ("to", "2020-01-02")]),
+        &store,
+        context(),
+        today(),
+    )
+    .unwrap();
+    let chart = empty.pipeline.chart.as_ref().unwrap();
+    let refused = analytics::chart::draw(empty.pipeline, &empty.frame, chart, "x", &dir.path().join("e.png"));
+    assert!(matches!(refused, Err(analytics::chart::ChartError::Empty)));
+}
+
+#[test]
 fn a_bad_parameter_is_named_with_what_it_takes() {
     let bundle = bundle();
     let dir = tempfile::tempdir().unwrap();
@@ -263,7 +295,7 @@ fn broken_pipelines_are_reported_at_their_step() {
             "flows/report_bad1.yaml:5:13: unknown column `created_att` (did you mean `created_at`?)",
             "flows/report_bad2.yaml:5:13: unknown parameter :since (this pipeline has no parameters) ()",
             "flows/report_bad3.yaml:5:10: sql parser error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1 ()",
-            "flows/report_bad4.yaml:7:25: the chart's column `clicks` is not in the pipeline's result (the result has post)",
+            "flows/report_bad4.yaml:7:25: the column `clicks` is not in the pipeline's result (the result has post)",
         ]
     );
 }

@@ -147,7 +147,10 @@ fn reaction_counts_from_telegram_are_kept_per_post_and_reported() {
     bot.restart_after(Setup::default(), |store| {
         store.save_post(due_post()).unwrap();
     });
-    bot.wait_for("the post in the channel", || !bot.fake.channel_posts().is_empty());
+    // Recorded as published with its message id (Telegram counts reactions seconds later).
+    bot.wait_for("the post published", || {
+        bot.store().post(1).unwrap().is_some_and(|p| p.status == PostStatus::Published && !p.message_ids.is_empty())
+    });
     let message_id = bot.fake.channel_posts()[0].message_id;
     let asked = bot.fake.allowed_updates().unwrap_or_default();
     assert!(asked.iter().any(|k| k == "message_reaction_count"), "the bot asks for reaction counts: {asked:?}");

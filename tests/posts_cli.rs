@@ -99,5 +99,9 @@ fn schedule_shows_the_queue_and_every_jobs_next_fire_times() {
     assert!(out.contains("weekly_status") && out.contains("[0 9 * * Mon, Asia/Yerevan]"), "{out}");
     assert!(out.contains("archive_drafts"), "{out}");
     let fire_lines = out.lines().filter(|l| l.starts_with("      20")).count();
-    assert_eq!(fire_lines, 4, "two fire times per job:\n{out}");
+    let jobs =
+        out.lines().filter(|l| l.starts_with("  ") && l.contains(" — ") && l.contains(", Asia/Yerevan]")).count();
+    assert_eq!(jobs, 7, "{out}");
+    assert_eq!(fire_lines, 2 * jobs, "two fire times per job:\n{out}");
+    assert!(out.contains("daily_report (disabled)"), "{out}");
 }

@@ -2,6 +2,7 @@
 //! compiler checks, and their implementations.
 
 pub mod posts;
+pub mod reports;
 
 use serde_json::Value;
 
@@ -27,6 +28,30 @@ const AI_LIMIT: ArgSpec = ArgSpec {
     required: false,
     description: "the longest result in Telegram units (default the format's max_chars; 1024 for a caption)",
 };
+
+/// A report's pipeline and the parameters a flow or job may give it (each optional; an empty
+/// value means "no filter").
+const REPORT_ARGS: [ArgSpec; 7] = [
+    ArgSpec { name: "pipeline", kind: ArgKind::Text, required: true, description: "the pipeline id" },
+    ArgSpec {
+        name: "period", kind: ArgKind::Text, required: false, description: "today, week, last_month, 7d, all…"
+    },
+    ArgSpec { name: "from", kind: ArgKind::Text, required: false, description: "first day of a custom period" },
+    ArgSpec { name: "to", kind: ArgKind::Text, required: false, description: "last day of a custom period" },
+    ArgSpec { name: "format", kind: ArgKind::Text, required: false, description: "a post format id" },
+    ArgSpec { name: "status", kind: ArgKind::Text, required: false, description: "a post status" },
+    ArgSpec { name: "kind", kind: ArgKind::Text, required: false, description: "an event kind" },
+];
+const REPORT_FILE_ARGS: [ArgSpec; 8] = [
+    REPORT_ARGS[0],
+    REPORT_ARGS[1],
+    REPORT_ARGS[2],
+    REPORT_ARGS[3],
+    REPORT_ARGS[4],
+    REPORT_ARGS[5],
+    REPORT_ARGS[6],
+    ArgSpec { name: "as", kind: ArgKind::Text, required: false, description: "csv (default), json or parquet" },
+];
 
 /// Every action a flow may call.
 pub const CATALOGUE: &[ActionSchema] = &[
@@ -247,6 +272,36 @@ pub const CATALOGUE: &[ActionSchema] = &[
         }],
     },
     ActionSchema {
+        name: "report.show",
+        description: "Runs an analytics pipeline: `{title, table (Telegram HTML), rows, empty, pipeline, period, from, to, ...}`.",
+        args: &REPORT_ARGS,
+    },
+    ActionSchema {
+        name: "report.export",
+        description: "Runs an analytics pipeline into a file for a step's `media:`: `{media, file_name, bytes, rows, title, ...}`.",
+        args: &REPORT_FILE_ARGS,
+    },
+    ActionSchema {
+        name: "report.chart",
+        description: "Draws an analytics pipeline's chart as a PNG for a step's `media:` (a photo): `{media, file_name, rows, title, ...}`.",
+        args: &REPORT_ARGS,
+    },
+    ActionSchema {
+        name: "events.archive",
+        description: "Moves events older than a number of days from the store into a Parquet file under exports/archive/: `{archived, file}`.",
+        args: &[ArgSpec {
+            name: "older_than_days",
+            kind: ArgKind::Number,
+            required: true,
+            description: "archive events older than this many days",
+        }],
+    },
+    ActionSchema {
+        name: crate::scheduler::jobs::COUNT_MEMBERS,
+        description: "Reads the channel's member count for the subscribers report (jobs only: it needs Telegram): `{members}`.",
+        args: &[],
+    },
+    ActionSchema {
         name: "scheduler.status",
         description: "The scheduler's state: `{queue, next: [{id, title, local, overdue}], counts, failed, last_published}`.",
         args: &[ArgSpec {
@@ -317,6 +372,14 @@ pub fn run(ctx: &ActionContext<'_>, name: &str, args: &Value) -> Result<Value, A
         "drafts.archive" => posts::archive_drafts(ctx, args),
         "posts.cleanup_failed" => posts::cleanup_failed(ctx, args),
         "scheduler.status" => posts::scheduler_status(ctx, args),
+        "report.show" => reports::show(ctx, args),
+        crate::scheduler::jobs::COUNT_MEMBERS => Err(ActionError::new(
+            ActionErrorCode::Unavailable,
+            "channel.count_members runs from a recurring job (it needs Telegram)",
+        )),
+        "report.export" => reports::export(ctx, args),
+        "report.chart" => reports::chart(ctx, args),
+        "events.archive" => reports::archive_events(ctx, args),
         other => Err(ActionError::new(ActionErrorCode::Unavailable, format!("action `{other}`"))),
     }
 }

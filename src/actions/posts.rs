@@ -37,7 +37,8 @@ pub fn draft_save(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, Action
         None => Post::draft(String::new(), ctx.user_id, ctx.now),
     };
     let text = crate::engine::html::sanitize(text);
-    if post.id == 0 {
+    let created = post.id == 0;
+    if created {
         post.text = text;
     } else {
         post.revise(text, ctx.user_id, ctx.now);
@@ -101,7 +102,7 @@ pub fn draft_save(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, Action
     post.updated_at = ctx.now;
     let saved = ctx.store.save_post(post)?;
     ctx.store.record_event(
-        "post_saved",
+        if created { "post_created" } else { "post_saved" },
         ctx.now,
         &json!({ "post": saved.id, "user": ctx.user_id, "format": saved.format }),
     )?;

@@ -2,6 +2,7 @@
 //! their results written as files, text tables or charts. The same code serves the bot, the
 //! CLI (`postflow export`) and scheduled reports.
 
+pub mod chart;
 pub mod params;
 pub mod run;
 pub mod sinks;
@@ -60,8 +61,10 @@ fn check_here(bundle: &Bundle) -> Vec<Diagnostic> {
         };
         // After a pivot the columns depend on the data, so chart columns cannot be known.
         let pivots = pipeline.steps.iter().any(|s| s.value.verb() == "pivot");
-        if let Some(chart) = pipeline.chart.as_ref().filter(|_| !pivots) {
-            for column in std::iter::once(&chart.x).chain(&chart.y) {
+        let chart_columns = pipeline.chart.iter().flat_map(|chart| std::iter::once(&chart.x).chain(&chart.y));
+        let table_columns = pipeline.table.iter().flat_map(|table| table.columns.iter());
+        if !pivots {
+            for column in chart_columns.chain(table_columns) {
                 if frame.column(&column.value).is_err() {
                     let names: Vec<String> = frame.get_column_names().iter().map(|c| c.to_string()).collect();
                     diagnostics.push(
@@ -70,7 +73,7 @@ fn check_here(bundle: &Bundle) -> Vec<Diagnostic> {
                             column.line,
                             column.column,
                             column.len,
-                            format!("the chart's column `{}` is not in the pipeline's result", column.value),
+                            format!("the column `{}` is not in the pipeline's result", column.value),
                         )
                         .with_hint(format!("the result has {}", names.join(", "))),
                     );
@@ -78,7 +81,71 @@ fn check_here(bundle: &Bundle) -> Vec<Diagnostic> {
             }
         }
     }
+    diagnostics.extend(check_report_calls(bundle, &formats, today));
     diagnostics
+}
+
+/// Jobs and flow steps that run `report.*` with a literal pipeline: the pipeline exists and
+/// the literal parameters fit it.
+fn check_report_calls(bundle: &Bundle, formats: &[String], today: NaiveDate) -> Vec<Diagnostic> {
+    use crate::config::bundle::ArgValue;
+    let mut calls: Vec<(String, String, BTreeMap<String, String>)> = Vec::new();
+    let text_of = |value: &serde_json::Value| match value {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    for job in &bundle.jobs {
+        if let Some((name, args)) = job.action.as_ref().filter(|(name, _)| name.starts_with("report."))
+            && let Some(map) = args.as_object()
+        {
+            let given = map.iter().filter_map(|(k, v)| Some((k.clone(), text_of(v)?))).collect();
+            calls.push((job.file.clone(), format!("job `{}`", job.id), given));
+            let _ = name;
+        }
+    }
+    for flow in bundle.flows.values() {
+        for (step_id, step) in &flow.steps {
+            let Some(action) = step.action.as_ref().filter(|a| a.name.starts_with("report.")) else { continue };
+            // Only calls whose every argument is literal can be checked before they run.
+            let literal: Option<BTreeMap<String, String>> = action
+                .args
+                .iter()
+                .map(|(k, v)| match v {
+                    ArgValue::Literal(value) => Some((k.clone(), text_of(value)?)),
+                    _ => None,
+                })
+                .collect();
+            if let Some(given) = literal {
+                calls.push((
+                    format!("flows/{}.yaml", flow.id),
+                    format!("step `{step_id}` of flow `{}`", flow.id),
+                    given,
+                ));
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    for (file, who, mut given) in calls {
+        let id = given.remove("pipeline").unwrap_or_default();
+        given.remove("as");
+        given.retain(|_, v| !v.trim().is_empty());
+        match bundle.pipelines.iter().find(|p| p.id == id) {
+            None => {
+                let known = bundle.pipelines.iter().map(|p| p.id.as_str());
+                problems.push(
+                    Diagnostic::in_file(&file, format!("{who} runs the report `{id}`, which does not exist"))
+                        .with_hint(crate::config::diagnostic::suggestion_or_list(&id, known)),
+                );
+            }
+            Some(pipeline) => {
+                if let Err(err) = params::resolve(pipeline, &given, formats, today) {
+                    problems.push(Diagnostic::in_file(&file, format!("{who}: {err}")));
+                }
+            }
+        }
+    }
+    problems
 }
 
 fn diagnostic(pipeline: &Pipeline, line: usize, column: usize, len: usize, message: String) -> Diagnostic {

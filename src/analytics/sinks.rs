@@ -108,6 +108,29 @@ pub fn with_headers(pipeline: &Pipeline, frame: &DataFrame) -> PolarsResult<Data
 /// The rows as Telegram HTML: a monospace table with the labelled headers, at most `max_rows`
 /// rows (and a line saying how many more there are). Cells are escaped.
 pub fn text_table(pipeline: &Pipeline, frame: &DataFrame, max_rows: usize, more_rows: &str) -> String {
+    let shown_columns: Vec<&str> =
+        pipeline.table.iter().flat_map(|t| t.columns.iter().map(|c| c.value.as_str())).collect();
+    let mut frame = if shown_columns.is_empty() {
+        frame.clone()
+    } else {
+        frame.select(shown_columns).unwrap_or_else(|_| frame.clone())
+    };
+    // Times to the minute, as people write them.
+    for name in temporal_columns(&frame) {
+        let Ok(column) = frame.column(&name) else { continue };
+        let text = match column.dtype() {
+            DataType::Datetime(..) => column
+                .as_materialized_series()
+                .datetime()
+                .and_then(|d| d.to_string("%Y-%m-%d %H:%M"))
+                .map(|s| s.into_column()),
+            _ => column.cast(&DataType::String),
+        };
+        if let Ok(text) = text {
+            let _ = frame.replace(&name, text);
+        }
+    }
+    let frame = &frame;
     let headers: Vec<String> =
         frame.get_column_names().iter().map(|c| pipeline.header(c.as_str()).to_string()).collect();
     let shown = frame.height().min(max_rows);

@@ -175,53 +175,88 @@ fn posts(posts: &[Post], ctx: &SourceContext) -> PolarsResult<DataFrame> {
 }
 
 fn events(store: &Store, ctx: &SourceContext) -> Result<DataFrame, SourceError> {
-    let rows = store.event_count()? as usize;
-    let mut seq = Vec::with_capacity(rows);
-    let mut at = Vec::with_capacity(rows);
-    let mut kind = Vec::with_capacity(rows);
-    let mut user = Vec::with_capacity(rows);
-    let mut post = Vec::with_capacity(rows);
-    let mut format = Vec::with_capacity(rows);
-    let mut action = Vec::with_capacity(rows);
-    let mut model = Vec::with_capacity(rows);
-    let mut prompt_tokens = Vec::with_capacity(rows);
-    let mut completion_tokens = Vec::with_capacity(rows);
-    let mut latency_ms = Vec::with_capacity(rows);
-    let mut outcome = Vec::with_capacity(rows);
-    let mut data = Vec::with_capacity(rows);
-    store.for_each_event(|event| {
-        seq.push(event.seq);
-        at.push(Some(ctx.local_ms(event.at)));
-        kind.push(event.kind);
-        user.push(event.user);
-        post.push(event.post);
-        format.push(event.format);
-        action.push(event.action);
-        model.push(event.model);
-        prompt_tokens.push(event.prompt_tokens);
-        completion_tokens.push(event.completion_tokens);
-        latency_ms.push(event.latency_ms);
-        outcome.push(event.outcome);
-        data.push(event.raw);
-    })?;
-    let build = || {
+    let mut columns = EventColumns::with_capacity(store.event_count()? as usize);
+    store.for_each_event(|event| columns.push(event, ctx))?;
+    columns.finish().map_err(|err| SourceError::Polars("events", err))
+}
+
+/// The `events` table built row by row (from the store, or from events being archived).
+pub struct EventColumns {
+    seq: Vec<u64>,
+    at: Vec<Option<i64>>,
+    kind: Vec<String>,
+    user: Vec<Option<i64>>,
+    post: Vec<Option<u64>>,
+    format: Vec<Option<String>>,
+    action: Vec<Option<String>>,
+    model: Vec<Option<String>>,
+    prompt_tokens: Vec<Option<u64>>,
+    completion_tokens: Vec<Option<u64>>,
+    latency_ms: Vec<Option<u64>>,
+    outcome: Vec<Option<String>>,
+    data: Vec<String>,
+}
+
+impl EventColumns {
+    pub fn with_capacity(rows: usize) -> Self {
+        EventColumns {
+            seq: Vec::with_capacity(rows),
+            at: Vec::with_capacity(rows),
+            kind: Vec::with_capacity(rows),
+            user: Vec::with_capacity(rows),
+            post: Vec::with_capacity(rows),
+            format: Vec::with_capacity(rows),
+            action: Vec::with_capacity(rows),
+            model: Vec::with_capacity(rows),
+            prompt_tokens: Vec::with_capacity(rows),
+            completion_tokens: Vec::with_capacity(rows),
+            latency_ms: Vec::with_capacity(rows),
+            outcome: Vec::with_capacity(rows),
+            data: Vec::with_capacity(rows),
+        }
+    }
+
+    pub fn push(&mut self, event: crate::store::LoggedEvent, ctx: &SourceContext) {
+        self.seq.push(event.seq);
+        self.at.push(Some(ctx.local_ms(event.at)));
+        self.kind.push(event.kind);
+        self.user.push(event.user);
+        self.post.push(event.post);
+        self.format.push(event.format);
+        self.action.push(event.action);
+        self.model.push(event.model);
+        self.prompt_tokens.push(event.prompt_tokens);
+        self.completion_tokens.push(event.completion_tokens);
+        self.latency_ms.push(event.latency_ms);
+        self.outcome.push(event.outcome);
+        self.data.push(event.raw);
+    }
+
+    pub fn len(&self) -> usize {
+        self.seq.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seq.is_empty()
+    }
+
+    pub fn finish(self) -> PolarsResult<DataFrame> {
         DataFrame::new_infer_height(vec![
-            Column::new("seq".into(), seq),
-            time_column("at", at)?,
-            Column::new("kind".into(), kind),
-            Column::new("user".into(), user),
-            Column::new("post".into(), post),
-            Column::new("format".into(), format),
-            Column::new("action".into(), action),
-            Column::new("model".into(), model),
-            Column::new("prompt_tokens".into(), prompt_tokens),
-            Column::new("completion_tokens".into(), completion_tokens),
-            Column::new("latency_ms".into(), latency_ms),
-            Column::new("outcome".into(), outcome),
-            Column::new("data".into(), data),
+            Column::new("seq".into(), self.seq),
+            time_column("at", self.at)?,
+            Column::new("kind".into(), self.kind),
+            Column::new("user".into(), self.user),
+            Column::new("post".into(), self.post),
+            Column::new("format".into(), self.format),
+            Column::new("action".into(), self.action),
+            Column::new("model".into(), self.model),
+            Column::new("prompt_tokens".into(), self.prompt_tokens),
+            Column::new("completion_tokens".into(), self.completion_tokens),
+            Column::new("latency_ms".into(), self.latency_ms),
+            Column::new("outcome".into(), self.outcome),
+            Column::new("data".into(), self.data),
         ])
-    };
-    build().map_err(|err| SourceError::Polars("events", err))
+    }
 }
 
 /// A post's format and buttons, by id, for the sources that name posts.

@@ -32,6 +32,8 @@ pub const POST_STATUSES: [&str; 7] =
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: String,
+    /// The file it came from, relative to the configuration directory.
+    pub file: String,
     pub description: String,
     /// The expression as written.
     pub cron: String,
@@ -619,6 +621,7 @@ pub const REQUIRED_TEXTS: &[(&str, &str)] = &[
     ("button_label_long", "a typed button's label is longer than 64 characters"),
     ("button_url_invalid", "a typed button or link has no usable http(s) or t.me address"),
     ("album_buttons", "the short text that carries a post's buttons under an album (albums cannot carry buttons)"),
+    ("report_more_rows", "under a report table cut short: `{n}` is the number of rows not shown"),
 ];
 
 /// The argument schema of a registered action, which the compiler checks `with:` against.

@@ -1337,6 +1337,7 @@ impl<'a> Compiler<'a> {
         }
         Some(Job {
             id: raw.id.clone(),
+            file: file.name.clone(),
             description: raw.description.clone().unwrap_or_default(),
             cron: raw.cron.clone(),
             schedule: schedule?,

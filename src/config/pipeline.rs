@@ -199,6 +199,8 @@ impl PivotAgg {
 #[derive(Debug, Clone, Serialize)]
 pub struct TableSink {
     pub max_rows: usize,
+    /// The columns shown; empty means all.
+    pub columns: Vec<Located<String>>,
 }
 
 /// The rows as a PNG chart: `x` along the bottom, one series per `y` column.

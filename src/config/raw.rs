@@ -448,6 +448,9 @@ pub struct RawSinks {
 pub struct RawTableSink {
     #[serde(default)]
     pub max_rows: Option<usize>,
+    /// The columns shown (a message is narrow); default all.
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
 }
 
 /// The rows as a PNG chart.

@@ -144,7 +144,8 @@ pub async fn redirect(
         .unwrap_or_else(|| peer.ip().to_string());
     let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let now_ms = state.clock.now_ms();
-    let counted = matches!(post.status, PostStatus::Published)
+    // A post being sent is already in the channel (its messages go out before it is recorded).
+    let counted = matches!(post.status, PostStatus::Published | PostStatus::Publishing)
         && state.links.first_in_window(&format!("{client}|{agent}"), &token, now_ms);
     if counted {
         let store = state.store.clone();

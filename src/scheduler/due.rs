@@ -34,7 +34,7 @@ pub async fn run(publisher: Arc<Publisher>, mut stop: tokio::sync::watch::Receiv
             if let Some(Some(due)) = jobs.get(index).copied()
                 && due <= now
             {
-                jobs[index] = match super::jobs::fire(&publisher, job, due, now) {
+                jobs[index] = match super::jobs::fire(&publisher, job, due, now).await {
                     Ok(next) => next,
                     Err(error) => {
                         tracing::error!(job = %job.id, "the store failed while running a job: {error}");

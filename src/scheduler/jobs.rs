@@ -42,6 +42,10 @@ pub fn plan(publisher: &Publisher, now: i64) -> Result<Vec<Option<i64>>, StoreEr
     Ok(plan)
 }
 
+/// The action that reads the channel's member count: it needs Telegram, so the job runner
+/// carries it out itself.
+pub const COUNT_MEMBERS: &str = "channel.count_members";
+
 /// The job's first fire time after `now`.
 pub fn next_after(job: &Job, now: i64) -> Option<i64> {
     let after = DateTime::from_timestamp(now, 0)?;
@@ -50,13 +54,30 @@ pub fn next_after(job: &Job, now: i64) -> Option<i64> {
 
 /// Fires a job: records its next time first (a crash while it runs does not run it twice),
 /// runs its action, tells the admins. Returns the next fire time.
-pub fn fire(publisher: &Publisher, job: &Job, due: i64, now: i64) -> Result<Option<i64>, StoreError> {
+pub async fn fire(publisher: &Publisher, job: &Job, due: i64, now: i64) -> Result<Option<i64>, StoreError> {
     let next = next_after(job, now.max(due));
     if let Some(at) = next {
         publisher.store.set_job_next(&job.id, at)?;
     }
     let result = match &job.action {
         None => json!(null),
+        Some((name, _)) if name == COUNT_MEMBERS => match publisher.count_members().await {
+            Ok(members) => {
+                publisher.store.record_subscribers(now, members)?;
+                let turn = publisher.store.begin_turn()?;
+                turn.record_event("job_run", now, &json!({ "job": job.id, "action": name, "result": members }))?;
+                turn.commit()?;
+                json!({ "members": members })
+            }
+            Err(error) => {
+                tracing::warn!(job = %job.id, "the channel's member count could not be read: {error}");
+                let turn = publisher.store.begin_turn()?;
+                let record = json!({ "job": job.id, "action": name, "error": "unavailable", "detail": error });
+                turn.record_event("job_failed", now, &record)?;
+                turn.commit()?;
+                json!({ "error": "unavailable" })
+            }
+        },
         Some((name, args)) => {
             let turn = publisher.store.begin_turn()?;
             let ctx =

@@ -467,6 +467,12 @@ impl Publisher {
         content
     }
 
+    /// The channel's member count, from Telegram.
+    pub async fn count_members(&self) -> Result<u64, String> {
+        let request = self.tg.bot.get_chat_member_count(teloxide::types::ChatId(self.channel_id));
+        self.tg.call(request, "getChatMemberCount").await.map(u64::from).map_err(|e| e.to_string())
+    }
+
     /// A link to the post's first message in the channel.
     pub fn link(&self, post: &Post) -> String {
         let first = post.message_ids.first().copied().unwrap_or_default();

@@ -4,7 +4,7 @@
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Deserialize;
 
-use super::{EVENTS, POSTS_BY_MESSAGE, SECRETS, Store, StoreError, Turn};
+use super::{EVENTS, NOTES, POSTS_BY_MESSAGE, SECRETS, Store, StoreError, Turn};
 
 /// CTA clicks, in order of arrival: sequence number → [`Click`] (17 bytes).
 pub(super) const CLICKS: TableDefinition<u64, &[u8]> = TableDefinition::new("clicks");
@@ -99,6 +99,20 @@ impl Store {
     pub fn post_of_message(&self, message_id: i64) -> Result<Option<u64>, StoreError> {
         let txn = self.db.begin_read()?;
         Ok(txn.open_table(POSTS_BY_MESSAGE)?.get(message_id)?.map(|v| v.value()))
+    }
+
+    /// Remembers the channel's link prefix (`https://t.me/name`), for links in reports.
+    pub fn set_channel_link(&self, link: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(NOTES)?.insert("channel_link", link)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The channel's link prefix, once a run has seen the channel.
+    pub fn channel_link(&self) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(NOTES)?.get("channel_link")?.map(|v| v.value().to_string()))
     }
 
     /// The key that signs click links: made at random the first time, then kept (so links in
@@ -224,36 +238,29 @@ impl Store {
         }
         Ok(out)
     }
-
+}
+impl Turn {
     /// Deletes events older than `before` (Unix seconds), calling `keep` with each first (to
     /// archive it); returns how many went. The log is in time order, so this stops at the first
     /// newer event.
     pub fn prune_events(&self, before: i64, mut keep: impl FnMut(&LoggedEvent)) -> Result<u64, StoreError> {
-        let txn = self.db.begin_write()?;
-        let mut removed = 0;
-        {
-            let mut table = txn.open_table(EVENTS)?;
-            let mut old = Vec::new();
-            for entry in table.iter()? {
-                let (seq, bytes) = entry?;
-                let event = LoggedEvent::decode(seq.value(), bytes.value())?;
-                if event.at >= before {
-                    break;
-                }
-                keep(&event);
-                old.push(seq.value());
+        let mut table = self.txn.open_table(EVENTS)?;
+        let mut old = Vec::new();
+        for entry in table.iter()? {
+            let (seq, bytes) = entry?;
+            let event = LoggedEvent::decode(seq.value(), bytes.value())?;
+            if event.at >= before {
+                break;
             }
-            for seq in old {
-                table.remove(seq)?;
-                removed += 1;
-            }
+            keep(&event);
+            old.push(seq.value());
         }
-        txn.commit()?;
-        Ok(removed)
+        for seq in &old {
+            table.remove(*seq)?;
+        }
+        Ok(old.len() as u64)
     }
-}
 
-impl Turn {
     /// Records a click inside this turn (used by tests and fixtures that write many at once).
     pub fn record_click(&self, click: Click) -> Result<(), StoreError> {
         let mut table = self.txn.open_table(CLICKS)?;
@@ -355,7 +362,9 @@ mod tests {
         }
         turn.commit().unwrap();
         let mut archived = Vec::new();
-        assert_eq!(store.prune_events(10, |e| archived.push(e.at)).unwrap(), 3);
+        let turn = store.begin_turn().unwrap();
+        assert_eq!(turn.prune_events(10, |e| archived.push(e.at)).unwrap(), 3);
+        turn.commit().unwrap();
         assert_eq!(archived, [1, 2, 3]);
         assert_eq!(store.event_count().unwrap(), 2);
     }

@@ -15,6 +15,9 @@ mod measures;
 use measures::{CLICKS, REACTIONS, SUBSCRIBERS};
 pub use measures::{Click, LoggedEvent, ReactionCount};
 
+/// A media file id naming a report file in [`Store::exports_dir`] (sent by upload).
+pub const EXPORT_PREFIX: &str = "export:";
+
 /// The schema this build writes. Bump it with a migration when a table changes shape.
 /// 2: post indexes (due, by status, by creator) and the fuller post record.
 /// 3: channel messages → posts (for reaction counts), secrets, clicks, reactions, subscribers.
@@ -41,6 +44,8 @@ const POSTS_BY_CREATOR: TableDefinition<(i64, u64), ()> = TableDefinition::new("
 const POSTS_BY_MESSAGE: TableDefinition<i64, u64> = TableDefinition::new("posts_by_message");
 /// Keys the store keeps for itself, such as the one that signs click links.
 const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
+/// What the bot learned at run time and reports use later, such as the channel's link.
+const NOTES: TableDefinition<&str, &str> = TableDefinition::new("notes");
 /// Recurring jobs: job id → its next fire time (Unix seconds), so a restart neither repeats a
 /// fire nor forgets one.
 const JOBS: TableDefinition<&str, i64> = TableDefinition::new("jobs");
@@ -52,7 +57,7 @@ const CHANNEL_OPS: TableDefinition<u64, &[u8]> = TableDefinition::new("channel_o
 const REDELIVERY_HORIZON_SECS: i64 = 24 * 3600;
 
 /// Names of every table, for backups and tests.
-pub const TABLES: [&str; 17] = [
+pub const TABLES: [&str; 18] = [
     "meta",
     "sessions",
     "posts",
@@ -70,6 +75,7 @@ pub const TABLES: [&str; 17] = [
     "subscribers",
     "posts_by_message",
     "secrets",
+    "notes",
 ];
 
 /// Store failures, worded for the operator.
@@ -370,6 +376,11 @@ impl Store {
         &self.path
     }
 
+    /// Where report files are written: `exports/` beside the store file.
+    pub fn exports_dir(&self) -> PathBuf {
+        self.path.parent().map(|p| p.join("exports")).unwrap_or_else(|| PathBuf::from("exports"))
+    }
+
     /// Resolves after a commit that scheduled, rescheduled or unscheduled a post (or at once if
     /// one happened since the last wait): one waiter, the scheduler.
     pub async fn schedule_changed(&self) {
@@ -413,6 +424,7 @@ impl Store {
             txn.open_table(SUBSCRIBERS)?;
             txn.open_table(POSTS_BY_MESSAGE)?;
             txn.open_table(SECRETS)?;
+            txn.open_table(NOTES)?;
         }
         txn.commit()?;
         Ok(())
@@ -611,6 +623,8 @@ impl Store {
 /// durable transaction, or not at all.
 pub struct Turn {
     txn: redb::WriteTransaction,
+    /// The store the turn writes, for reads of committed data beside it (reports).
+    store: Store,
     schedule_changed: std::sync::Arc<tokio::sync::Notify>,
     /// A post's due time changed in this turn: the scheduler is told after the commit.
     touched_schedule: std::cell::Cell<bool>,
@@ -621,6 +635,7 @@ impl Store {
     pub fn begin_turn(&self) -> Result<Turn, StoreError> {
         Ok(Turn {
             txn: self.db.begin_write()?,
+            store: self.clone(),
             schedule_changed: self.schedule_changed.clone(),
             touched_schedule: std::cell::Cell::new(false),
         })
@@ -628,6 +643,11 @@ impl Store {
 }
 
 impl Turn {
+    /// The store this turn writes to; its reads see what was committed before the turn.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     pub fn load_session(&self, chat_id: i64) -> Result<Option<Session>, StoreError> {
         read_session(&self.txn.open_table(SESSIONS)?, chat_id)
     }

@@ -159,6 +159,14 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>, options: RunOpt
     let started = startup::check(&bot, &options.api_url, &options.channel).await.map_err(RunError::Startup)?;
     startup::set_commands(&bot, &bundle).await.map_err(RunError::Startup)?;
     tracing::info!(bot = %started.bot_username, channel = started.channel_id.0, "connected to Telegram");
+    // Reports link to channel posts.
+    let channel_link = match &started.channel_username {
+        Some(name) => format!("https://t.me/{name}"),
+        None => format!("https://t.me/c/{}", started.channel_id.0.to_string().trim_start_matches("-100")),
+    };
+    if let Err(error) = store.set_channel_link(&channel_link) {
+        tracing::warn!("could not note the channel's link: {error}");
+    }
     let click_links = match &options.public_base_url {
         None => None,
         Some(base) => {
@@ -174,7 +182,11 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>, options: RunOpt
     let app = Arc::new(App {
         click_links: click_links.clone(),
         channel_id: started.channel_id.0,
-        tg: Telegram { bot: bot.clone(), pace: Arc::new(pace::Pace::after_restart(options.limits)) },
+        tg: Telegram {
+            bot: bot.clone(),
+            pace: Arc::new(pace::Pace::after_restart(options.limits)),
+            exports: store.exports_dir(),
+        },
         driver: Arc::new(Driver::with_ai(bundle.clone(), store, ai)),
         gate: Gate::new(options.authorized.iter().copied(), options.flood, options.refusal_quiet),
         bot_username: started.bot_username.clone(),
@@ -467,6 +479,8 @@ impl App {
             // An admin's warning goes through their queue, after what they sent before.
             Verdict::WarnFlood => Job { press, ..job(Some("flood_warning"), None) },
             Verdict::Refuse => {
+                // Once per refusal window (the gate refuses an outsider once, then ignores them).
+                self.record_denial(sender.id);
                 self.answer_aside(press, Some("access_denied"), chat_id, update_id);
                 return;
             }
@@ -771,6 +785,18 @@ impl App {
         let outcome =
             tokio::task::spawn_blocking(move || driver.finish_action(&launch_owned, completed, now, &mut |_| {})).await;
         self.deliver_outcome(chat_id, 0, outcome, None, pace::Priority::FollowUp).await
+    }
+
+    /// Logs that an outsider was refused (`access_denied`, with their Telegram id).
+    fn record_denial(&self, user_id: i64) {
+        let store = &self.driver.store;
+        let logged = store.begin_turn().and_then(|turn| {
+            turn.record_event("access_denied", self.clock.now(), &serde_json::json!({ "user": user_id }))?;
+            turn.commit()
+        });
+        if let Err(error) = logged {
+            tracing::warn!("an access denial was not logged: {error}");
+        }
     }
 
     /// Keeps the latest reaction counts of a channel post (other chats' counts are not ours).

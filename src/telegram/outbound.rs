@@ -25,6 +25,8 @@ use crate::engine::event::{Effect, Keyboard, LinkPreview, Media, OutMessage};
 pub struct Telegram {
     pub bot: Bot,
     pub pace: Arc<Pace>,
+    /// Where report files are; a media file id `export:<name>` is uploaded from there.
+    pub exports: std::path::PathBuf,
 }
 
 /// How many times a call is tried before the failure is reported (teloxide itself waits 10 s
@@ -354,7 +356,7 @@ pub async fn send_with(
         let sent = call_retrying(request, "sendMediaGroup", ATTEMPTS, slot(media.files().count()), retries).await?;
         return Ok(sent.iter().map(|m| i64::from(m.id.0)).collect());
     }
-    let file = InputFile::file_id(FileId(media.file_id.clone()));
+    let file = input_file(tg, &media.file_id);
     macro_rules! send_file {
         ($method:ident, $name:literal) => {{
             let mut request = bot.$method(chat, file).parse_mode(ParseMode::Html);
@@ -395,6 +397,19 @@ fn link_preview(preview: &LinkPreview) -> Option<LinkPreviewOptions> {
             Some(LinkPreviewOptions { url: Some(url.clone()), prefer_large_media: true, show_above_text: true, ..off })
         }
     }
+}
+
+/// A file to send: a report file from the exports folder (`export:<name>`, uploaded), or a
+/// Telegram file id. Only plain names inside the folder are read.
+fn input_file(tg: &Telegram, file_id: &str) -> InputFile {
+    if let Some(name) = file_id.strip_prefix(crate::store::EXPORT_PREFIX) {
+        let plain = !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\']);
+        if plain {
+            return InputFile::file(tg.exports.join(name)).file_name(name.to_string());
+        }
+        tracing::warn!(file_id, "a report file name that is not a plain name was not read");
+    }
+    InputFile::file_id(FileId(file_id.to_string()))
 }
 
 fn album(media: &Media, caption: Option<String>) -> Vec<InputMedia> {

@@ -53,6 +53,15 @@ pub struct Faults {
     pub delay: Duration,
 }
 
+/// A file the bot uploaded (a report sent as a document or photo).
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub file_id: String,
+    pub file_name: String,
+    pub kind: String,
+    pub data: Vec<u8>,
+}
+
 /// What the bot made visible in a chat: a message sent or edited.
 #[derive(Debug, Clone)]
 pub struct Output {
@@ -160,6 +169,9 @@ struct State {
     redelivered: VecDeque<Value>,
     next_update: i64,
     allowed_updates: Option<Vec<String>>,
+    uploads: Vec<Upload>,
+    /// The channel's member count.
+    members: u64,
     messages: BTreeMap<(i64, i64), Stored>,
     next_message: HashMap<i64, i64>,
     last_update_in_chat: HashMap<i64, i64>,
@@ -217,6 +229,7 @@ impl FakeTelegram {
             rights: Some(ChannelRights { member: true, admin: true, can_post: true, can_edit: true, can_delete: true }),
             channel_limit: (20, Duration::from_secs(60)),
             overall_limit: 30,
+            members: 1500,
             ..State::default()
         };
         let fake = FakeTelegram {
@@ -505,6 +518,16 @@ impl FakeTelegram {
 
     // ----- what tests look at ----------------------------------------------------------------
 
+    /// The channel's member count from now on.
+    pub fn set_members(&self, members: u64) {
+        self.lock().members = members;
+    }
+
+    /// Files the bot uploaded, in order.
+    pub fn uploads(&self) -> Vec<Upload> {
+        self.lock().uploads.clone()
+    }
+
     /// The update kinds the bot last asked for (`allowed_updates` of getUpdates or setWebhook).
     pub fn allowed_updates(&self) -> Option<Vec<String>> {
         self.lock().allowed_updates.clone()
@@ -769,6 +792,7 @@ fn canonical(method: &str) -> String {
         "deleteWebhook",
         "setWebhook",
         "getWebhookInfo",
+        "getChatMemberCount",
         "getUpdates",
         "sendChatAction",
         "answerCallbackQuery",
@@ -820,6 +844,14 @@ async fn read_params(request: Request) -> Result<Map<String, Value>, String> {
         let mut params = Map::new();
         while let Some(field) = multipart.next_field().await.map_err(|e| e.to_string())? {
             let name = field.name().unwrap_or_default().to_string();
+            // An uploaded file: kept as `{upload: file name, data: base64}` for the method.
+            if let Some(file_name) = field.file_name().map(str::to_string) {
+                let bytes = field.bytes().await.map_err(|e| e.to_string())?;
+                use base64::Engine;
+                let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
+                params.insert(name, json!({ "upload": file_name, "data": data }));
+                continue;
+            }
             let text = field.text().await.map_err(|e| e.to_string())?;
             let json_field = ["reply_markup", "media", "caption_entities", "entities", "link_preview_options"];
             let value = if json_field.contains(&name.as_str()) {
@@ -976,6 +1008,13 @@ fn dispatch(state: &mut State, method: &str, params: &Map<String, Value>) -> Res
             }
             Ok(json!(true))
         }
+        "getChatMemberCount" => {
+            let chat = chat_of(state, params)?;
+            if chat != CHANNEL_ID {
+                return Err(bad("chat not found"));
+            }
+            Ok(json!(state.members))
+        }
         "getWebhookInfo" => Ok(json!({
             "url": state.webhook.as_ref().map(|(u, _)| u.clone()).unwrap_or_default(),
             "has_custom_certificate": false, "pending_update_count": state.updates.len(),
@@ -1084,6 +1123,25 @@ fn check_rate(state: &mut State, chat: i64, weight: usize) -> Result<(), Reply> 
     }
     state.all_sends.extend(std::iter::repeat_n(now, weight));
     Ok(())
+}
+
+/// An uploaded file: Telegram's limits are 10 MB for a photo and 50 MB for other files; the
+/// file gets a new file id and is kept for the test.
+fn take_upload(state: &mut State, method: &str, upload: &Value, kind: &str) -> Result<String, Reply> {
+    use base64::Engine;
+    let name = str_of(upload, "upload");
+    let data = base64::engine::general_purpose::STANDARD.decode(str_of(upload, "data")).unwrap_or_default();
+    let limit = if kind == "photo" { 10 << 20 } else { 50 << 20 };
+    if data.is_empty() {
+        return Err(refuse(state, method, "file must be non-empty"));
+    }
+    if data.len() > limit {
+        return Err(Reply { code: 413, description: "Request Entity Too Large".into(), retry_after: 0 });
+    }
+    let file_id = format!("uploaded-{}-{name}", state.uploads.len() + 1);
+    state.files.insert(file_id.clone(), kind.to_string());
+    state.uploads.push(Upload { file_id: file_id.clone(), file_name: name, kind: kind.to_string(), data });
+    Ok(file_id)
 }
 
 /// A file id must be one a user sent, and be sent back as what it is.
@@ -1201,8 +1259,18 @@ fn send(state: &mut State, method: &str, params: &Map<String, Value>) -> Result<
                 "sendAnimation" => ("animation", "animation"),
                 _ => ("document", "document"),
             };
-            let file_id = as_str(params.get(key)).unwrap_or_default();
-            check_file(state, method, &file_id, kind)?;
+            // An upload comes as the file part itself, or (teloxide) as `attach://<part name>`.
+            let attached = as_str(params.get(key))
+                .and_then(|v| v.strip_prefix("attach://").map(str::to_string))
+                .and_then(|part| params.get(&part));
+            let file_id = match attached.or(params.get(key)) {
+                Some(upload) if upload.get("upload").is_some() => take_upload(state, method, upload, kind)?,
+                other => {
+                    let file_id = as_str(other).unwrap_or_default();
+                    check_file(state, method, &file_id, kind)?;
+                    file_id
+                }
+            };
             let (html, plain) = parse_text(state, method, params, "caption")?;
             let length = plain.encode_utf16().count();
             if length > MAX_CAPTION {

@@ -65,7 +65,16 @@ impl Compiler<'_> {
                 files
             }
         };
-        let table = sinks.and_then(|s| s.table.as_ref()).map(|t| TableSink { max_rows: t.max_rows.unwrap_or(20) });
+        let table = sinks.and_then(|s| s.table.as_ref()).map(|t| TableSink {
+            max_rows: t.max_rows.unwrap_or(20),
+            columns: t
+                .columns
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, column)| self.located(file, &format!("sinks.table.columns.{i}"), column.clone()))
+                .collect(),
+        });
         let chart = match sinks.and_then(|s| s.chart.as_ref()) {
             None => None,
             Some(chart) => {
