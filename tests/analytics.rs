@@ -208,6 +208,10 @@ fn a_bad_parameter_is_named_with_what_it_takes() {
         "`fortnight` is not a period: expected one of today, yesterday, week, last_week, month, last_month, 7d, 30d, year, all, custom"
     );
     assert_eq!(fail(&[("from", "2026-11-01")]), "a custom period needs both `from` and `to`; `to` is missing");
+    assert_eq!(
+        fail(&[("period", "week"), ("from", "2026-11-01"), ("to", "2026-11-02")]),
+        "give either `period` or `from`/`to` dates, not both"
+    );
     let unknown =
         analytics::report(&bundle, "nope", &params(&[]), &store, context(), today()).err().unwrap().to_string();
     assert!(unknown.starts_with("no pipeline `nope`; the pipelines are clicks, events, "), "{unknown}");
@@ -283,6 +287,10 @@ fn broken_pipelines_are_reported_at_their_step() {
         "report_bad4.yaml",
         "kind: pipeline\nid: bad4\nsource: clicks\nsteps:\n  - select: [post]\nsinks:\n  chart: { x: post, y: [clicks] }\n",
     );
+    write(
+        "report_bad5.yaml",
+        "kind: pipeline\nid: bad5\nsource: posts\nsteps:\n  - sql: \"SELECT * FROM read_csv('/etc/passwd')\"\n",
+    );
     let loaded = analytics::load_config(dir.path(), CATALOGUE, chrono_tz::Asia::Yerevan);
     let diagnostics = loaded.result.err().expect("broken pipelines");
     let shown: Vec<String> = diagnostics
@@ -296,6 +304,7 @@ fn broken_pipelines_are_reported_at_their_step() {
             "flows/report_bad2.yaml:5:13: unknown parameter :since (this pipeline has no parameters) ()",
             "flows/report_bad3.yaml:5:10: sql parser error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1 ()",
             "flows/report_bad4.yaml:7:25: the column `clicks` is not in the pipeline's result (the result has post)",
+            "flows/report_bad5.yaml:5:10: `read_csv` reads files; a sql step reads only `self` and the sources ()",
         ]
     );
 }

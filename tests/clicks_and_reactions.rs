@@ -53,9 +53,17 @@ struct Hit {
 }
 
 fn get(bot: &Bot, url: &str, agent: &str) -> Hit {
+    request(bot, reqwest::Method::GET, url, agent, None)
+}
+
+fn request(bot: &Bot, method: reqwest::Method, url: &str, agent: &str, forwarded: Option<&str>) -> Hit {
     bot.rt.block_on(async {
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        let response = client.get(url).header("user-agent", agent).send().await.unwrap();
+        let mut request = client.request(method, url).header("user-agent", agent);
+        if let Some(forwarded) = forwarded {
+            request = request.header("x-forwarded-for", forwarded);
+        }
+        let response = request.send().await.unwrap();
         Hit {
             status: response.status().as_u16(),
             location: response.headers().get("location").map(|v| v.to_str().unwrap().to_string()),
@@ -83,7 +91,9 @@ fn a_click_on_a_cta_button_is_counted_once_and_shows_in_the_next_report() {
     bot.restart_after(tracked(), |store| {
         store.save_post(due_post()).unwrap();
     });
-    bot.wait_for("the post in the channel", || !bot.fake.channel_posts().is_empty());
+    bot.wait_for("the post published", || {
+        bot.store().post(1).unwrap().is_some_and(|p| p.status == PostStatus::Published && !p.message_ids.is_empty())
+    });
     let channel = bot.fake.channel_posts();
     let buttons = button_urls(channel[0].markup.as_ref().expect("buttons under the post"));
     let base = bot.http_base.clone().unwrap();
@@ -112,8 +122,15 @@ fn a_click_on_a_cta_button_is_counted_once_and_shows_in_the_next_report() {
     assert_eq!(get(&bot, &foreign, "phone C").status, 404);
     assert_eq!(get(&bot, &format!("{base}/r/nonsense"), "phone C").status, 404);
 
+    // A link checker's HEAD is not a reader.
+    assert_eq!(request(&bot, reqwest::Method::HEAD, &buttons[1].1, "checker", None).status, 302);
+    // Behind a proxy on this machine the client is the address the proxy added last.
+    let proxied = |chain: &str| request(&bot, reqwest::Method::GET, &buttons[1].1, "phone D", Some(chain)).status;
+    assert_eq!(proxied("10.0.0.7"), 302);
+    assert_eq!(proxied("1.2.3.4, 10.0.0.7"), 302, "a forged first address is not a new client");
+
     let clicks = bot.store().clicks().unwrap();
-    assert_eq!(clicks.len(), 3, "phone A's repeat within the window counted once: {clicks:?}");
+    assert_eq!(clicks.len(), 4, "phone A's repeat within the window counted once: {clicks:?}");
     assert_eq!(clicks.iter().filter(|c| c.button == 0).count(), 2);
 
     let frame = report(&bot, "clicks");
@@ -123,9 +140,9 @@ fn a_click_on_a_cta_button_is_counted_once_and_shows_in_the_next_report() {
     assert_eq!(labels, ["Գնել", "Կատալոգ"]);
     let counts: Vec<u32> =
         (0..frame.height()).map(|i| frame.column("clicks").unwrap().u32().unwrap().get(i).unwrap()).collect();
-    assert_eq!(counts, [2, 1]);
+    assert_eq!(counts, [2, 2]);
     let top = report(&bot, "top_posts");
-    assert_eq!(top.column("clicks").unwrap().u32().unwrap().get(0), Some(3));
+    assert_eq!(top.column("clicks").unwrap().u32().unwrap().get(0), Some(4));
 }
 
 #[test]

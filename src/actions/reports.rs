@@ -150,10 +150,12 @@ pub fn archive_events(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, Ac
     let before = ctx.now - (days as i64) * 86_400;
     let context = SourceContext { timezone: ctx.bundle.timezone, channel_link: None };
     let mut columns = analytics::sources::EventColumns::with_capacity(0);
-    let (mut first, mut last) = (i64::MAX, i64::MIN);
+    let (mut first, mut last, mut first_seq, mut last_seq) = (i64::MAX, i64::MIN, u64::MAX, 0);
     let archived = ctx.store.prune_events(before, |event| {
         first = first.min(event.at);
         last = last.max(event.at);
+        first_seq = first_seq.min(event.seq);
+        last_seq = last_seq.max(event.seq);
         columns.push(event.clone(), &context);
     })?;
     if archived == 0 {
@@ -169,11 +171,16 @@ pub fn archive_events(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, Ac
     };
     let dir = ctx.store.store().exports_dir().join("archive");
     std::fs::create_dir_all(&dir).map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
-    let path = dir.join(format!("events_{}_{}.parquet", day(first), day(last)));
+    // Sequence numbers are never reused, so no archive overwrites another.
+    let path = dir.join(format!("events_{}_{}_{first_seq}-{last_seq}.parquet", day(first), day(last)));
+    let partial = dir.join(format!("events_{first_seq}-{last_seq}.partial"));
     let mut frame = columns.finish().map_err(|e| failed(e.to_string()))?;
     let written = analytics::outside_async(|| -> Result<(), String> {
-        let file = std::fs::File::create(&path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        polars::prelude::ParquetWriter::new(file).finish(&mut frame).map(drop).map_err(|e| e.to_string())
+        let cannot = |e: std::io::Error| format!("cannot write {}: {e}", partial.display());
+        let mut file = std::fs::File::create(&partial).map_err(cannot)?;
+        polars::prelude::ParquetWriter::new(&mut file).finish(&mut frame).map_err(|e| e.to_string())?;
+        file.sync_all().map_err(cannot)?;
+        std::fs::rename(&partial, &path).map_err(|e| format!("cannot write {}: {e}", path.display()))
     });
     // The deletion commits with the turn, after the file is safely written.
     written.map_err(failed)?;

@@ -25,7 +25,7 @@ impl Literal {
         match self {
             Literal::Null => "NULL".to_string(),
             Literal::Text(text) => format!("'{}'", text.replace('\'', "''")),
-            Literal::Int(n) => n.to_string(),
+            Literal::Int(n) => format!("({n})"),
             Literal::Date(date) => format!("DATE '{}'", date.format("%Y-%m-%d")),
             Literal::Timestamp(at) => format!("TIMESTAMP '{}'", at.format("%Y-%m-%d %H:%M:%S")),
         }
@@ -91,6 +91,9 @@ pub fn resolve(
         let value = match (&param.kind, text.as_deref().map(str::trim)) {
             (ParamKind::Period, period) => {
                 let custom = given.contains_key("from") || given.contains_key("to");
+                if custom && given.get(&param.name).is_some_and(|p| p != "custom") {
+                    return Err(ParamError(format!("give either `{}` or `from`/`to` dates, not both", param.name)));
+                }
                 let period = match period {
                     Some(p) if given.contains_key(&param.name) || !custom => p,
                     _ if custom => "custom",
@@ -211,6 +214,19 @@ pub fn substitute(sql: &str, values: &Values) -> Result<String, Vec<String>> {
             i += 1;
             continue;
         }
+        // Comments are copied as they are: a quote or `:name` inside one means nothing.
+        let comment_end = match (c, chars.get(i + 1)) {
+            ('-', Some('-')) => Some(chars[i..].iter().position(|c| *c == '\n').map_or(chars.len(), |p| i + p)),
+            ('/', Some('*')) => {
+                Some(chars[i + 2..].windows(2).position(|w| w == ['*', '/']).map_or(chars.len(), |p| i + 2 + p + 2))
+            }
+            _ => None,
+        };
+        if let Some(end) = comment_end {
+            out.extend(&chars[i..end]);
+            i = end;
+            continue;
+        }
         let starts_name = c == ':'
             && chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase() || *n == '_')
             && (i == 0 || chars[i - 1] != ':');
@@ -250,7 +266,11 @@ mod tests {
         let v = values(&[("format", Literal::Text("it's".into())), ("n", Literal::Int(3))]);
         assert_eq!(
             substitute("format = :format AND x::INT > :n AND y = ':format'", &v).unwrap(),
-            "format = 'it''s' AND x::INT > 3 AND y = ':format'"
+            "format = 'it''s' AND x::INT > (3) AND y = ':format'"
+        );
+        assert_eq!(
+            substitute("a = :n -- it's :n\n/* ' :n */ b = :format", &v).unwrap(),
+            "a = (3) -- it's :n\n/* ' :n */ b = 'it''s'"
         );
         assert_eq!(substitute("a = :nope", &v).unwrap_err(), vec!["nope".to_string()]);
     }

@@ -179,6 +179,7 @@ fn apply(frame: LazyFrame, step: &PipeStep, sources: &mut dyn Sources, values: &
             let sql = substitute(query, values).map_err(|unknown| {
                 format!("unknown parameter :{} (this pipeline has {})", unknown.join(", :"), known(values))
             })?;
+            reads_only_sources(&sql)?;
             let mut context = SQLContext::new();
             context.register("self", frame);
             for source in mentioned_sources(&sql) {
@@ -187,6 +188,17 @@ fn apply(frame: LazyFrame, step: &PipeStep, sources: &mut dyn Sources, values: &
             context.execute(&sql).map_err(|err| clean(&err.to_string()))?
         }
     })
+}
+
+/// A query may read `self` and the sources, never files: polars' SQL table functions
+/// (`read_csv(...)` and the like) would let a pipeline show any file on the server.
+fn reads_only_sources(sql: &str) -> Result<(), String> {
+    let lower = sql.to_lowercase();
+    let words: Vec<&str> = lower.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).collect();
+    match words.iter().find(|w| w.starts_with("read_") || w.starts_with("scan_")) {
+        Some(function) => Err(format!("`{function}` reads files; a sql step reads only `self` and the sources")),
+        None => Ok(()),
+    }
 }
 
 /// The sources a query names (as whole words), so only those are read.

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -24,15 +24,16 @@ const MAC_BYTES: usize = 9;
 const PAYLOAD_BYTES: usize = 9;
 /// Clicks from one client on one button within this window count once.
 pub const REPEAT_WINDOW_MS: i64 = 30_000;
-/// Clients remembered for the window; beyond this the oldest are forgotten.
+/// Clients remembered for the window; a flood beyond this is forgotten at once.
 const MAX_REMEMBERED: usize = 100_000;
 
 /// Makes and checks tracked links, and remembers recent clicks for the repeat rule.
 pub struct ClickLinks {
     base_url: String,
     secret: Vec<u8>,
-    /// (client and token hash) → when it last counted (ms).
-    recent: Mutex<HashMap<u64, i64>>,
+    /// (client and token hash) → when it last counted (ms), with when entries older than the
+    /// window were last dropped.
+    recent: Mutex<(HashMap<u64, i64>, i64)>,
     /// Hashes client addresses with a key of this run, so nothing identifying is kept.
     client_key: u64,
 }
@@ -43,7 +44,7 @@ impl ClickLinks {
         ClickLinks {
             base_url: base_url.trim_end_matches('/').to_string(),
             secret,
-            recent: Mutex::new(HashMap::new()),
+            recent: Mutex::new((HashMap::new(), 0)),
             client_key: rand::random(),
         }
     }
@@ -90,12 +91,15 @@ impl ClickLinks {
     /// Whether a click counts: the first from this client on this token within the window.
     pub fn first_in_window(&self, client: &str, token: &str, now_ms: i64) -> bool {
         let key = crate::config::fnv1a([self.client_key.to_le_bytes().as_slice(), client.as_bytes(), token.as_bytes()]);
-        let Ok(mut recent) = self.recent.lock() else { return true };
-        if recent.len() >= MAX_REMEMBERED {
+        let Ok(mut guard) = self.recent.lock() else { return true };
+        let (recent, swept) = &mut *guard;
+        // Entries older than the window are dropped once a window, so nothing is kept longer.
+        if now_ms - *swept >= REPEAT_WINDOW_MS {
             recent.retain(|_, at| now_ms - *at < REPEAT_WINDOW_MS);
-            if recent.len() >= MAX_REMEMBERED {
-                recent.clear();
-            }
+            *swept = now_ms;
+        }
+        if recent.len() >= MAX_REMEMBERED {
+            recent.clear();
         }
         match recent.get(&key) {
             Some(at) if now_ms - *at < REPEAT_WINDOW_MS => false,
@@ -119,6 +123,7 @@ pub struct ClickState {
 /// not ours or names no button.
 pub async fn redirect(
     State(state): State<ClickState>,
+    method: Method,
     Path(token): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -132,20 +137,26 @@ pub async fn redirect(
     let Ok(Ok(Some(post))) = tokio::task::spawn_blocking(move || store.post(post_id)).await else {
         return not_found();
     };
-    let Some(target) = post.buttons.get(button as usize).map(|b| b.url.clone()) else {
+    // The address as the client parses it (non-ASCII hosts and paths encoded).
+    let Some(target) = post.buttons.get(button as usize).and_then(|b| url::Url::parse(&b.url).ok()) else {
         return not_found();
     };
-    // Behind a reverse proxy the client is the first X-Forwarded-For address.
-    let client = headers
-        .get("x-forwarded-for")
+    let target = target.to_string();
+    // Behind a reverse proxy on this machine, the client is the address that proxy added last
+    // to X-Forwarded-For; from anyone else the header is not believed.
+    let forwarded = peer.ip().is_loopback().then(|| headers.get("x-forwarded-for")).flatten();
+    let client = forwarded
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.rsplit(',').next())
         .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
         .unwrap_or_else(|| peer.ip().to_string());
     let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let now_ms = state.clock.now_ms();
     // A post being sent is already in the channel (its messages go out before it is recorded).
-    let counted = matches!(post.status, PostStatus::Published | PostStatus::Publishing)
+    // Link checkers send HEAD; only a GET is a reader.
+    let counted = method == Method::GET
+        && matches!(post.status, PostStatus::Published | PostStatus::Publishing)
         && state.links.first_in_window(&format!("{client}|{agent}"), &token, now_ms);
     if counted {
         let store = state.store.clone();

@@ -8,8 +8,10 @@ use super::{EVENTS, NOTES, POSTS_BY_MESSAGE, SECRETS, Store, StoreError, Turn};
 
 /// CTA clicks, in order of arrival: sequence number → [`Click`] (17 bytes).
 pub(super) const CLICKS: TableDefinition<u64, &[u8]> = TableDefinition::new("clicks");
-/// The latest count of each reaction on each channel post: (post id, reaction) → (count, at).
-pub(super) const REACTIONS: TableDefinition<(u64, &str), (u32, i64)> = TableDefinition::new("reactions");
+/// The latest count of each reaction on each channel message: (message id, reaction) →
+/// (count, at, post id). A post of several messages (an album and its buttons, a split text)
+/// sums its messages.
+pub(super) const REACTIONS: TableDefinition<(i64, &str), (u32, i64, u64)> = TableDefinition::new("reaction_counts");
 /// The channel's member count: when it was read (Unix seconds) → members.
 pub(super) const SUBSCRIBERS: TableDefinition<i64, u64> = TableDefinition::new("subscribers");
 
@@ -50,8 +52,20 @@ pub struct LoggedEvent {
 impl LoggedEvent {
     /// Reads a stored record; the whole JSON is kept in `raw`.
     pub fn decode(seq: u64, bytes: &[u8]) -> Result<LoggedEvent, StoreError> {
-        let mut event: LoggedEvent =
-            serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
+        let mut event: LoggedEvent = match serde_json::from_slice(bytes) {
+            Ok(event) => event,
+            // A record whose well-known fields do not fit (an older or odd writer) still counts
+            // with its time and kind; the rest stays in `raw`.
+            Err(_) => {
+                let value: serde_json::Value =
+                    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
+                LoggedEvent {
+                    at: value.get("at").and_then(serde_json::Value::as_i64).unwrap_or_default(),
+                    kind: value.get("kind").and_then(serde_json::Value::as_str).unwrap_or("unknown").to_string(),
+                    ..LoggedEvent::default()
+                }
+            }
+        };
         event.seq = seq;
         event.raw = String::from_utf8_lossy(bytes).into_owned();
         Ok(event)
@@ -113,6 +127,13 @@ impl Store {
     pub fn channel_link(&self) -> Result<Option<String>, StoreError> {
         let txn = self.db.begin_read()?;
         Ok(txn.open_table(NOTES)?.get("channel_link")?.map(|v| v.value().to_string()))
+    }
+
+    /// Whether click links were ever made (their key exists): old posts' buttons then need the
+    /// redirect even if `PUBLIC_BASE_URL` was unset since.
+    pub fn has_click_secret(&self) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(SECRETS)?.get("click_links")?.is_some())
     }
 
     /// The key that signs click links: made at random the first time, then kept (so links in
@@ -180,42 +201,49 @@ impl Store {
         Ok(clicks)
     }
 
-    /// Replaces the reaction counts of a post with Telegram's latest (a reaction no longer
-    /// listed has gone to zero), and logs the snapshot.
-    pub fn set_reactions(&self, post: u64, counts: &[(String, u32)], at: i64) -> Result<(), StoreError> {
+    /// Replaces the reaction counts of one channel message of `post` with Telegram's latest (a
+    /// reaction no longer listed has gone to zero), and logs the snapshot.
+    pub fn set_reactions(&self, post: u64, message: i64, counts: &[(String, u32)], at: i64) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(REACTIONS)?;
             let old: Vec<String> = table
-                .range((post, "")..)?
-                .map_while(|entry| entry.ok().filter(|(key, _)| key.value().0 == post))
+                .range((message, "")..)?
+                .map_while(|entry| entry.ok().filter(|(key, _)| key.value().0 == message))
                 .map(|(key, _)| key.value().1.to_string())
                 .collect();
             for reaction in old {
-                table.remove((post, reaction.as_str()))?;
+                table.remove((message, reaction.as_str()))?;
             }
             for (reaction, count) in counts.iter().filter(|(_, count)| *count > 0) {
-                table.insert((post, reaction.as_str()), (*count, at))?;
+                table.insert((message, reaction.as_str()), (*count, at, post))?;
             }
         }
         let snapshot: serde_json::Map<String, serde_json::Value> =
             counts.iter().map(|(reaction, count)| (reaction.clone(), serde_json::Value::from(*count))).collect();
-        super::append_event(&txn, "reactions", at, &serde_json::json!({ "post": post, "counts": snapshot }))?;
+        let record = serde_json::json!({ "post": post, "message": message, "counts": snapshot });
+        super::append_event(&txn, "reactions", at, &record)?;
         txn.commit()?;
         Ok(())
     }
 
-    /// The latest count of every reaction on every post.
+    /// The latest count of every reaction on every post (its messages added up), by post and
+    /// reaction.
     pub fn reactions(&self) -> Result<Vec<ReactionCount>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(REACTIONS)?;
-        let mut out = Vec::new();
+        let mut by_post: std::collections::BTreeMap<(u64, String), (u32, i64)> = std::collections::BTreeMap::new();
         for entry in table.iter()? {
             let (key, value) = entry?;
-            let ((post, reaction), (count, at)) = (key.value(), value.value());
-            out.push(ReactionCount { post, reaction: reaction.to_string(), count, at });
+            let ((_, reaction), (count, at, post)) = (key.value(), value.value());
+            let total = by_post.entry((post, reaction.to_string())).or_insert((0, at));
+            total.0 = total.0.saturating_add(count);
+            total.1 = total.1.max(at);
         }
-        Ok(out)
+        Ok(by_post
+            .into_iter()
+            .map(|((post, reaction), (count, at))| ReactionCount { post, reaction, count, at })
+            .collect())
     }
 
     /// Records the channel's member count at `at`.
@@ -275,9 +303,9 @@ impl Turn {
         Ok(())
     }
 
-    /// Sets one reaction count inside this turn.
-    pub fn set_reaction(&self, post: u64, reaction: &str, count: u32, at: i64) -> Result<(), StoreError> {
-        self.txn.open_table(REACTIONS)?.insert((post, reaction), (count, at))?;
+    /// Sets one reaction count of one channel message of `post` inside this turn.
+    pub fn set_reaction(&self, post: u64, message: i64, reaction: &str, count: u32, at: i64) -> Result<(), StoreError> {
+        self.txn.open_table(REACTIONS)?.insert((message, reaction), (count, at, post))?;
         Ok(())
     }
 }
@@ -294,14 +322,16 @@ mod tests {
         store.record_click(Click { at: 11, post: 7, button: 0 }).unwrap();
         assert_eq!(store.clicks().unwrap()[1], Click { at: 11, post: 7, button: 0 });
 
-        store.set_reactions(7, &[("x".into(), 3), ("y".into(), 1)], 20).unwrap();
-        store.set_reactions(8, &[("x".into(), 2)], 20).unwrap();
-        store.set_reactions(7, &[("x".into(), 4)], 30).unwrap();
+        store.set_reactions(7, 70, &[("x".into(), 3), ("y".into(), 1)], 20).unwrap();
+        store.set_reactions(8, 80, &[("x".into(), 2)], 20).unwrap();
+        store.set_reactions(7, 70, &[("x".into(), 4)], 30).unwrap();
+        // The post's second message (the buttons under its album) adds up with the first.
+        store.set_reactions(7, 71, &[("x".into(), 1)], 25).unwrap();
         let reactions = store.reactions().unwrap();
         assert_eq!(
             reactions,
             vec![
-                ReactionCount { post: 7, reaction: "x".into(), count: 4, at: 30 },
+                ReactionCount { post: 7, reaction: "x".into(), count: 5, at: 30 },
                 ReactionCount { post: 8, reaction: "x".into(), count: 2, at: 20 },
             ]
         );
@@ -311,7 +341,7 @@ mod tests {
         assert_eq!(store.subscribers().unwrap(), vec![(100, 1500), (200, 1502)]);
         let mut kinds = Vec::new();
         store.for_each_event(|e| kinds.push(e.kind)).unwrap();
-        assert_eq!(kinds, ["reactions", "reactions", "reactions", "subscribers", "subscribers"]);
+        assert_eq!(kinds, ["reactions", "reactions", "reactions", "reactions", "subscribers", "subscribers"]);
     }
 
     #[test]
@@ -324,6 +354,8 @@ mod tests {
         assert_eq!((event.seq, event.user, event.prompt_tokens), (3, Some(9), Some(12)));
         assert_eq!(event.format.as_deref(), Some("sale"));
         assert!(event.raw.contains("\"x\":1"));
+        let odd = LoggedEvent::decode(4, br#"{"kind":"x","at":6,"user":1,"user_id":2,"post":"seven"}"#).unwrap();
+        assert_eq!((odd.kind.as_str(), odd.at, odd.post), ("x", 6, None));
     }
 
     #[test]

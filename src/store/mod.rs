@@ -71,7 +71,7 @@ pub const TABLES: [&str; 18] = [
     "jobs",
     "channel_ops",
     "clicks",
-    "reactions",
+    "reaction_counts",
     "subscribers",
     "posts_by_message",
     "secrets",

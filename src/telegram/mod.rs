@@ -167,14 +167,24 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>, options: RunOpt
     if let Err(error) = store.set_channel_link(&channel_link) {
         tracing::warn!("could not note the channel's link: {error}");
     }
+    let cannot_read = |e: crate::store::StoreError| RunError::Startup(format!("cannot read the store: {e}"));
     let click_links = match &options.public_base_url {
+        Some(base) => Some(Arc::new(crate::http::ClickLinks::new(base, store.click_secret().map_err(cannot_read)?))),
         None => None,
-        Some(base) => {
-            let secret = store.click_secret().map_err(|e| RunError::Startup(format!("cannot read the store: {e}")))?;
-            Some(Arc::new(crate::http::ClickLinks::new(base, secret)))
-        }
     };
-    let click_state = click_links.as_ref().map(|links| crate::http::ClickState {
+    // Posts published while PUBLIC_BASE_URL was set keep their tracked buttons: their links are
+    // still served (and counted) after it is unset, though new posts link directly.
+    let served_links = match (&click_links, store.has_click_secret().map_err(cannot_read)?) {
+        (Some(links), _) => Some(links.clone()),
+        (None, true) => {
+            tracing::info!(
+                "PUBLIC_BASE_URL is not set: new posts link directly; old posts' tracked links are still served"
+            );
+            Some(Arc::new(crate::http::ClickLinks::new("", store.click_secret().map_err(cannot_read)?)))
+        }
+        (None, false) => None,
+    };
+    let click_state = served_links.as_ref().map(|links| crate::http::ClickState {
         links: links.clone(),
         store: store.clone(),
         clock: options.clock.clone(),
@@ -274,17 +284,22 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>, options: RunOpt
             // The click redirect needs a server of its own when updates come by polling.
             let server = match click_state {
                 None => None,
-                Some(state) => {
-                    let tcp = tokio::net::TcpListener::bind(options.http_addr).await.map_err(|e| {
-                        RunError::Startup(format!(
-                            "cannot listen on HTTP_ADDR {} for click links: {e}",
-                            options.http_addr
-                        ))
-                    })?;
-                    Some(AbortOnDrop(
+                Some(state) => match tokio::net::TcpListener::bind(options.http_addr).await {
+                    Ok(tcp) => Some(AbortOnDrop(
                         tokio::spawn(crate::http::serve(tcp, crate::http::router(Some(state)))).abort_handle(),
-                    ))
-                }
+                    )),
+                    // Only old posts' links would be served: not worth refusing to start.
+                    Err(error) if click_links.is_none() => {
+                        tracing::warn!(addr = %options.http_addr, "old posts' click links are not served: {error}");
+                        None
+                    }
+                    Err(error) => {
+                        return Err(RunError::Startup(format!(
+                            "cannot listen on HTTP_ADDR {} for click links: {error}",
+                            options.http_addr
+                        )));
+                    }
+                },
             };
             let polling = Polling::builder(bot.clone())
                 .timeout(Duration::from_secs(10))
@@ -787,33 +802,28 @@ impl App {
         self.deliver_outcome(chat_id, 0, outcome, None, pace::Priority::FollowUp).await
     }
 
-    /// Logs that an outsider was refused (`access_denied`, with their Telegram id).
+    /// Logs that an outsider was refused (`access_denied`, with their Telegram id), off the
+    /// runtime's thread.
     fn record_denial(&self, user_id: i64) {
-        let store = &self.driver.store;
-        let logged = store.begin_turn().and_then(|turn| {
-            turn.record_event("access_denied", self.clock.now(), &serde_json::json!({ "user": user_id }))?;
-            turn.commit()
+        let (store, now) = (self.driver.store.clone(), self.clock.now());
+        tokio::task::spawn_blocking(move || {
+            let logged = store.begin_turn().and_then(|turn| {
+                turn.record_event("access_denied", now, &serde_json::json!({ "user": user_id }))?;
+                turn.commit()
+            });
+            if let Err(error) = logged {
+                tracing::warn!("an access denial was not logged: {error}");
+            }
         });
-        if let Err(error) = logged {
-            tracing::warn!("an access denial was not logged: {error}");
-        }
     }
 
-    /// Keeps the latest reaction counts of a channel post (other chats' counts are not ours).
+    /// Keeps the latest reaction counts of a channel post's message (other chats' counts are
+    /// not ours). The write runs off the runtime's thread.
     fn on_reaction_counts(&self, update: &teloxide::types::MessageReactionCountUpdated) {
         if update.chat.id.0 != self.channel_id {
             tracing::debug!(chat_id = update.chat.id.0, "reaction counts from another chat ignored");
             return;
         }
-        let store = &self.driver.store;
-        let post = match store.post_of_message(update.message_id.0 as i64) {
-            Ok(Some(post)) => post,
-            Ok(None) => return,
-            Err(error) => {
-                tracing::warn!("reaction counts not recorded: {error}");
-                return;
-            }
-        };
         let counts: Vec<(String, u32)> = update
             .reactions
             .iter()
@@ -828,9 +838,18 @@ impl App {
                 (name, u32::try_from(count.total_count).unwrap_or(u32::MAX))
             })
             .collect();
-        if let Err(error) = store.set_reactions(post, &counts, update.date.timestamp()) {
-            tracing::warn!(post, "reaction counts not recorded: {error}");
-        }
+        let (store, message, at) = (self.driver.store.clone(), i64::from(update.message_id.0), update.date.timestamp());
+        tokio::task::spawn_blocking(move || {
+            // A message that is no post of ours (or not recorded yet) is left alone.
+            let recorded = match store.post_of_message(message) {
+                Ok(Some(post)) => store.set_reactions(post, message, &counts, at),
+                Ok(None) => Ok(()),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = recorded {
+                tracing::warn!(message, "reaction counts not recorded: {error}");
+            }
+        });
     }
 
     /// Starts the scheduler: it publishes due posts to the channel and tells admins through

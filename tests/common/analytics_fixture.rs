@@ -39,7 +39,7 @@ pub struct Written {
 pub fn generate(store: &Store, posts: u64, events: u64) -> Written {
     let mut rng = Lcg::new(7);
     let span = 60 * 24 * HOUR;
-    let mut published = Vec::new();
+    let mut published: Vec<(u64, i64, i64)> = Vec::new();
     let turn = store.begin_turn().unwrap();
     for i in 0..posts {
         let created = START + (i as i64 * span) / posts.max(1) as i64;
@@ -72,7 +72,7 @@ pub fn generate(store: &Store, posts: u64, events: u64) -> Written {
         }
         let saved = turn.save_post(post).unwrap();
         if saved.status == PostStatus::Published {
-            published.push((saved.id, saved.published_at.unwrap_or(created)));
+            published.push((saved.id, saved.published_at.unwrap_or(created), saved.message_ids[0]));
         }
     }
     for n in 0..events {
@@ -92,16 +92,16 @@ pub fn generate(store: &Store, posts: u64, events: u64) -> Written {
         turn.record_event(kind, at, &record).unwrap();
     }
     let mut clicks = 0;
-    for (id, published_at) in &published {
+    for (id, published_at, message) in &published {
         let taps = 1 + rng.below(5);
         for t in 0..taps {
             turn.record_click(Click { at: published_at + 600 + t as i64 * 900, post: *id, button: (t % 2) as u8 })
                 .unwrap();
             clicks += 1;
         }
-        turn.set_reaction(*id, "👍", 1 + rng.below(20) as u32, published_at + HOUR).unwrap();
+        turn.set_reaction(*id, *message, "👍", 1 + rng.below(20) as u32, published_at + HOUR).unwrap();
         if id % 3 == 0 {
-            turn.set_reaction(*id, "🔥", 1 + rng.below(9) as u32, published_at + HOUR).unwrap();
+            turn.set_reaction(*id, *message, "🔥", 1 + rng.below(9) as u32, published_at + HOUR).unwrap();
         }
     }
     for day in 0..60 {
