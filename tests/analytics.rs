@@ -275,10 +275,7 @@ fn postflow_export_writes_the_same_file_as_the_library_and_lists_pipelines() {
 #[test]
 fn broken_pipelines_are_reported_at_their_step() {
     let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for folder in ["flows", "formats", "prompts"] {
-        copy_dir(&root.join(folder), &dir.path().join(folder));
-    }
+    common::copy_shipped_config(dir.path());
     let write = |name: &str, text: &str| std::fs::write(dir.path().join("flows").join(name), text).unwrap();
     write("report_bad1.yaml", "kind: pipeline\nid: bad1\nsource: posts\nsteps:\n  - filter: \"created_att > 1\"\n");
     write("report_bad2.yaml", "kind: pipeline\nid: bad2\nsource: posts\nsteps:\n  - filter: \"created_at > :since\"\n");
@@ -307,17 +304,4 @@ fn broken_pipelines_are_reported_at_their_step() {
             "flows/report_bad5.yaml:5:10: `read_csv` reads files; a sql step reads only `self` and the sources ()",
         ]
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }

@@ -1,6 +1,8 @@
 //! Keeps `flows/README.md` true: every YAML example on the page parses with the real raw types
 //! (unknown keys are rejected), and the full flow example compiles in a scratch config.
 
+mod common;
+
 use postflow::config::raw::{RawFlow, RawFormat, RawMenu, RawPipeline, RawPipelineStep, RawSchedule, RawStep};
 use postflow::conversation::Script;
 
@@ -64,26 +66,10 @@ fn every_yaml_example_in_the_spec_parses() {
 fn the_spec_pipeline_example_validates_with_polars() {
     let block = yaml_blocks().into_iter().find(|b| b.contains("kind: pipeline")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for folder in ["flows", "formats", "prompts"] {
-        copy_dir(&root.join(folder), &dir.path().join(folder));
-    }
+    common::copy_shipped_config(dir.path());
     std::fs::write(dir.path().join("flows/report_top_posts.yaml"), block).unwrap();
     let loaded = postflow::analytics::load_config(dir.path(), postflow::actions::CATALOGUE, chrono_tz::Asia::Yerevan);
     assert!(loaded.result.is_ok(), "{}", loaded.render_errors());
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 #[test]
