@@ -7,7 +7,7 @@ COPY benches ./benches
 RUN cargo build --release --locked --bin postflow
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates fonts-dejavu-core && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --home /app postflow && mkdir -p /app/data && chown postflow /app/data
 WORKDIR /app
 COPY --from=build /src/target/release/postflow /usr/local/bin/postflow

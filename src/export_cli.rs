@@ -80,7 +80,10 @@ pub fn export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitCode>
     let timezone = settings.tz()?;
     let context = SourceContext {
         timezone,
-        channel_link: settings.channel_id.as_deref().and_then(SourceContext::channel_link_for),
+        // What the running bot saw, else what the settings say.
+        channel_link: store
+            .channel_link()?
+            .or_else(|| settings.channel_id.as_deref().and_then(SourceContext::channel_link_for)),
     };
     let today = chrono::Utc::now().with_timezone(&timezone).date_naive();
     progress.set_message(format!("{}: running", args.pipeline));

@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::Cursor;
 
 use common::bot::{Bot, Setup};
 use polars::prelude::*;
-use postflow::analytics::{self, FileFormat, SourceContext};
+use postflow::analytics::{self, FileFormat};
 
 const ADMIN: i64 = 1001;
 /// Friday 2026-11-27 08:00 in Yerevan: the daily member count.
@@ -65,20 +64,9 @@ fn the_stats_menu_shows_reports_switches_periods_and_sends_files() {
     assert!(common::bot::plain(&sent).contains("Լավագույն գրառումներ · 10 տող"));
 
     // The same file as `postflow export` makes from the same store.
-    let loaded = analytics::load_config(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
-        postflow::actions::CATALOGUE,
-        chrono_tz::Asia::Yerevan,
-    );
-    let bundle = loaded.result.unwrap_or_else(|_| panic!("shipped config"));
-    let given: BTreeMap<String, String> = [("period".to_string(), "all".to_string())].into();
-    let context = SourceContext {
-        timezone: chrono_tz::Asia::Yerevan,
-        channel_link: Some(format!("https://t.me/{}", common::fake_telegram::CHANNEL_NAME)),
-    };
-    let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
-    let report = analytics::report(&bundle, "top_posts", &given, bot.store(), context, today).unwrap();
-    let expected = analytics::sinks::to_bytes(report.pipeline, &report.frame, FileFormat::Csv).unwrap();
+    let expected = bot.report_all("top_posts", |report| {
+        analytics::sinks::to_bytes(report.pipeline, &report.frame, FileFormat::Csv).unwrap()
+    });
     assert_eq!(uploads[0].data, expected);
 
     bot.press(ADMIN, "📥 Արտահանել");

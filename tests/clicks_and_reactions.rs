@@ -6,10 +6,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use common::bot::{Bot, Setup};
-use postflow::analytics::{self, SourceContext};
 use postflow::engine::post_view::LinkButton;
 use postflow::store::{Post, PostStatus};
 
@@ -72,16 +69,7 @@ fn request(bot: &Bot, method: reqwest::Method, url: &str, agent: &str, forwarded
 }
 
 fn report(bot: &Bot, id: &str) -> polars::prelude::DataFrame {
-    let loaded = analytics::load_config(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
-        postflow::actions::CATALOGUE,
-        chrono_tz::Asia::Yerevan,
-    );
-    let bundle = loaded.result.unwrap_or_else(|_| panic!("shipped config"));
-    let given: BTreeMap<String, String> = [("period".to_string(), "all".to_string())].into();
-    let context = SourceContext { timezone: chrono_tz::Asia::Yerevan, channel_link: None };
-    let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
-    analytics::report(&bundle, id, &given, bot.store(), context, today).unwrap().frame
+    bot.report_all(id, |report| report.frame.clone())
 }
 
 #[test]

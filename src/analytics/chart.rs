@@ -1,9 +1,9 @@
 //! A pipeline's rows as a PNG chart (plotters): its `x` column along the bottom, one line or
-//! bar series per `y` column, labels from `columns:`. The font is DejaVu Sans, embedded, so
-//! Armenian renders the same on any machine.
+//! bar series per `y` column, labels from `columns:`. The font is a TrueType file with Armenian
+//! glyphs: `CHART_FONT`, else DejaVu Sans where Debian and Alpine put it.
 
 use std::path::Path;
-use std::sync::Once;
+use std::sync::OnceLock;
 
 use plotters::prelude::*;
 use plotters::style::FontStyle;
@@ -11,21 +11,39 @@ use polars::prelude::*;
 
 use crate::config::pipeline::{ChartKind, ChartSink, Pipeline};
 
-/// DejaVu Sans (Bitstream Vera licence with public-domain DejaVu changes; see
-/// `src/analytics/fonts/LICENSE`).
-static FONT: &[u8] = include_bytes!("fonts/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
+/// Where the font is looked for when `CHART_FONT` is not set.
+const FONT_PATHS: [&str; 3] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+];
 const SIZE: (u32, u32) = (1000, 560);
 const COLOURS: [RGBColor; 4] =
     [RGBColor(33, 113, 181), RGBColor(230, 85, 13), RGBColor(49, 163, 84), RGBColor(117, 107, 177)];
 
-fn register_font() {
-    static REGISTERED: Once = Once::new();
-    REGISTERED.call_once(|| {
-        if plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_err() {
-            tracing::error!("the embedded chart font could not be read");
-        }
+/// Reads and registers the font once; the error says where it was looked for.
+fn register_font() -> Result<(), ChartError> {
+    static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
+    let registered = REGISTERED.get_or_init(|| {
+        let chosen = std::env::var("CHART_FONT").ok().filter(|p| !p.trim().is_empty());
+        let candidates: Vec<String> = match chosen {
+            Some(path) => vec![path],
+            None => FONT_PATHS.iter().map(|p| p.to_string()).collect(),
+        };
+        let Some((path, bytes)) = candidates.iter().find_map(|p| std::fs::read(p).ok().map(|b| (p, b))) else {
+            return Err(format!(
+                "no chart font: set CHART_FONT to a .ttf with Armenian letters, or install DejaVu Sans \
+                 (Debian: fonts-dejavu-core); looked in {}",
+                candidates.join(", ")
+            ));
+        };
+        // plotters keeps the font for the life of the process.
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        plotters::style::register_font(FAMILY, FontStyle::Normal, bytes)
+            .map_err(|_| format!("{path} is not a TrueType font plotters can read"))
     });
+    registered.clone().map_err(ChartError::Font)
 }
 
 /// Why a chart could not be drawn.
@@ -35,6 +53,8 @@ pub enum ChartError {
     Column(String),
     #[error("nothing to draw: the report has no rows")]
     Empty,
+    #[error("{0}")]
+    Font(String),
     #[error("drawing the chart: {0}")]
     Draw(String),
 }
@@ -47,10 +67,10 @@ pub fn draw(
     title: &str,
     path: &Path,
 ) -> Result<(), ChartError> {
-    register_font();
     if frame.height() == 0 {
         return Err(ChartError::Empty);
     }
+    register_font()?;
     let labels = column_texts(frame, &chart.x.value)?;
     let mut series = Vec::new();
     for y in &chart.y {

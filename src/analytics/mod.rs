@@ -96,12 +96,11 @@ fn check_report_calls(bundle: &Bundle, formats: &[String], today: NaiveDate) -> 
         _ => None,
     };
     for job in &bundle.jobs {
-        if let Some((name, args)) = job.action.as_ref().filter(|(name, _)| name.starts_with("report."))
+        if let Some((_, args)) = job.action.as_ref().filter(|(name, _)| name.starts_with("report."))
             && let Some(map) = args.as_object()
         {
             let given = map.iter().filter_map(|(k, v)| Some((k.clone(), text_of(v)?))).collect();
             calls.push((job.file.clone(), format!("job `{}`", job.id), given));
-            let _ = name;
         }
     }
     for flow in bundle.flows.values() {

@@ -18,13 +18,12 @@ pub struct SourceContext {
 impl SourceContext {
     /// The link prefix for a `CHANNEL_ID` (`@name` or `-100…`).
     pub fn channel_link_for(channel_id: &str) -> Option<String> {
+        use crate::scheduler::publisher::channel_link;
         let id = channel_id.trim();
-        if let Some(name) = id.strip_prefix('@') {
-            return Some(format!("https://t.me/{name}"));
+        match id.strip_prefix('@') {
+            Some(name) => Some(channel_link(Some(name), 0)),
+            None => id.starts_with("-100").then(|| id.parse().ok()).flatten().map(|id| channel_link(None, id)),
         }
-        id.strip_prefix("-100")
-            .filter(|rest| rest.chars().all(|c| c.is_ascii_digit()))
-            .map(|rest| format!("https://t.me/c/{rest}"))
     }
 
     /// Unix seconds → local wall-clock milliseconds.

@@ -87,6 +87,15 @@ pub struct Publisher {
     pub clicks: Option<Arc<crate::http::ClickLinks>>,
 }
 
+/// The channel's link prefix: `https://t.me/<name>`, or `https://t.me/c/<id>` for a private
+/// channel; a message's link adds `/<message id>`.
+pub fn channel_link(username: Option<&str>, channel_id: i64) -> String {
+    match username {
+        Some(name) => format!("https://t.me/{name}"),
+        None => format!("https://t.me/c/{}", channel_id.to_string().trim_start_matches("-100")),
+    }
+}
+
 /// The longest wait between two tries of a post.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -476,13 +485,7 @@ impl Publisher {
     /// A link to the post's first message in the channel.
     pub fn link(&self, post: &Post) -> String {
         let first = post.message_ids.first().copied().unwrap_or_default();
-        match &self.channel_username {
-            Some(name) => format!("https://t.me/{name}/{first}"),
-            None => {
-                let internal = self.channel_id.to_string().trim_start_matches("-100").to_string();
-                format!("https://t.me/c/{internal}/{first}")
-            }
-        }
+        format!("{}/{first}", channel_link(self.channel_username.as_deref(), self.channel_id))
     }
 
     fn tell_admins(&self, step: &str, post: &Post, extra: serde_json::Value) {

@@ -160,10 +160,8 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>, options: RunOpt
     startup::set_commands(&bot, &bundle).await.map_err(RunError::Startup)?;
     tracing::info!(bot = %started.bot_username, channel = started.channel_id.0, "connected to Telegram");
     // Reports link to channel posts.
-    let channel_link = match &started.channel_username {
-        Some(name) => format!("https://t.me/{name}"),
-        None => format!("https://t.me/c/{}", started.channel_id.0.to_string().trim_start_matches("-100")),
-    };
+    let channel_link =
+        crate::scheduler::publisher::channel_link(started.channel_username.as_deref(), started.channel_id.0);
     if let Err(error) = store.set_channel_link(&channel_link) {
         tracing::warn!("could not note the channel's link: {error}");
     }

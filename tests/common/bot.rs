@@ -260,6 +260,20 @@ impl Bot {
         self.fake.outputs_after(user, id)
     }
 
+    /// Runs a shipped report over all time on the bot's store (as of 2026-11-26, with the
+    /// channel link the bot noted) and hands it to `look`.
+    pub fn report_all<T>(&self, id: &str, look: impl FnOnce(&postflow::analytics::Report<'_>) -> T) -> T {
+        let bundle = load_bundle(shipped_config());
+        let given = [("period".to_string(), "all".to_string())].into();
+        let context = postflow::analytics::SourceContext {
+            timezone: chrono_tz::Asia::Yerevan,
+            channel_link: self.store().channel_link().unwrap(),
+        };
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+        let report = postflow::analytics::report(&bundle, id, &given, self.store(), context, today).unwrap();
+        look(&report)
+    }
+
     pub fn session(&self, user: i64) -> Option<Session> {
         self.store().load_session(user).unwrap()
     }
