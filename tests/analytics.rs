@@ -33,9 +33,12 @@ fn today() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 11, 26).unwrap()
 }
 
+/// The fixture in a store whose event log is mostly sealed segments (3 of 64 events, then 48
+/// records), so the reports read both.
 fn fixture_store(dir: &Path) -> Store {
-    let store = Store::open(&dir.join("analytics.redb")).unwrap();
+    let store = Store::open(&dir.join("analytics.redb")).unwrap().with_event_segment_rows(64);
     common::analytics_fixture::generate(&store, 40, 240);
+    assert_eq!(store.event_segment_count().unwrap(), 3);
     store
 }
 

@@ -149,14 +149,14 @@ pub fn archive_events(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, Ac
     })?;
     let before = ctx.now - (days as i64) * 86_400;
     let context = SourceContext { timezone: ctx.bundle.timezone, channel_link: None };
-    let mut columns = analytics::sources::EventColumns::with_capacity(0);
+    let mut columns = crate::store::EventColumns::default();
     let (mut first, mut last, mut first_seq, mut last_seq) = (i64::MAX, i64::MIN, u64::MAX, 0);
     let archived = ctx.store.prune_events(before, |event| {
         first = first.min(event.at);
         last = last.max(event.at);
         first_seq = first_seq.min(event.seq);
         last_seq = last_seq.max(event.seq);
-        columns.push(event.clone(), &context);
+        columns.push(event.clone());
     })?;
     if archived == 0 {
         return Ok(json!({ "archived": 0, "file": null }));
@@ -174,7 +174,10 @@ pub fn archive_events(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, Ac
     // Sequence numbers are never reused, so no archive overwrites another.
     let path = dir.join(format!("events_{}_{}_{first_seq}-{last_seq}.parquet", day(first), day(last)));
     let partial = dir.join(format!("events_{first_seq}-{last_seq}.partial"));
-    let mut frame = columns.finish().map_err(|e| failed(e.to_string()))?;
+    let mut frame = columns
+        .finish()
+        .and_then(|mut frame| analytics::sources::localize(&mut frame, &context).map(|()| frame))
+        .map_err(|e| failed(e.to_string()))?;
     let written = analytics::outside_async(|| -> Result<(), String> {
         let cannot = |e: std::io::Error| format!("cannot write {}: {e}", partial.display());
         let mut file = std::fs::File::create(&partial).map_err(cannot)?;

@@ -235,6 +235,9 @@ impl<'a> StoreSources<'a> {
 
 impl Sources for StoreSources<'_> {
     fn table(&mut self, name: &str) -> Result<LazyFrame, String> {
+        if name == "events" {
+            return super::sources::events_scan(self.store, &self.context).map_err(|e| e.to_string());
+        }
         if let Some(frame) = self.loaded.get(name) {
             return Ok(frame.clone().lazy());
         }

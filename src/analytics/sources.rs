@@ -174,88 +174,90 @@ fn posts(posts: &[Post], ctx: &SourceContext) -> PolarsResult<DataFrame> {
 }
 
 fn events(store: &Store, ctx: &SourceContext) -> Result<DataFrame, SourceError> {
-    let mut columns = EventColumns::with_capacity(store.event_count()? as usize);
-    store.for_each_event(|event| columns.push(event, ctx))?;
-    columns.finish().map_err(|err| SourceError::Polars("events", err))
+    events_with(store, ctx, None).map_err(|err| SourceError::Polars("events", err))
 }
 
-/// The `events` table built row by row (from the store, or from events being archived).
-pub struct EventColumns {
-    seq: Vec<u64>,
-    at: Vec<Option<i64>>,
-    kind: Vec<String>,
-    user: Vec<Option<i64>>,
-    post: Vec<Option<u64>>,
-    format: Vec<Option<String>>,
-    action: Vec<Option<String>>,
-    model: Vec<Option<String>>,
-    prompt_tokens: Vec<Option<u64>>,
-    completion_tokens: Vec<Option<u64>>,
-    latency_ms: Vec<Option<u64>>,
-    outcome: Vec<Option<String>>,
-    data: Vec<String>,
-}
-
-impl EventColumns {
-    pub fn with_capacity(rows: usize) -> Self {
-        EventColumns {
-            seq: Vec::with_capacity(rows),
-            at: Vec::with_capacity(rows),
-            kind: Vec::with_capacity(rows),
-            user: Vec::with_capacity(rows),
-            post: Vec::with_capacity(rows),
-            format: Vec::with_capacity(rows),
-            action: Vec::with_capacity(rows),
-            model: Vec::with_capacity(rows),
-            prompt_tokens: Vec::with_capacity(rows),
-            completion_tokens: Vec::with_capacity(rows),
-            latency_ms: Vec::with_capacity(rows),
-            outcome: Vec::with_capacity(rows),
-            data: Vec::with_capacity(rows),
+/// The `events` table with only `columns` (all when `None`).
+fn events_with(store: &Store, ctx: &SourceContext, columns: Option<&[PlSmallStr]>) -> PolarsResult<DataFrame> {
+    let tables = store.event_tables(columns).map_err(|err| polars_err!(ComputeError: "{err}"))?;
+    let mut whole: Option<DataFrame> = None;
+    for mut table in tables {
+        localize(&mut table, ctx)?;
+        match whole.as_mut() {
+            Some(frame) => {
+                frame.vstack_mut_owned(table)?;
+            }
+            None => whole = Some(table),
         }
     }
+    match whole {
+        Some(frame) => Ok(frame),
+        None => {
+            let empty = empty("events").unwrap_or_default();
+            match columns {
+                Some(columns) => empty.select(columns.iter().cloned()),
+                None => Ok(empty),
+            }
+        }
+    }
+}
 
-    pub fn push(&mut self, event: crate::store::LoggedEvent, ctx: &SourceContext) {
-        self.seq.push(event.seq);
-        self.at.push(Some(ctx.local_ms(event.at)));
-        self.kind.push(event.kind);
-        self.user.push(event.user);
-        self.post.push(event.post);
-        self.format.push(event.format);
-        self.action.push(event.action);
-        self.model.push(event.model);
-        self.prompt_tokens.push(event.prompt_tokens);
-        self.completion_tokens.push(event.completion_tokens);
-        self.latency_ms.push(event.latency_ms);
-        self.outcome.push(event.outcome);
-        self.data.push(event.raw);
+/// Turns the log's Unix seconds in `at` into the admins' wall-clock date-time.
+pub fn localize(table: &mut DataFrame, ctx: &SourceContext) -> PolarsResult<()> {
+    let Ok(at) = table.column("at") else { return Ok(()) };
+    // Offsets change rarely: the last one found is tried first.
+    let last = std::cell::Cell::new((i64::MIN, i64::MIN, 0i64));
+    let local = at.i64()?.apply_values(|secs| {
+        let (from, to, offset) = last.get();
+        if (from..to).contains(&secs) {
+            return (secs + offset) * 1000;
+        }
+        let hour = secs.div_euclid(3600) * 3600;
+        let offset = ctx.local_ms(hour) / 1000 - hour;
+        if ctx.local_ms(hour + 3599) / 1000 - (hour + 3599) != offset {
+            // The offset changes within this hour.
+            return ctx.local_ms(secs);
+        }
+        last.set((hour, hour + 3600, offset));
+        (secs + offset) * 1000
+    });
+    let local = local.into_series().cast(&datetime())?.with_name("at".into());
+    table.replace("at", local.into())?;
+    Ok(())
+}
+
+/// The `events` source as a scan that reads only the columns the pipeline uses.
+struct EventScan {
+    store: Store,
+    context: SourceContext,
+}
+
+impl AnonymousScan for EventScan {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 
-    pub fn len(&self) -> usize {
-        self.seq.len()
+    fn scan(&self, args: AnonymousScanArgs) -> PolarsResult<DataFrame> {
+        events_with(&self.store, &self.context, args.with_columns.as_deref())
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.seq.is_empty()
+    fn schema(&self, _infer_schema_length: Option<usize>) -> PolarsResult<SchemaRef> {
+        schema("events").map(Arc::new).ok_or_else(|| polars_err!(ComputeError: "no events schema"))
     }
 
-    pub fn finish(self) -> PolarsResult<DataFrame> {
-        DataFrame::new_infer_height(vec![
-            Column::new("seq".into(), self.seq),
-            time_column("at", self.at)?,
-            Column::new("kind".into(), self.kind),
-            Column::new("user".into(), self.user),
-            Column::new("post".into(), self.post),
-            Column::new("format".into(), self.format),
-            Column::new("action".into(), self.action),
-            Column::new("model".into(), self.model),
-            Column::new("prompt_tokens".into(), self.prompt_tokens),
-            Column::new("completion_tokens".into(), self.completion_tokens),
-            Column::new("latency_ms".into(), self.latency_ms),
-            Column::new("outcome".into(), self.outcome),
-            Column::new("data".into(), self.data),
-        ])
+    fn allows_projection_pushdown(&self) -> bool {
+        true
     }
+}
+
+/// The `events` source as a lazy table read when the pipeline runs.
+pub fn events_scan(store: &Store, context: &SourceContext) -> PolarsResult<LazyFrame> {
+    let scan = EventScan { store: store.clone(), context: context.clone() };
+    let schema = scan.schema(None)?;
+    LazyFrame::anonymous_scan(
+        Arc::new(scan),
+        ScanArgsAnonymous { schema: Some(schema), name: "events", ..ScanArgsAnonymous::default() },
+    )
 }
 
 /// A post's format and buttons, by id, for the sources that name posts.
@@ -316,4 +318,26 @@ fn subscribers(store: &Store, ctx: &SourceContext) -> PolarsResult<DataFrame> {
         Column::new("date".into(), days).cast(&DataType::Date)?,
         Column::new("members".into(), counts.iter().map(|(_, members)| *members as i64).collect::<Vec<_>>()),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn localize_follows_the_offset_across_a_change_within_an_hour() {
+        // Lord Howe Island moves from UTC+10:30 to UTC+11 at 2026-10-03 15:30 UTC (Unix
+        // 1791041400), half way through an hour.
+        let ctx = SourceContext { timezone: chrono_tz::Australia::Lord_Howe, channel_link: None };
+        let change = 1_791_041_400;
+        let secs: Vec<i64> = (-7300..7300).step_by(97).map(|d| change + d).collect();
+        let mut table = DataFrame::new_infer_height(vec![Column::new("at".into(), secs.clone())]).unwrap();
+        localize(&mut table, &ctx).unwrap();
+        let local: Vec<i64> =
+            table.column("at").unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().into_no_null_iter().collect();
+        let expected: Vec<i64> = secs.iter().map(|s| ctx.local_ms(*s)).collect();
+        assert_eq!(local, expected);
+        assert_eq!(local[0], (secs[0] + 37_800) * 1000, "UTC+10:30 before");
+        assert_eq!(local.last().copied(), Some((secs[secs.len() - 1] + 39_600) * 1000), "UTC+11 after");
+    }
 }

@@ -4,7 +4,7 @@
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Deserialize;
 
-use super::{EVENTS, NOTES, POSTS_BY_MESSAGE, SECRETS, Store, StoreError, Turn};
+use super::{EVENTS, NOTES, POSTS_BY_MESSAGE, SECRETS, Store, StoreError, Turn, event_segments};
 
 /// CTA clicks, in order of arrival: sequence number → [`Click`] (17 bytes).
 pub(super) const CLICKS: TableDefinition<u64, &[u8]> = TableDefinition::new("clicks");
@@ -15,8 +15,8 @@ pub(super) const REACTIONS: TableDefinition<(i64, &str), (u32, i64, u64)> = Tabl
 /// The channel's member count: when it was read (Unix seconds) → members.
 pub(super) const SUBSCRIBERS: TableDefinition<i64, u64> = TableDefinition::new("subscribers");
 
-/// One entry of the event log with its well-known fields typed. Kind-specific fields stay in
-/// the record's JSON (`raw`).
+/// One entry of the event log with its well-known fields typed. The record's other fields
+/// (kind-specific ones) are kept as JSON in `data`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct LoggedEvent {
     #[serde(skip)]
@@ -45,29 +45,36 @@ pub struct LoggedEvent {
     /// `ok` or why an AI call failed; the reason of a failure.
     #[serde(default, alias = "reason")]
     pub outcome: Option<String>,
+    /// The record's other fields as a JSON object, or `None` when it has none.
     #[serde(skip)]
-    pub raw: String,
+    pub data: Option<String>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
 }
 
 impl LoggedEvent {
-    /// Reads a stored record; the whole JSON is kept in `raw`.
+    /// Reads a stored record.
     pub fn decode(seq: u64, bytes: &[u8]) -> Result<LoggedEvent, StoreError> {
         let mut event: LoggedEvent = match serde_json::from_slice(bytes) {
             Ok(event) => event,
             // A record whose well-known fields do not fit (an older or odd writer) still counts
-            // with its time and kind; the rest stays in `raw`.
+            // with its time and kind; all of it goes to `data`.
             Err(_) => {
-                let value: serde_json::Value =
+                let mut value: serde_json::Map<String, serde_json::Value> =
                     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
-                LoggedEvent {
-                    at: value.get("at").and_then(serde_json::Value::as_i64).unwrap_or_default(),
-                    kind: value.get("kind").and_then(serde_json::Value::as_str).unwrap_or("unknown").to_string(),
-                    ..LoggedEvent::default()
-                }
+                let at = value.shift_remove("at").and_then(|at| at.as_i64()).unwrap_or_default();
+                let kind = match value.shift_remove("kind") {
+                    Some(serde_json::Value::String(kind)) => kind,
+                    _ => "unknown".to_string(),
+                };
+                LoggedEvent { at, kind, rest: value, ..LoggedEvent::default() }
             }
         };
         event.seq = seq;
-        event.raw = String::from_utf8_lossy(bytes).into_owned();
+        if !event.rest.is_empty() {
+            let rest = std::mem::take(&mut event.rest);
+            event.data = Some(serde_json::Value::Object(rest).to_string());
+        }
         Ok(event)
     }
 }
@@ -222,7 +229,7 @@ impl Store {
         let snapshot: serde_json::Map<String, serde_json::Value> =
             counts.iter().map(|(reaction, count)| (reaction.clone(), serde_json::Value::from(*count))).collect();
         let record = serde_json::json!({ "post": post, "message": message, "counts": snapshot });
-        super::append_event(&txn, "reactions", at, &record)?;
+        super::append_event(&txn, "reactions", at, &record, self.segment_rows)?;
         txn.commit()?;
         Ok(())
     }
@@ -250,7 +257,7 @@ impl Store {
     pub fn record_subscribers(&self, at: i64, members: u64) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         txn.open_table(SUBSCRIBERS)?.insert(at, members)?;
-        super::append_event(&txn, "subscribers", at, &serde_json::json!({ "members": members }))?;
+        super::append_event(&txn, "subscribers", at, &serde_json::json!({ "members": members }), self.segment_rows)?;
         txn.commit()?;
         Ok(())
     }
@@ -285,6 +292,10 @@ impl Turn {
         }
         for seq in &old {
             table.remove(*seq)?;
+        }
+        if let Some(last) = old.last() {
+            drop(table);
+            event_segments::drop_segments_before(&self.txn, last + 1)?;
         }
         Ok(old.len() as u64)
     }
@@ -353,9 +364,12 @@ mod tests {
         .unwrap();
         assert_eq!((event.seq, event.user, event.prompt_tokens), (3, Some(9), Some(12)));
         assert_eq!(event.format.as_deref(), Some("sale"));
-        assert!(event.raw.contains("\"x\":1"));
+        assert_eq!(event.data.as_deref(), Some(r#"{"x":1}"#), "only the fields without a column");
+        let plain = LoggedEvent::decode(5, br#"{"kind":"post_saved","at":5,"user":9,"post":2}"#).unwrap();
+        assert_eq!(plain.data, None);
         let odd = LoggedEvent::decode(4, br#"{"kind":"x","at":6,"user":1,"user_id":2,"post":"seven"}"#).unwrap();
         assert_eq!((odd.kind.as_str(), odd.at, odd.post), ("x", 6, None));
+        assert_eq!(odd.data.as_deref(), Some(r#"{"user":1,"user_id":2,"post":"seven"}"#), "an odd record keeps all");
     }
 
     #[test]

@@ -10,8 +10,11 @@ use crate::engine::event::Media;
 use crate::engine::post_view::{LinkButton, PostContent, PostOptions};
 use crate::engine::session::Session;
 
+mod event_segments;
 mod measures;
 
+pub use event_segments::{DEFAULT_SEGMENT_ROWS, EventColumns};
+use event_segments::{EVENT_SEGMENT_ENDS, EVENT_SEGMENTS};
 use measures::{CLICKS, REACTIONS, SUBSCRIBERS};
 pub use measures::{Click, LoggedEvent, ReactionCount};
 
@@ -21,7 +24,8 @@ pub const EXPORT_PREFIX: &str = "export:";
 /// The schema this build writes. Bump it with a migration when a table changes shape.
 /// 2: post indexes (due, by status, by creator) and the fuller post record.
 /// 3: channel messages → posts (for reaction counts), secrets, clicks, reactions, subscribers.
-pub const SCHEMA_VERSION: u64 = 3;
+/// 4: the event log also as columnar segments.
+pub const SCHEMA_VERSION: u64 = 4;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SESSIONS: TableDefinition<i64, &[u8]> = TableDefinition::new("sessions");
@@ -350,6 +354,8 @@ pub struct Store {
     path: PathBuf,
     /// Signalled after a commit that changed when a post falls due (the scheduler sleeps on it).
     schedule_changed: std::sync::Arc<tokio::sync::Notify>,
+    /// Events per columnar segment of the event log.
+    segment_rows: u64,
 }
 
 impl Store {
@@ -367,6 +373,7 @@ impl Store {
             db: std::sync::Arc::new(db),
             path: path.to_path_buf(),
             schedule_changed: std::sync::Arc::new(tokio::sync::Notify::new()),
+            segment_rows: DEFAULT_SEGMENT_ROWS,
         };
         store.check_schema()?;
         Ok(store)
@@ -401,7 +408,7 @@ impl Store {
                     tracing::info!(from = older, to = SCHEMA_VERSION, "migrating the store");
                     meta.insert("schema_version", SCHEMA_VERSION)?;
                     drop(meta);
-                    migrate(&txn, older)?;
+                    migrate(&txn, older, self.segment_rows)?;
                 }
                 None => {
                     meta.insert("schema_version", SCHEMA_VERSION)?;
@@ -425,6 +432,8 @@ impl Store {
             txn.open_table(POSTS_BY_MESSAGE)?;
             txn.open_table(SECRETS)?;
             txn.open_table(NOTES)?;
+            txn.open_table(EVENT_SEGMENTS)?;
+            txn.open_table(EVENT_SEGMENT_ENDS)?;
         }
         txn.commit()?;
         Ok(())
@@ -795,7 +804,7 @@ impl Turn {
     /// The well-known fields (`user`, `post`, `format`, ...) are read back typed by
     /// [`LoggedEvent`].
     pub fn record_event(&self, kind: &str, at: i64, record: &serde_json::Value) -> Result<(), StoreError> {
-        append_event(&self.txn, kind, at, record)
+        append_event(&self.txn, kind, at, record, self.store.segment_rows)
     }
 
     /// Records that an authorised user was active (in this turn's transaction).
@@ -881,7 +890,7 @@ fn page_by_status(
 }
 
 /// Brings a store written by an older postflow up to [`SCHEMA_VERSION`] inside `txn`.
-fn migrate(txn: &redb::WriteTransaction, from: u64) -> Result<(), StoreError> {
+fn migrate(txn: &redb::WriteTransaction, from: u64, segment_rows: u64) -> Result<(), StoreError> {
     if from < 2 {
         // Version 2 added the post indexes; older post records decode with defaults.
         let posts = read_posts(&txn.open_table(POSTS)?)?;
@@ -906,25 +915,33 @@ fn migrate(txn: &redb::WriteTransaction, from: u64) -> Result<(), StoreError> {
             }
         }
     }
+    if from < 4 {
+        // Version 4 keeps the event log also as columnar segments; the existing log is sealed.
+        event_segments::seal_full_segments(txn, segment_rows)?;
+    }
     Ok(())
 }
 
-/// Appends `kind`, `at` and the fields of `record` to the event log inside `txn`.
+/// Appends `kind`, `at` and the fields of `record` to the event log inside `txn`, sealing a
+/// columnar segment when the events since the last one fill it.
 fn append_event(
     txn: &redb::WriteTransaction,
     kind: &str,
     at: i64,
     record: &serde_json::Value,
+    segment_rows: u64,
 ) -> Result<(), StoreError> {
     let mut event = serde_json::json!({ "kind": kind, "at": at });
     if let (Some(event), Some(fields)) = (event.as_object_mut(), record.as_object()) {
         event.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     let bytes = serde_json::to_vec(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let mut table = txn.open_table(EVENTS)?;
-    let next = table.last()?.map_or(0, |(seq, _)| seq.value() + 1);
-    table.insert(next, bytes.as_slice())?;
-    Ok(())
+    {
+        let mut table = txn.open_table(EVENTS)?;
+        let next = table.last()?.map_or(0, |(seq, _)| seq.value() + 1);
+        table.insert(next, bytes.as_slice())?;
+    }
+    event_segments::seal_full_segments(txn, segment_rows)
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: impl FnOnce() -> String) -> Result<T, StoreError> {

@@ -1,0 +1,383 @@
+//! The event log's columnar segments: every run of [`DEFAULT_SEGMENT_ROWS`] events is also kept
+//! as one Parquet block, so analytics reads a million events (only the columns a pipeline uses)
+//! without decoding a million JSON records. The JSON records stay the log of record; segments
+//! are derived from them when a run fills up, dropped when their events are pruned, and built
+//! for older stores by the migration to schema 4.
+
+use std::io::Cursor;
+
+use polars::prelude::*;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+
+use super::{EVENTS, LoggedEvent, Store, StoreError};
+
+/// Events per segment: large enough that a segment compresses and decodes in bulk, small enough
+/// that sealing one (inside the turn that logs its last event) takes a moment.
+pub const DEFAULT_SEGMENT_ROWS: u64 = 16_384;
+
+/// A segment: its first sequence number → the events `[first, end)` as Parquet.
+pub(super) const EVENT_SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("event_segments");
+/// A segment's first sequence number → `end`, one past its last (read without the blocks).
+pub(super) const EVENT_SEGMENT_ENDS: TableDefinition<u64, u64> = TableDefinition::new("event_segment_ends");
+
+/// The event log as columns, built event by event. Times are Unix seconds here; analytics turns
+/// them into the admins' wall clock.
+#[derive(Debug, Default)]
+pub struct EventColumns {
+    seq: Vec<u64>,
+    at: Vec<i64>,
+    kind: Vec<String>,
+    user: Vec<Option<i64>>,
+    post: Vec<Option<u64>>,
+    format: Vec<Option<String>>,
+    action: Vec<Option<String>>,
+    model: Vec<Option<String>>,
+    prompt_tokens: Vec<Option<u64>>,
+    completion_tokens: Vec<Option<u64>>,
+    latency_ms: Vec<Option<u64>>,
+    outcome: Vec<Option<String>>,
+    data: Vec<Option<String>>,
+}
+
+impl EventColumns {
+    pub fn with_capacity(rows: usize) -> Self {
+        EventColumns {
+            seq: Vec::with_capacity(rows),
+            at: Vec::with_capacity(rows),
+            kind: Vec::with_capacity(rows),
+            user: Vec::with_capacity(rows),
+            post: Vec::with_capacity(rows),
+            format: Vec::with_capacity(rows),
+            action: Vec::with_capacity(rows),
+            model: Vec::with_capacity(rows),
+            prompt_tokens: Vec::with_capacity(rows),
+            completion_tokens: Vec::with_capacity(rows),
+            latency_ms: Vec::with_capacity(rows),
+            outcome: Vec::with_capacity(rows),
+            data: Vec::with_capacity(rows),
+        }
+    }
+
+    pub fn push(&mut self, event: LoggedEvent) {
+        self.seq.push(event.seq);
+        self.at.push(event.at);
+        self.kind.push(event.kind);
+        self.user.push(event.user);
+        self.post.push(event.post);
+        self.format.push(event.format);
+        self.action.push(event.action);
+        self.model.push(event.model);
+        self.prompt_tokens.push(event.prompt_tokens);
+        self.completion_tokens.push(event.completion_tokens);
+        self.latency_ms.push(event.latency_ms);
+        self.outcome.push(event.outcome);
+        self.data.push(event.data);
+    }
+
+    pub fn len(&self) -> usize {
+        self.seq.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seq.is_empty()
+    }
+
+    /// The columns as a table: `seq`, `at` (Unix seconds), `kind`, `user`, `post`, `format`,
+    /// `action`, `model`, `prompt_tokens`, `completion_tokens`, `latency_ms`, `outcome`, `data`.
+    pub fn finish(self) -> PolarsResult<DataFrame> {
+        DataFrame::new_infer_height(vec![
+            Column::new("seq".into(), self.seq),
+            Column::new("at".into(), self.at),
+            Column::new("kind".into(), self.kind),
+            Column::new("user".into(), self.user),
+            Column::new("post".into(), self.post),
+            Column::new("format".into(), self.format),
+            Column::new("action".into(), self.action),
+            Column::new("model".into(), self.model),
+            Column::new("prompt_tokens".into(), self.prompt_tokens),
+            Column::new("completion_tokens".into(), self.completion_tokens),
+            Column::new("latency_ms".into(), self.latency_ms),
+            Column::new("outcome".into(), self.outcome),
+            Column::new("data".into(), self.data),
+        ])
+    }
+}
+
+fn damaged(what: String) -> impl FnOnce(PolarsError) -> StoreError {
+    move |err| StoreError::Corrupt(format!("{what}: {err}"))
+}
+
+/// Seals every full run of `rows` events after the last segment (normally none or one).
+pub(super) fn seal_full_segments(txn: &WriteTransaction, rows: u64) -> Result<(), StoreError> {
+    loop {
+        let (start, next) = {
+            let events = txn.open_table(EVENTS)?;
+            let Some(first) = events.first()?.map(|(seq, _)| seq.value()) else { return Ok(()) };
+            let next = events.last()?.map_or(0, |(seq, _)| seq.value() + 1);
+            let sealed = txn.open_table(EVENT_SEGMENT_ENDS)?.last()?.map_or(0, |(_, end)| end.value());
+            (sealed.max(first), next)
+        };
+        if next.saturating_sub(start) < rows.max(1) {
+            return Ok(());
+        }
+        seal(txn, start, start + rows.max(1))?;
+    }
+}
+
+/// Writes the events `[start, end)` as one segment.
+fn seal(txn: &WriteTransaction, start: u64, end: u64) -> Result<(), StoreError> {
+    let mut columns = EventColumns::with_capacity((end - start) as usize);
+    {
+        let events = txn.open_table(EVENTS)?;
+        for entry in events.range(start..end)? {
+            let (seq, bytes) = entry?;
+            columns.push(LoggedEvent::decode(seq.value(), bytes.value())?);
+        }
+    }
+    let what = || format!("event segment {start}..{end}");
+    let mut frame = columns.finish().map_err(damaged(what()))?;
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes)
+        .with_compression(ParquetCompression::Lz4Raw)
+        .finish(&mut frame)
+        .map_err(damaged(what()))?;
+    txn.open_table(EVENT_SEGMENTS)?.insert(start, bytes.as_slice())?;
+    txn.open_table(EVENT_SEGMENT_ENDS)?.insert(start, end)?;
+    Ok(())
+}
+
+/// Drops the segments holding any event before `first_kept` (after those events were pruned);
+/// the events left of a dropped segment are read from their records until the log moves on.
+pub(super) fn drop_segments_before(txn: &WriteTransaction, first_kept: u64) -> Result<(), StoreError> {
+    let mut ends = txn.open_table(EVENT_SEGMENT_ENDS)?;
+    let mut segments = txn.open_table(EVENT_SEGMENTS)?;
+    let stale: Vec<u64> =
+        ends.range(..first_kept)?.map(|entry| entry.map(|(first, _)| first.value())).collect::<Result<_, _>>()?;
+    for first in stale {
+        ends.remove(first)?;
+        segments.remove(first)?;
+    }
+    Ok(())
+}
+
+/// Where each table of [`Store::event_tables`] comes from, in order.
+enum Part {
+    Table(usize),
+    Segment(usize),
+}
+
+/// Decodes segments on every core, each thread taking every n-th block.
+fn decode_segments(
+    blocks: &[(u64, u64, redb::AccessGuard<'_, &'static [u8]>)],
+    names: Option<&[String]>,
+) -> Result<Vec<DataFrame>, StoreError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, blocks.len().max(1));
+    let decode = |(start, end, block): &(u64, u64, redb::AccessGuard<'_, &'static [u8]>)| {
+        ParquetReader::new(Cursor::new(block.value()))
+            .with_columns(names.map(<[String]>::to_vec))
+            .read_parallel(ParallelStrategy::None)
+            .finish()
+            .map_err(damaged(format!("event segment {start}..{end}")))
+    };
+    let mut results: Vec<Option<Result<DataFrame, StoreError>>> = (0..blocks.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|first| {
+                let decode = &decode;
+                scope.spawn(move || {
+                    blocks
+                        .iter()
+                        .enumerate()
+                        .skip(first)
+                        .step_by(threads)
+                        .map(|(i, b)| (i, decode(b)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for worker in workers {
+            match worker.join() {
+                Ok(done) => done.into_iter().for_each(|(i, table)| results[i] = Some(table)),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    results
+        .into_iter()
+        .map(|table| table.unwrap_or_else(|| Err(StoreError::Corrupt("an event segment was not read".into()))))
+        .collect()
+}
+
+impl Store {
+    /// Events per sealed segment of this store handle (tests use small ones).
+    pub fn with_event_segment_rows(mut self, rows: u64) -> Store {
+        self.segment_rows = rows.max(1);
+        self
+    }
+
+    /// The whole event log as tables in sequence order, with only `columns` (all when `None`):
+    /// one table per segment and one for each run of events not sealed yet. Times are Unix
+    /// seconds.
+    pub fn event_tables(&self, columns: Option<&[PlSmallStr]>) -> Result<Vec<DataFrame>, StoreError> {
+        let names: Option<Vec<String>> = columns.map(|c| c.iter().map(|name| name.to_string()).collect());
+        let txn = self.db.begin_read()?;
+        let events = txn.open_table(EVENTS)?;
+        let ends = txn.open_table(EVENT_SEGMENT_ENDS)?;
+        let segments = txn.open_table(EVENT_SEGMENTS)?;
+        let Some(first) = events.first()?.map(|(seq, _)| seq.value()) else { return Ok(Vec::new()) };
+        let mut tables = Vec::new();
+        let mut rows_from = first;
+        let project = |frame: DataFrame| match &names {
+            Some(names) => frame.select(names.iter().map(String::as_str)),
+            None => Ok(frame),
+        };
+        let read_rows = |from: u64, to: Option<u64>, tables: &mut Vec<DataFrame>| -> Result<(), StoreError> {
+            let mut columns = EventColumns::default();
+            let range = match to {
+                Some(to) => events.range(from..to)?,
+                None => events.range(from..)?,
+            };
+            for entry in range {
+                let (seq, bytes) = entry?;
+                columns.push(LoggedEvent::decode(seq.value(), bytes.value())?);
+            }
+            if !columns.is_empty() {
+                let what = format!("events from {from}");
+                tables.push(columns.finish().and_then(project).map_err(damaged(what))?);
+            }
+            Ok(())
+        };
+        // Segments are decoded on all cores (each on one); records are read here meanwhile.
+        let mut blocks = Vec::new();
+        let mut parts = Vec::new();
+        for entry in ends.range(first..)? {
+            let (start, end) = entry?;
+            let (start, end) = (start.value(), end.value());
+            if start > rows_from {
+                let before = tables.len();
+                read_rows(rows_from, Some(start), &mut tables)?;
+                if tables.len() > before {
+                    parts.push(Part::Table(before));
+                }
+            }
+            let Some(block) = segments.get(start)? else {
+                return Err(StoreError::Corrupt(format!("event segment {start}..{end} is missing")));
+            };
+            parts.push(Part::Segment(blocks.len()));
+            blocks.push((start, end, block));
+            rows_from = end;
+        }
+        let before = tables.len();
+        read_rows(rows_from, None, &mut tables)?;
+        if tables.len() > before {
+            parts.push(Part::Table(before));
+        }
+        let decoded = decode_segments(&blocks, names.as_deref())?;
+        let mut tables: Vec<Option<DataFrame>> = tables.into_iter().map(Some).collect();
+        let mut decoded: Vec<Option<DataFrame>> = decoded.into_iter().map(Some).collect();
+        Ok(parts
+            .into_iter()
+            .filter_map(|part| match part {
+                Part::Table(index) => tables[index].take(),
+                Part::Segment(index) => decoded[index].take(),
+            })
+            .collect())
+    }
+
+    /// How many segments the event log has (for tests and `doctor`).
+    pub fn event_segment_count(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(EVENT_SEGMENT_ENDS)?.len()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(store: &Store, events: std::ops::Range<i64>) {
+        let turn = store.begin_turn().unwrap();
+        for n in events {
+            let record = if n % 3 == 0 {
+                serde_json::json!({ "user": 7, "format": "promo", "prompt_tokens": n, "offline": true })
+            } else {
+                serde_json::json!({ "post": n as u64, "reason": "x" })
+            };
+            turn.record_event(if n % 3 == 0 { "ai_call" } else { "post_saved" }, 100 + n, &record).unwrap();
+        }
+        turn.commit().unwrap();
+    }
+
+    fn whole(store: &Store, columns: Option<&[PlSmallStr]>) -> DataFrame {
+        let mut tables = store.event_tables(columns).unwrap().into_iter();
+        let mut frame = tables.next().unwrap();
+        for table in tables {
+            frame.vstack_mut(&table).unwrap();
+        }
+        frame
+    }
+
+    #[test]
+    fn segments_read_back_the_same_table_as_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealed = Store::open(&dir.path().join("a.redb")).unwrap().with_event_segment_rows(4);
+        let plain = Store::open(&dir.path().join("b.redb")).unwrap();
+        for store in [&sealed, &plain] {
+            log(store, 0..6);
+            log(store, 6..11);
+        }
+        assert_eq!((sealed.event_segment_count().unwrap(), plain.event_segment_count().unwrap()), (2, 0));
+        assert_eq!(sealed.event_tables(None).unwrap().len(), 3, "two segments and the 3 events after them");
+        let expected = whole(&plain, None);
+        assert_eq!(whole(&sealed, None), expected);
+        assert_eq!(expected.height(), 11);
+        let data = expected.column("data").unwrap().str().unwrap();
+        assert_eq!(data.get(0), Some(r#"{"offline":true}"#));
+        assert_eq!(data.get(1), None);
+
+        let wanted: Vec<PlSmallStr> = vec!["post".into(), "seq".into()];
+        let projected = whole(&sealed, Some(&wanted));
+        assert_eq!(projected.get_column_names(), ["post", "seq"]);
+        assert_eq!(projected, expected.select(["post", "seq"]).unwrap());
+    }
+
+    #[test]
+    fn pruning_drops_the_segments_it_cuts_into() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a.redb")).unwrap().with_event_segment_rows(4);
+        log(&store, 0..13);
+        assert_eq!(store.event_segment_count().unwrap(), 3);
+        let turn = store.begin_turn().unwrap();
+        // Events 0..6 (at 100..106) go: the first segment entirely, the second half.
+        assert_eq!(turn.prune_events(106, |_| {}).unwrap(), 6);
+        turn.commit().unwrap();
+        assert_eq!(store.event_segment_count().unwrap(), 1, "only the segment 8..12 is whole");
+        let seq = whole(&store, None).column("seq").unwrap().u64().unwrap().into_no_null_iter().collect::<Vec<_>>();
+        assert_eq!(seq, (6..13).collect::<Vec<u64>>());
+        // The log goes on: 12, 13, 14, 15 are the next segment.
+        log(&store, 13..16);
+        assert_eq!(store.event_segment_count().unwrap(), 2);
+        let seq = whole(&store, None).column("seq").unwrap().u64().unwrap().into_no_null_iter().collect::<Vec<_>>();
+        assert_eq!(seq, (6..16).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn a_version_3_store_gets_its_log_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            log(&store, 0..(DEFAULT_SEGMENT_ROWS as i64 + 5));
+            let txn = store.db.begin_write().unwrap();
+            txn.delete_table(EVENT_SEGMENTS).unwrap();
+            txn.delete_table(EVENT_SEGMENT_ENDS).unwrap();
+            txn.commit().unwrap();
+            store.set_schema_version(3).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), crate::store::SCHEMA_VERSION);
+        assert_eq!(store.event_segment_count().unwrap(), 1);
+        assert_eq!(whole(&store, None).height() as u64, DEFAULT_SEGMENT_ROWS + 5);
+    }
+}
