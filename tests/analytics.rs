@@ -308,3 +308,48 @@ fn broken_pipelines_are_reported_at_their_step() {
         ]
     );
 }
+
+/// The event log is a scan that reads only the columns a pipeline uses; polars pushes a leading
+/// `limit` into it, so the scan must honour it, over segments and records alike.
+#[test]
+fn a_limit_on_the_event_log_is_kept_whatever_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_shipped_config(dir.path());
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join("flows").join(name), text).unwrap();
+    write(
+        "report_first.yaml",
+        "kind: pipeline\nid: first\nsource: events\nsteps:\n  - select: [seq, kind]\n  - limit: 70\n",
+    );
+    write(
+        "report_first_sql.yaml",
+        "kind: pipeline\nid: first_sql\nsource: events\nsteps:\n  - sql: \"SELECT seq FROM events LIMIT 3\"\n",
+    );
+    write(
+        "report_kinds.yaml",
+        "kind: pipeline\nid: kinds\nsource: events\nsteps:\n  - group_by: [kind]\n    agg: { n: \"COUNT(*)\" }\n  - sort: [kind]\n",
+    );
+    let loaded = analytics::load_config(dir.path(), CATALOGUE, chrono_tz::Asia::Yerevan);
+    let bundle = match loaded.result {
+        Ok(bundle) => bundle,
+        Err(_) => panic!("{}", loaded.render_errors()),
+    };
+    let store = fixture_store(dir.path());
+    let run = |id: &str| analytics::report(&bundle, id, &BTreeMap::new(), &store, context(), today()).unwrap().frame;
+
+    let first = run("first");
+    assert_eq!(first.height(), 70, "64 from the first segment and 6 more");
+    let seq: Vec<u64> = first.column("seq").unwrap().u64().unwrap().into_no_null_iter().collect();
+    assert_eq!(seq, (0..70).collect::<Vec<u64>>());
+    assert_eq!(run("first_sql").height(), 3);
+    let kinds = run("kinds");
+    let counts: Vec<u32> = kinds
+        .column("n")
+        .unwrap()
+        .cast(&polars::prelude::DataType::UInt32)
+        .unwrap()
+        .u32()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert_eq!(counts, [40; 6], "240 events of 6 kinds, in turn");
+}

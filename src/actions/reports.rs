@@ -171,7 +171,8 @@ pub fn archive_events(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, Ac
     };
     let dir = ctx.store.store().exports_dir().join("archive");
     std::fs::create_dir_all(&dir).map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
-    // Sequence numbers are never reused, so no archive overwrites another.
+    // Sequence numbers are never reused (not even after the log was emptied), so no archive
+    // overwrites another.
     let path = dir.join(format!("events_{}_{}_{first_seq}-{last_seq}.parquet", day(first), day(last)));
     let partial = dir.join(format!("events_{first_seq}-{last_seq}.partial"));
     let mut frame = columns

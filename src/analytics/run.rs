@@ -220,7 +220,8 @@ impl Sources for EmptySources {
     }
 }
 
-/// Source tables read from the store once each and kept for the rest of the run.
+/// Source tables read from the store once each and kept for the rest of the run; `events` is a
+/// scan instead, read (only the columns used) each time the plan runs.
 pub struct StoreSources<'a> {
     pub store: &'a crate::store::Store,
     pub context: super::sources::SourceContext,

@@ -226,7 +226,8 @@ pub fn localize(table: &mut DataFrame, ctx: &SourceContext) -> PolarsResult<()> 
     Ok(())
 }
 
-/// The `events` source as a scan that reads only the columns the pipeline uses.
+/// The `events` source as a scan that reads only the columns the pipeline uses. Polars runs it
+/// in its in-memory engine (`collect`); its streaming engine does not take such scans.
 struct EventScan {
     store: Store,
     context: SourceContext,
@@ -238,7 +239,12 @@ impl AnonymousScan for EventScan {
     }
 
     fn scan(&self, args: AnonymousScanArgs) -> PolarsResult<DataFrame> {
-        events_with(&self.store, &self.context, args.with_columns.as_deref())
+        let frame = events_with(&self.store, &self.context, args.with_columns.as_deref())?;
+        // Polars moves a leading `limit` into the scan and does not apply it again.
+        Ok(match args.n_rows {
+            Some(rows) => frame.head(Some(rows)),
+            None => frame,
+        })
     }
 
     fn schema(&self, _infer_schema_length: Option<usize>) -> PolarsResult<SchemaRef> {

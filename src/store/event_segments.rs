@@ -9,11 +9,17 @@ use std::io::Cursor;
 use polars::prelude::*;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-use super::{EVENTS, LoggedEvent, Store, StoreError};
+use super::{EVENTS, LoggedEvent, META, Store, StoreError};
 
 /// Events per segment: large enough that a segment compresses and decodes in bulk, small enough
 /// that sealing one (inside the turn that logs its last event) takes a moment.
 pub const DEFAULT_SEGMENT_ROWS: u64 = 16_384;
+
+/// The layout of a segment: what [`LoggedEvent::decode`] gives, as [`EventColumns::finish`]
+/// writes it. Bump it when either changes; segments of another format are sealed again when the
+/// store is opened.
+const SEGMENT_FORMAT: u64 = 1;
+const FORMAT_KEY: &str = "event_segment_format";
 
 /// A segment: its first sequence number → the events `[first, end)` as Parquet.
 pub(super) const EVENT_SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("event_segments");
@@ -107,6 +113,26 @@ fn damaged(what: String) -> impl FnOnce(PolarsError) -> StoreError {
     move |err| StoreError::Corrupt(format!("{what}: {err}"))
 }
 
+/// On opening: segments written in another format (or by a version without segments) are dropped
+/// and the log sealed again.
+pub(super) fn check_format(txn: &WriteTransaction, rows: u64) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META)?;
+    if meta.get(FORMAT_KEY)?.map(|v| v.value()) == Some(SEGMENT_FORMAT) {
+        return Ok(());
+    }
+    meta.insert(FORMAT_KEY, SEGMENT_FORMAT)?;
+    drop(meta);
+    txn.delete_table(EVENT_SEGMENTS)?;
+    txn.delete_table(EVENT_SEGMENT_ENDS)?;
+    txn.open_table(EVENT_SEGMENTS)?;
+    txn.open_table(EVENT_SEGMENT_ENDS)?;
+    let events = redb::ReadableTableMetadata::len(&txn.open_table(EVENTS)?)?;
+    if events >= rows {
+        tracing::info!(events, "sealing the event log into columnar segments");
+    }
+    seal_full_segments(txn, rows)
+}
+
 /// Seals every full run of `rows` events after the last segment (normally none or one).
 pub(super) fn seal_full_segments(txn: &WriteTransaction, rows: u64) -> Result<(), StoreError> {
     loop {
@@ -131,7 +157,7 @@ fn seal(txn: &WriteTransaction, start: u64, end: u64) -> Result<(), StoreError> 
         let events = txn.open_table(EVENTS)?;
         for entry in events.range(start..end)? {
             let (seq, bytes) = entry?;
-            columns.push(LoggedEvent::decode(seq.value(), bytes.value())?);
+            columns.push(LoggedEvent::decode(seq.value(), bytes.value()));
         }
     }
     let what = || format!("event segment {start}..{end}");
@@ -239,7 +265,7 @@ impl Store {
             };
             for entry in range {
                 let (seq, bytes) = entry?;
-                columns.push(LoggedEvent::decode(seq.value(), bytes.value())?);
+                columns.push(LoggedEvent::decode(seq.value(), bytes.value()));
             }
             if !columns.is_empty() {
                 let what = format!("events from {from}");
@@ -363,6 +389,24 @@ mod tests {
     }
 
     #[test]
+    fn segments_of_another_format_are_sealed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            log(&store, 0..(DEFAULT_SEGMENT_ROWS as i64 + 5));
+            let txn = store.db.begin_write().unwrap();
+            txn.open_table(EVENT_SEGMENTS).unwrap().insert(0, b"an older layout".as_slice()).unwrap();
+            txn.open_table(META).unwrap().insert(FORMAT_KEY, 0).unwrap();
+            txn.commit().unwrap();
+            assert!(store.event_tables(None).is_err(), "the odd segment is read");
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.event_segment_count().unwrap(), 1);
+        assert_eq!(whole(&store, None).height() as u64, DEFAULT_SEGMENT_ROWS + 5);
+    }
+
+    #[test]
     fn a_version_3_store_gets_its_log_sealed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
@@ -372,6 +416,7 @@ mod tests {
             let txn = store.db.begin_write().unwrap();
             txn.delete_table(EVENT_SEGMENTS).unwrap();
             txn.delete_table(EVENT_SEGMENT_ENDS).unwrap();
+            txn.open_table(META).unwrap().remove(FORMAT_KEY).unwrap();
             txn.commit().unwrap();
             store.set_schema_version(3).unwrap();
         }

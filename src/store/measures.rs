@@ -4,7 +4,7 @@
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Deserialize;
 
-use super::{EVENTS, NOTES, POSTS_BY_MESSAGE, SECRETS, Store, StoreError, Turn, event_segments};
+use super::{EVENTS, META, NEXT_EVENT_KEY, NOTES, POSTS_BY_MESSAGE, SECRETS, Store, StoreError, Turn, event_segments};
 
 /// CTA clicks, in order of arrival: sequence number → [`Click`] (17 bytes).
 pub(super) const CLICKS: TableDefinition<u64, &[u8]> = TableDefinition::new("clicks");
@@ -16,7 +16,8 @@ pub(super) const REACTIONS: TableDefinition<(i64, &str), (u32, i64, u64)> = Tabl
 pub(super) const SUBSCRIBERS: TableDefinition<i64, u64> = TableDefinition::new("subscribers");
 
 /// One entry of the event log with its well-known fields typed. The record's other fields
-/// (kind-specific ones) are kept as JSON in `data`.
+/// (kind-specific ones) are kept as JSON in `data`. Sealed segments hold what this decoded:
+/// a change to its fields or their meaning must bump `event_segments::SEGMENT_FORMAT`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct LoggedEvent {
     #[serde(skip)]
@@ -53,29 +54,39 @@ pub struct LoggedEvent {
 }
 
 impl LoggedEvent {
-    /// Reads a stored record.
-    pub fn decode(seq: u64, bytes: &[u8]) -> Result<LoggedEvent, StoreError> {
+    /// Reads a stored record. Never fails: a record whose well-known fields do not fit (an older
+    /// or odd writer) still counts, with its time and kind if it has usable ones; the rest of it
+    /// (all of it, if it is not a JSON object) goes to `data`.
+    pub fn decode(seq: u64, bytes: &[u8]) -> LoggedEvent {
+        use serde_json::Value;
         let mut event: LoggedEvent = match serde_json::from_slice(bytes) {
             Ok(event) => event,
-            // A record whose well-known fields do not fit (an older or odd writer) still counts
-            // with its time and kind; all of it goes to `data`.
-            Err(_) => {
-                let mut value: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
-                let at = value.shift_remove("at").and_then(|at| at.as_i64()).unwrap_or_default();
-                let kind = match value.shift_remove("kind") {
-                    Some(serde_json::Value::String(kind)) => kind,
-                    _ => "unknown".to_string(),
-                };
-                LoggedEvent { at, kind, rest: value, ..LoggedEvent::default() }
-            }
+            Err(_) => match serde_json::from_slice::<serde_json::Map<String, Value>>(bytes) {
+                Ok(mut rest) => {
+                    let at = rest.get("at").and_then(Value::as_i64);
+                    if at.is_some() {
+                        rest.shift_remove("at");
+                    }
+                    let kind = rest.get("kind").and_then(Value::as_str).map(str::to_string);
+                    if kind.is_some() {
+                        rest.shift_remove("kind");
+                    }
+                    let kind = kind.unwrap_or_else(|| "unknown".to_string());
+                    LoggedEvent { at: at.unwrap_or_default(), kind, rest, ..LoggedEvent::default() }
+                }
+                Err(_) => LoggedEvent {
+                    kind: "unknown".to_string(),
+                    data: Some(String::from_utf8_lossy(bytes).into_owned()),
+                    ..LoggedEvent::default()
+                },
+            },
         };
         event.seq = seq;
         if !event.rest.is_empty() {
             let rest = std::mem::take(&mut event.rest);
             event.data = Some(serde_json::Value::Object(rest).to_string());
         }
-        Ok(event)
+        event
     }
 }
 
@@ -169,7 +180,7 @@ impl Store {
         let table = txn.open_table(EVENTS)?;
         for entry in table.iter()? {
             let (seq, bytes) = entry?;
-            each(LoggedEvent::decode(seq.value(), bytes.value())?);
+            each(LoggedEvent::decode(seq.value(), bytes.value()));
         }
         Ok(())
     }
@@ -283,7 +294,7 @@ impl Turn {
         let mut old = Vec::new();
         for entry in table.iter()? {
             let (seq, bytes) = entry?;
-            let event = LoggedEvent::decode(seq.value(), bytes.value())?;
+            let event = LoggedEvent::decode(seq.value(), bytes.value());
             if event.at >= before {
                 break;
             }
@@ -294,7 +305,11 @@ impl Turn {
             table.remove(*seq)?;
         }
         if let Some(last) = old.last() {
+            let emptied = redb::ReadableTableMetadata::is_empty(&table)?;
             drop(table);
+            if emptied {
+                self.txn.open_table(META)?.insert(NEXT_EVENT_KEY, last + 1)?;
+            }
             event_segments::drop_segments_before(&self.txn, last + 1)?;
         }
         Ok(old.len() as u64)
@@ -360,16 +375,21 @@ mod tests {
         let event = LoggedEvent::decode(
             3,
             br#"{"kind":"ai_call","at":5,"user_id":9,"format":"sale","prompt_tokens":12,"x":1}"#,
-        )
-        .unwrap();
+        );
         assert_eq!((event.seq, event.user, event.prompt_tokens), (3, Some(9), Some(12)));
         assert_eq!(event.format.as_deref(), Some("sale"));
         assert_eq!(event.data.as_deref(), Some(r#"{"x":1}"#), "only the fields without a column");
-        let plain = LoggedEvent::decode(5, br#"{"kind":"post_saved","at":5,"user":9,"post":2}"#).unwrap();
+        let plain = LoggedEvent::decode(5, br#"{"kind":"post_saved","at":5,"user":9,"post":2}"#);
         assert_eq!(plain.data, None);
-        let odd = LoggedEvent::decode(4, br#"{"kind":"x","at":6,"user":1,"user_id":2,"post":"seven"}"#).unwrap();
+        let odd = LoggedEvent::decode(4, br#"{"kind":"x","at":6,"user":1,"user_id":2,"post":"seven"}"#);
         assert_eq!((odd.kind.as_str(), odd.at, odd.post), ("x", 6, None));
         assert_eq!(odd.data.as_deref(), Some(r#"{"user":1,"user_id":2,"post":"seven"}"#), "an odd record keeps all");
+        let bad_time = LoggedEvent::decode(6, br#"{"kind":7,"at":"noon","x":1}"#);
+        assert_eq!((bad_time.kind.as_str(), bad_time.at), ("unknown", 0));
+        assert_eq!(bad_time.data.as_deref(), Some(r#"{"kind":7,"at":"noon","x":1}"#), "unusable fields kept");
+        let garbage = LoggedEvent::decode(7, b"\xff not json");
+        assert_eq!((garbage.seq, garbage.kind.as_str()), (7, "unknown"));
+        assert_eq!(garbage.data.as_deref(), Some("\u{fffd} not json"));
     }
 
     #[test]
@@ -413,5 +433,13 @@ mod tests {
         turn.commit().unwrap();
         assert_eq!(archived, [1, 2, 3]);
         assert_eq!(store.event_count().unwrap(), 2);
+        // Emptied, the log goes on with new numbers (archives are named by them).
+        let turn = store.begin_turn().unwrap();
+        assert_eq!(turn.prune_events(100, |_| {}).unwrap(), 2);
+        turn.record_event("y", 200, &serde_json::json!({})).unwrap();
+        turn.commit().unwrap();
+        let mut seqs = Vec::new();
+        store.for_each_event(|e| seqs.push(e.seq)).unwrap();
+        assert_eq!(seqs, [5]);
     }
 }

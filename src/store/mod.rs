@@ -408,7 +408,7 @@ impl Store {
                     tracing::info!(from = older, to = SCHEMA_VERSION, "migrating the store");
                     meta.insert("schema_version", SCHEMA_VERSION)?;
                     drop(meta);
-                    migrate(&txn, older, self.segment_rows)?;
+                    migrate(&txn, older)?;
                 }
                 None => {
                     meta.insert("schema_version", SCHEMA_VERSION)?;
@@ -435,6 +435,7 @@ impl Store {
             txn.open_table(EVENT_SEGMENTS)?;
             txn.open_table(EVENT_SEGMENT_ENDS)?;
         }
+        event_segments::check_format(&txn, self.segment_rows)?;
         txn.commit()?;
         Ok(())
     }
@@ -890,7 +891,7 @@ fn page_by_status(
 }
 
 /// Brings a store written by an older postflow up to [`SCHEMA_VERSION`] inside `txn`.
-fn migrate(txn: &redb::WriteTransaction, from: u64, segment_rows: u64) -> Result<(), StoreError> {
+fn migrate(txn: &redb::WriteTransaction, from: u64) -> Result<(), StoreError> {
     if from < 2 {
         // Version 2 added the post indexes; older post records decode with defaults.
         let posts = read_posts(&txn.open_table(POSTS)?)?;
@@ -915,12 +916,13 @@ fn migrate(txn: &redb::WriteTransaction, from: u64, segment_rows: u64) -> Result
             }
         }
     }
-    if from < 4 {
-        // Version 4 keeps the event log also as columnar segments; the existing log is sealed.
-        event_segments::seal_full_segments(txn, segment_rows)?;
-    }
+    // Version 4 keeps the event log also as columnar segments: the existing log is sealed by
+    // `event_segments::check_format`, which runs on every opening.
     Ok(())
 }
+
+/// The sequence number the next event takes when the log is empty, kept when pruning empties it.
+const NEXT_EVENT_KEY: &str = "next_event_seq";
 
 /// Appends `kind`, `at` and the fields of `record` to the event log inside `txn`, sealing a
 /// columnar segment when the events since the last one fill it.
@@ -938,7 +940,11 @@ fn append_event(
     let bytes = serde_json::to_vec(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     {
         let mut table = txn.open_table(EVENTS)?;
-        let next = table.last()?.map_or(0, |(seq, _)| seq.value() + 1);
+        let next = match table.last()? {
+            Some((seq, _)) => seq.value() + 1,
+            // An emptied log goes on after the last number it had (archives are named by them).
+            None => txn.open_table(META)?.get(NEXT_EVENT_KEY)?.map_or(0, |next| next.value()),
+        };
         table.insert(next, bytes.as_slice())?;
     }
     event_segments::seal_full_segments(txn, segment_rows)
