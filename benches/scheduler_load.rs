@@ -124,7 +124,7 @@ fn main() {
         let _ = stopped.await;
     });
     let ai = Arc::new(postflow::ai::Ai::offline());
-    let bot = rt.spawn(postflow::telegram::run(bundle, store, ai, options));
+    let bot = rt.spawn(postflow::telegram::run(postflow::config::live::LiveBundle::new(bundle), store, ai, options));
     while !fake.calls().iter().any(|c| c.method == "getUpdates") {
         std::thread::sleep(Duration::from_millis(1));
     }

@@ -214,7 +214,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // This release always drafts offline; say so where the admin looks.
             let ai = build_ai(&settings)?;
             println!("AI: {}", ai.llm().describe());
-            let driver = Driver::with_ai(bundle, store, ai);
+            // Edits to the configuration serve from the next message on.
+            let reloader = crate::reload::Reloader::new(settings.config_dir.clone(), settings.tz()?, bundle);
+            let _watch = reloader
+                .watch(crate::config::watch::DEBOUNCE, |outcome| match outcome {
+                    crate::reload::Reloaded::Applied { summary, .. } => {
+                        eprintln!("\n[configuration reloaded: {summary}]")
+                    }
+                    crate::reload::Reloaded::Unchanged => {}
+                    crate::reload::Reloaded::Rejected { report, .. } => {
+                        eprintln!("\n[the changed configuration was refused; the previous one keeps serving]\n{report}")
+                    }
+                })
+                .map_err(|error| eprintln!("configuration changes will not be picked up: {error}"))
+                .ok();
+            let driver = Driver::with_live(reloader.live(), store, ai);
             let stdin = std::io::stdin();
             let ansi = std::io::stdout().is_terminal();
             crate::console::run(&driver, user, stdin.lock(), std::io::stdout(), ansi)?;
@@ -279,8 +293,10 @@ fn run_bot(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
     options.public_base_url = settings.public_base_url.clone().filter(|url| !url.trim().is_empty());
     let ai = build_ai(settings)?;
     tracing::info!(ai = %ai.llm().describe(), "AI");
+    let reloader = crate::reload::Reloader::new(settings.config_dir.clone(), settings.tz()?, bundle);
+    options.reload = Some(reloader.clone());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(crate::telegram::run(bundle, store, ai, options))?;
+    runtime.block_on(crate::telegram::run(reloader.live(), store, ai, options))?;
     Ok(ExitCode::SUCCESS)
 }
 

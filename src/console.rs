@@ -279,7 +279,7 @@ pub fn run(
     ansi: bool,
 ) -> anyhow::Result<()> {
     let mut screen = Screen::default();
-    writeln!(output, "postflow chat — user {chat_id}, config {}. Type :help for help.", driver.bundle.summary())?;
+    writeln!(output, "postflow chat — user {chat_id}, config {}. Type :help for help.", driver.bundle().summary())?;
     driver.store.touch_user(&crate::store::User {
         id: chat_id,
         username: None,
@@ -297,7 +297,7 @@ pub fn run(
     output.flush()?;
     for line in input.lines() {
         let line = line?;
-        let typing = expects_typing(&driver.bundle, &session);
+        let typing = expects_typing(&driver.bundle(), &session);
         let kind = match parse_line(&line, &screen, typing) {
             Typed::Event(kind) => kind,
             Typed::Quit => break,

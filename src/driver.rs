@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::actions::{self, ActionContext};
 use crate::ai::{Ai, AiCall, Completed};
 use crate::config::Bundle;
+use crate::config::live::LiveBundle;
 use crate::engine::event::{ActionOutcome, Effect, Event, EventKind};
 use crate::engine::session::{Session, Wait};
 use crate::engine::{self};
@@ -37,9 +38,9 @@ enum Slow {
     Deferred,
 }
 
-/// The engine, its configuration, its store and its language model.
+/// The engine, its configuration (swapped whole on reload), its store and its language model.
 pub struct Driver {
-    pub bundle: Arc<Bundle>,
+    pub live: Arc<LiveBundle>,
     pub store: Store,
     pub ai: Arc<Ai>,
 }
@@ -51,7 +52,17 @@ impl Driver {
     }
 
     pub fn with_ai(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>) -> Self {
-        Driver { bundle, store, ai }
+        Driver::with_live(LiveBundle::new(bundle), store, ai)
+    }
+
+    /// A driver serving whatever bundle `live` holds at each turn.
+    pub fn with_live(live: Arc<LiveBundle>, store: Store, ai: Arc<Ai>) -> Self {
+        Driver { live, store, ai }
+    }
+
+    /// The bundle serving now (a turn keeps the one it started with).
+    pub fn bundle(&self) -> Arc<Bundle> {
+        self.live.get()
     }
 
     /// Whether an adapter that runs slow actions itself gets this one: a model's actions, not
@@ -163,22 +174,23 @@ impl Driver {
             }
             Err(other) => return Err(other),
         };
+        let bundle = self.live.get();
         let mut shown = Vec::new();
         // A session saved while waiting for an action (a crash, or an adapter that runs slow
         // actions outside the turn) gets the action carried out first — unless the adapter runs
         // slow actions itself and this one is slow.
         let is_event_result = matches!(event.kind, EventKind::ActionResult { .. });
         if let (Wait::Action { .. }, Some(pending)) = (&session.wait, &session.pending)
-            && engine::pending_is_current(&self.bundle, &session)
+            && engine::pending_is_current(&bundle, &session)
             && !(slow == Slow::Deferred && self.deferred(&pending.name))
             && !is_event_result
         {
             let (request_id, name, args) = (pending.request_id, pending.name.clone(), pending.args.clone());
-            let outcome = self.run_action(&turn, &event, request_id, &name, &args, slow)?;
+            let outcome = self.run_action(&bundle, &turn, &event, request_id, &name, &args, slow)?;
             let resume = Event { kind: EventKind::ActionResult { request_id, outcome }, ..event.clone() };
-            session = self.apply(&turn, session, resume, &mut shown, progress, slow)?;
+            session = self.apply(&bundle, &turn, session, resume, &mut shown, progress, slow)?;
         }
-        let session = self.apply(&turn, session, event, &mut shown, progress, slow)?;
+        let session = self.apply(&bundle, &turn, session, event, &mut shown, progress, slow)?;
         turn.save_session(&session)?;
         turn.commit()?;
         let waiting_on = match (&session.wait, &session.pending) {
@@ -199,8 +211,10 @@ impl Driver {
     }
 
     /// Runs the engine until no action is left.
+    #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
+        bundle: &Bundle,
         turn: &Turn,
         mut session: Session,
         event: Event,
@@ -210,7 +224,7 @@ impl Driver {
     ) -> Result<Session, StoreError> {
         let mut queue = vec![event];
         while let Some(event) = queue.pop() {
-            let (next, effects) = engine::step_owned(&self.bundle, session, &event);
+            let (next, effects) = engine::step_owned(bundle, session, &event);
             session = next;
             // Answers first: a press is answered before the action it starts runs.
             effects.iter().filter(|e| matches!(e, Effect::Answer { .. })).for_each(&mut *progress);
@@ -222,7 +236,7 @@ impl Driver {
                             continue;
                         }
                         progress(&Effect::RunAction { request_id, name: name.clone(), args: serde_json::Value::Null });
-                        let outcome = self.run_action(turn, &event, request_id, &name, &args, slow)?;
+                        let outcome = self.run_action(bundle, turn, &event, request_id, &name, &args, slow)?;
                         queue.push(Event { kind: EventKind::ActionResult { request_id, outcome }, ..event.clone() });
                     }
                     Effect::Warn { message } => {
@@ -236,8 +250,10 @@ impl Driver {
     }
 
     /// Runs an action once per (chat, request): a replay returns the recorded result.
+    #[allow(clippy::too_many_arguments)]
     fn run_action(
         &self,
+        bundle: &Bundle,
         turn: &Turn,
         event: &Event,
         request_id: u64,
@@ -251,11 +267,11 @@ impl Driver {
         }
         if Ai::handles(name) {
             debug_assert!(slow == Slow::Inline || !self.deferred(name), "slow actions are deferred to the adapter");
-            let completed = self.ai.run_blocking(&self.bundle, name, args);
+            let completed = self.ai.run_blocking(bundle, name, args);
             return record_outcome(turn, event, request_id, name, completed);
         }
         let ctx = ActionContext {
-            bundle: &self.bundle,
+            bundle,
             store: turn,
             chat_id: event.chat_id,
             user_id: event.user_id,
@@ -360,7 +376,7 @@ mod tests {
             now: 1_795_672_800,
             kind: EventKind::Text { text: text.into() },
         };
-        let new_post = driver.bundle.menu.reply_keyboard[0][0].label.clone();
+        let new_post = driver.bundle().menu.reply_keyboard[0][0].label.clone();
         let handled = driver.handle(text(&new_post)).unwrap();
         assert!(!handled.effects.is_empty(), "the chat is not locked out");
         let session = driver.session(9, 9).unwrap();

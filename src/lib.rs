@@ -14,6 +14,7 @@ pub mod engine;
 pub mod export_cli;
 pub mod http;
 pub mod posts_cli;
+pub mod reload;
 pub mod scheduler;
 pub mod settings;
 pub mod store;

@@ -196,7 +196,7 @@ fn publish(settings: &Settings, bundle: Arc<Bundle>, store: Store, id: u64) -> a
             clicks,
             tg,
             store,
-            bundle,
+            live: crate::config::live::LiveBundle::new(bundle),
             channel_id: started.channel_id.0,
             channel_username: started.channel_username.clone(),
             clock: Arc::new(SystemClock),

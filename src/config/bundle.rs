@@ -622,6 +622,13 @@ pub const REQUIRED_TEXTS: &[(&str, &str)] = &[
     ("button_url_invalid", "a typed button or link has no usable http(s) or t.me address"),
     ("album_buttons", "the short text that carries a post's buttons under an album (albums cannot carry buttons)"),
     ("report_more_rows", "under a report table cut short: `{n}` is the number of rows not shown"),
+    ("config_changed", "the configuration was reloaded and the admin's step no longer exists: back to the menu"),
+    ("reload_done", "answer to /reload: the new configuration serves"),
+    ("reload_unchanged", "answer to /reload: the files compile to the configuration already serving"),
+    (
+        "reload_failed",
+        "to the admins when changed configuration files are refused: `problems` counts them, `details` has the first ones",
+    ),
 ];
 
 /// The argument schema of a registered action, which the compiler checks `with:` against.

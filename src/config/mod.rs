@@ -4,9 +4,11 @@
 pub mod bundle;
 pub mod compile;
 pub mod diagnostic;
+pub mod live;
 pub mod pipeline;
 pub mod raw;
 pub mod source;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 

@@ -61,8 +61,14 @@ pub fn step_owned(bundle: &Bundle, mut session: Session, event: &Event) -> (Sess
     run.s.chat_id = event.chat_id;
     run.s.user_id = event.user_id;
     run.s.updated_at = event.now;
-    run.forget_vanished_step();
-    run.handle(&event.kind);
+    let step_gone = run.forget_vanished_step();
+    // The admin was told their step is gone and shown the menu: what they typed or pressed
+    // was meant for that step, so it is not taken as a new request.
+    let meant_for_the_step =
+        matches!(event.kind, EventKind::Text { .. } | EventKind::Media { .. } | EventKind::Button { .. });
+    if !(step_gone && meant_for_the_step) {
+        run.handle(&event.kind);
+    }
     // Notices held while an action ran are shown once the chat waits for the user again.
     while !run.failed && !matches!(run.s.wait, Wait::Action { .. }) && !run.s.notices.is_empty() {
         let notice = run.s.notices.remove(0);
@@ -1127,13 +1133,21 @@ impl<'a> Run<'a> {
 
     /// After a configuration change, a session whose step vanished or changed shape (no longer
     /// waits, no longer runs the awaited action) goes idle instead of hanging.
-    fn forget_vanished_step(&mut self) {
-        if !pending_is_current(self.bundle, &self.s) || !wait_matches_step(self.bundle, &self.s) {
-            self.s.stack.clear();
-            self.s.wait = Wait::Nothing;
-            self.s.pending = None;
-            self.reset_view();
+    /// Returns whether the admin was told (a conversation was under way).
+    fn forget_vanished_step(&mut self) -> bool {
+        if pending_is_current(self.bundle, &self.s) && wait_matches_step(self.bundle, &self.s) {
+            return false;
         }
+        let told = !self.s.stack.is_empty();
+        if told {
+            // Mid-conversation: the admin is told, and gets the menu.
+            self.say_text("config_changed", &[], true);
+        }
+        self.s.stack.clear();
+        self.s.wait = Wait::Nothing;
+        self.s.pending = None;
+        self.reset_view();
+        told
     }
 }
 
@@ -1185,8 +1199,13 @@ pub fn parse_time(text: &str) -> Option<NaiveTime> {
 /// A menu text rendered outside any conversation (an adapter's refusal or warning), as clean
 /// Telegram HTML; `None` if the text is missing or fails to render.
 pub fn standalone_text(bundle: &Bundle, key: &str) -> Option<String> {
+    standalone_text_with(bundle, key, &Value::from(()))
+}
+
+/// [`standalone_text`] with values for the template (`{{ name }}`).
+pub fn standalone_text_with(bundle: &Bundle, key: &str, values: &Value) -> Option<String> {
     let template = bundle.menu.texts.get(key)?;
-    render::render(bundle, template, &Value::from(())).ok().map(|text| html::sanitize(&text))
+    render::render(bundle, template, values).ok().map(|text| html::sanitize(&text))
 }
 
 /// The messages a post becomes in the channel, with the menu's `album_buttons` text: what the

@@ -16,10 +16,12 @@ pub async fn run(publisher: Arc<Publisher>, mut stop: tokio::sync::watch::Receiv
     if let Err(error) = publisher.reconcile() {
         tracing::error!("the scheduler could not check the posts left by the last run: {error}");
     }
-    let mut jobs = super::jobs::plan(&publisher, publisher.clock.now()).unwrap_or_else(|error| {
-        tracing::error!("the recurring jobs cannot be planned: {error}; they will not run");
-        Vec::new()
-    });
+    let (mut planned_for, mut planned_bundle) = publisher.live.snapshot();
+    let mut jobs =
+        super::jobs::plan(&publisher, &planned_bundle, None, publisher.clock.now()).unwrap_or_else(|error| {
+            tracing::error!("the recurring jobs cannot be planned: {error}; they will not run");
+            Vec::new()
+        });
     loop {
         if *stop.borrow() {
             return;
@@ -30,7 +32,17 @@ pub async fn run(publisher: Arc<Publisher>, mut stop: tokio::sync::watch::Receiv
         }
         let now = publisher.clock.now();
         // Recurring jobs whose time came, in the order of the files.
-        for (index, job) in publisher.bundle.jobs.iter().enumerate() {
+        // A reload may have changed the jobs: they are planned again, from the same snapshot
+        // the loop then runs them from.
+        let (version, bundle) = publisher.live.snapshot();
+        if version != planned_for {
+            jobs = super::jobs::plan(&publisher, &bundle, Some(&planned_bundle), now).unwrap_or_else(|error| {
+                tracing::error!("the recurring jobs cannot be planned: {error}; they will not run");
+                Vec::new()
+            });
+            (planned_for, planned_bundle) = (version, bundle.clone());
+        }
+        for (index, job) in bundle.jobs.iter().enumerate() {
             if let Some(Some(due)) = jobs.get(index).copied()
                 && due <= now
             {

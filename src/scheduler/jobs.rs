@@ -8,20 +8,30 @@ use serde_json::json;
 use super::publisher::Publisher;
 use super::recurring;
 use crate::actions::{self, ActionContext};
+use crate::config::Bundle;
 use crate::config::bundle::Job;
 use crate::engine::session::Notice;
 use crate::store::StoreError;
 
 /// The next fire time of each job of the bundle (`None`: disabled, or never again).
-pub fn plan(publisher: &Publisher, now: i64) -> Result<Vec<Option<i64>>, StoreError> {
+pub fn plan(
+    publisher: &Publisher,
+    bundle: &Bundle,
+    previous: Option<&Bundle>,
+    now: i64,
+) -> Result<Vec<Option<i64>>, StoreError> {
     let grace = publisher.policy.grace.as_secs() as i64;
     let mut plan = Vec::new();
-    for job in &publisher.bundle.jobs {
+    for job in &bundle.jobs {
         if !job.enabled {
             plan.push(None);
             continue;
         }
-        let recorded = publisher.store.job_next(&job.id)?;
+        // A job whose schedule a reload changed is planned from its new schedule.
+        let rescheduled = previous
+            .and_then(|old| old.jobs.iter().find(|old| old.id == job.id))
+            .is_some_and(|old| old.cron != job.cron || old.timezone != job.timezone);
+        let recorded = if rescheduled { None } else { publisher.store.job_next(&job.id)? };
         let next = match recorded {
             // Missed while down, recently enough: it fires once, now.
             Some(at) if at <= now && now - at <= grace => Some(at),
@@ -81,7 +91,7 @@ pub async fn fire(publisher: &Publisher, job: &Job, due: i64, now: i64) -> Resul
         Some((name, args)) => {
             let turn = publisher.store.begin_turn()?;
             let ctx =
-                ActionContext { bundle: &publisher.bundle, store: &turn, chat_id: 0, user_id: 0, request_id: 0, now };
+                ActionContext { bundle: &publisher.bundle(), store: &turn, chat_id: 0, user_id: 0, request_id: 0, now };
             match actions::run(&ctx, name, args) {
                 Ok(value) => {
                     turn.record_event("job_run", now, &json!({ "job": job.id, "action": name, "result": value }))?;

@@ -72,7 +72,8 @@ pub enum Outcome {
 pub struct Publisher {
     pub tg: Telegram,
     pub store: Store,
-    pub bundle: Arc<Bundle>,
+    /// The configuration in service (a reload swaps it).
+    pub live: Arc<crate::config::live::LiveBundle>,
     pub channel_id: i64,
     /// For links to published posts.
     pub channel_username: Option<String>,
@@ -105,6 +106,11 @@ pub fn new_run_id(clock: &dyn Clock) -> u64 {
 }
 
 impl Publisher {
+    /// The bundle serving now.
+    pub fn bundle(&self) -> Arc<Bundle> {
+        self.live.get()
+    }
+
     /// Publishes a due post: claims it, sends what is left to send, records it as published and
     /// tells whoever queued it (unless `quiet`: the caller sums up a burst in one notice). A
     /// post overdue by more than the grace window (the bot was down, or the machine asleep) is
@@ -117,7 +123,7 @@ impl Publisher {
             return Ok(held);
         }
         let Some(mut post) = self.claim(id, now)? else { return Ok(Outcome::Skipped) };
-        let messages = crate::engine::channel_messages(&self.bundle, &self.channel_content(&post));
+        let messages = crate::engine::channel_messages(&self.bundle(), &self.channel_content(&post));
         let mut tries = 1;
         let mut part = post.parts_sent as usize;
         while part < messages.len() {
@@ -180,7 +186,7 @@ impl Publisher {
         if quiet {
             // The burst's summary says it.
         } else if lateness >= self.policy.late_after.as_secs() as i64 {
-            let due = post.publish_at.map(|at| local(self.bundle.timezone, at)).unwrap_or_default();
+            let due = post.publish_at.map(|at| local(self.bundle().timezone, at)).unwrap_or_default();
             let minutes = (lateness + 30) / 60;
             let extra = json!({ "notice_link": link, "notice_due": due, "notice_minutes": minutes });
             self.tell_queuer("late", &post, extra);
@@ -215,7 +221,7 @@ impl Publisher {
         let grace = self.policy.grace.as_secs() as i64;
         let missed = |p: &Post| p.status == PostStatus::Scheduled && p.publish_at.is_some_and(|at| now - at > grace);
         let Some(post) = self.store.post(id)?.filter(missed) else { return Ok(None) };
-        let due = post.publish_at.map(|at| local(self.bundle.timezone, at)).unwrap_or_default();
+        let due = post.publish_at.map(|at| local(self.bundle().timezone, at)).unwrap_or_default();
         let reason = format!("missed: it was due at {due} while the bot was not running");
         let Some(post) = self.fail(id, &reason, missed)? else { return Ok(None) };
         tracing::warn!(post = id, due, "a post missed its time by more than the grace window; held");
@@ -387,10 +393,10 @@ impl Publisher {
     /// Replaces the text of the post's messages whose text changes (a caption is edited as a
     /// caption); the layout must stay the same (the action checked it).
     async fn edit_in_channel(&self, post: &Post, text: &str) -> Result<(), String> {
-        let old = crate::engine::channel_messages(&self.bundle, &self.channel_content(post));
+        let old = crate::engine::channel_messages(&self.bundle(), &self.channel_content(post));
         let mut content = self.channel_content(post);
         content.text = text.to_string();
-        let new = crate::engine::channel_messages(&self.bundle, &content);
+        let new = crate::engine::channel_messages(&self.bundle(), &content);
         if old.len() != new.len() {
             return Err("the new text changes the post's layout".to_string());
         }

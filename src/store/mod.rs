@@ -388,6 +388,11 @@ impl Store {
         self.path.parent().map(|p| p.join("exports")).unwrap_or_else(|| PathBuf::from("exports"))
     }
 
+    /// Wakes the scheduler's loop to look at its queue and jobs again (after a reload).
+    pub fn wake_scheduler(&self) {
+        self.schedule_changed.notify_one();
+    }
+
     /// Resolves after a commit that scheduled, rescheduled or unscheduled a post (or at once if
     /// one happened since the last wait): one waiter, the scheduler.
     pub async fn schedule_changed(&self) {

@@ -21,11 +21,12 @@ use teloxide::types::AllowedUpdate;
 use teloxide::update_listeners::{Polling, webhooks};
 
 use crate::ai::{Ai, Completed};
-use crate::config::Bundle;
+use crate::config::live::LiveBundle;
 use crate::driver::{Delivery, Driver, Handled, Launch};
 use crate::engine::event::{Effect, Event, EventKind, Media, MediaFile};
 use crate::engine::session::Notice;
 use crate::engine::{self};
+use crate::reload::{Reloaded, Reloader};
 use crate::scheduler::publisher::{PublishPolicy, Publisher};
 use crate::store::{Store, User};
 use gate::{FloodLimits, Gate, Verdict};
@@ -76,6 +77,9 @@ pub struct RunOptions {
     pub publish: PublishPolicy,
     /// Resolves when the bot should stop (SIGINT/SIGTERM in the binary).
     pub shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Hot reload: the configuration folder is watched (and `/reload` works). Its live bundle
+    /// must be the one `run` serves.
+    pub reload: Option<Arc<Reloader>>,
 }
 
 impl RunOptions {
@@ -97,6 +101,7 @@ impl RunOptions {
             limits: pace::TELEGRAM,
             publish: PublishPolicy::default(),
             shutdown: Box::pin(termination_signal()),
+            reload: None,
         }
     }
 }
@@ -154,10 +159,10 @@ pub enum RunError {
 
 /// Runs the bot until `options.shutdown` resolves: start-up checks, then updates until told to
 /// stop; the update in hand is finished and albums being collected are handled before it returns.
-pub async fn run(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>, options: RunOptions) -> Result<(), RunError> {
+pub async fn run(live: Arc<LiveBundle>, store: Store, ai: Arc<Ai>, options: RunOptions) -> Result<(), RunError> {
     let bot = connect(&options.bot_token, &options.api_url)?;
     let started = startup::check(&bot, &options.api_url, &options.channel).await.map_err(RunError::Startup)?;
-    startup::set_commands(&bot, &bundle).await.map_err(RunError::Startup)?;
+    startup::set_commands(&bot, &live.get()).await.map_err(RunError::Startup)?;
     tracing::info!(bot = %started.bot_username, channel = started.channel_id.0, "connected to Telegram");
     // Reports link to channel posts.
     let channel_link =
@@ -195,7 +200,7 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>, options: RunOpt
             pace: Arc::new(pace::Pace::after_restart(options.limits)),
             exports: store.exports_dir(),
         },
-        driver: Arc::new(Driver::with_ai(bundle.clone(), store, ai)),
+        driver: Arc::new(Driver::with_live(live.clone(), store, ai)),
         gate: Gate::new(options.authorized.iter().copied(), options.flood, options.refusal_quiet),
         bot_username: started.bot_username.clone(),
         clock: options.clock.clone(),
@@ -209,9 +214,36 @@ pub async fn run(bundle: Arc<Bundle>, store: Store, ai: Arc<Ai>, options: RunOpt
         closing: std::sync::atomic::AtomicBool::new(false),
         generations: std::sync::atomic::AtomicU64::new(0),
         scheduler: Mutex::new(None),
+        reloader: options.reload.clone(),
     });
     app.resume_actions(&options.authorized);
     app.start_scheduler(&started, &options.authorized, options.publish);
+    // Hot reload: changed files are compiled again; the outcome is handled here, in order.
+    let _config_watch = match &options.reload {
+        Some(reloader) => {
+            let (outcomes, mut received) = tokio::sync::mpsc::unbounded_channel();
+            let watch = reloader.watch(crate::config::watch::DEBOUNCE, move |outcome| {
+                let _ = outcomes.send(outcome);
+            });
+            let reload_app = app.clone();
+            let admins = options.authorized.clone();
+            tokio::spawn(async move {
+                while let Some(outcome) = received.recv().await {
+                    reload_app.after_reload(&outcome, &admins).await;
+                }
+            });
+            match watch {
+                Ok(watch) => Some(watch),
+                Err(error) => {
+                    tracing::warn!(
+                        "configuration changes will not be picked up by themselves: {error}; /reload still works"
+                    );
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let handler_app = app.clone();
     let handler: UpdateHandler<std::convert::Infallible> = dptree::entry().endpoint(move |update: Update| {
         let app = handler_app.clone();
@@ -342,6 +374,8 @@ struct App {
     generations: std::sync::atomic::AtomicU64,
     /// The scheduler's task and the switch that stops it.
     scheduler: Mutex<Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>>,
+    /// Hot reload, for `/reload`.
+    reloader: Option<Arc<Reloader>>,
     /// Tracked CTA links, when `PUBLIC_BASE_URL` is set.
     click_links: Option<Arc<crate::http::ClickLinks>>,
     /// The channel's numeric id (reaction counts from elsewhere are ignored).
@@ -460,6 +494,13 @@ impl App {
         }
         let job =
             |notice, event| Job { update_ids: vec![update_id], press: None, notice, event, finished: None, tell: None };
+        if let (Verdict::Admit, Incoming::Event(EventKind::Command { name, .. }), Some(reloader)) =
+            (&verdict, &incoming, &self.reloader)
+            && name == "reload"
+        {
+            self.reload_now(reloader.clone(), chat_id, update_id);
+            return;
+        }
         let job = match verdict {
             Verdict::Admit => match incoming {
                 Incoming::Event(kind) => job(None, Some((sender, update_id, kind))),
@@ -726,7 +767,7 @@ impl App {
         let app = self.clone();
         let (name, args) = (launch.name.clone(), launch.args.clone());
         let mut model = tokio::spawn(async move {
-            let bundle = app.driver.bundle.clone();
+            let bundle = app.driver.bundle();
             app.driver.ai.run(&bundle, &name, &args).await
         });
         // Aborting this task (the admin cancelled) must stop the model call and the typing too.
@@ -763,7 +804,7 @@ impl App {
                 (&session.wait, &session.pending)
                 && pending.request_id == *request_id
                 && self.driver.deferred(&pending.name)
-                && engine::pending_is_current(&self.driver.bundle, &session)
+                && engine::pending_is_current(&self.driver.bundle(), &session)
                 && authorized.contains(&session.user_id)
             {
                 tracing::info!(chat_id = session.chat_id, action = %pending.name, "resuming an AI request cut off by the last stop");
@@ -870,7 +911,7 @@ impl App {
         let publisher = Arc::new(Publisher {
             tg: self.tg.clone(),
             store: self.driver.store.clone(),
-            bundle: self.driver.bundle.clone(),
+            live: self.driver.live.clone(),
             channel_id: started.channel_id.0,
             channel_username: started.channel_username.clone(),
             clock: self.clock.clone(),
@@ -933,9 +974,58 @@ impl App {
         }
     }
 
+    /// After a reload: a new bundle gets its commands set and the scheduler looks at its jobs
+    /// again; a refused one is told to the admins (`to`), with its first problems.
+    async fn after_reload(&self, outcome: &Reloaded, to: &[i64]) {
+        match outcome {
+            Reloaded::Applied { .. } => {
+                self.driver.store.wake_scheduler();
+                if let Err(error) = startup::set_commands(&self.tg.bot, &self.driver.bundle()).await {
+                    tracing::warn!("could not set the commands of the new configuration: {error}");
+                }
+            }
+            Reloaded::Unchanged => {}
+            Reloaded::Rejected { problems, report } => {
+                let values = reload_failure_values(*problems, report);
+                for &admin in to {
+                    self.notify_with(admin, "reload_failed", &values).await;
+                }
+            }
+        }
+    }
+
+    /// `/reload` from an admin: reloads now and says how it went.
+    fn reload_now(self: &Arc<Self>, reloader: Arc<Reloader>, chat_id: i64, update_id: u64) {
+        let app = self.clone();
+        tokio::spawn(async move {
+            let outcome = match tokio::task::spawn_blocking(move || reloader.reload()).await {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    tracing::error!("the reload stopped: {error}");
+                    app.report(chat_id, &[update_id], false);
+                    return;
+                }
+            };
+            app.after_reload(&outcome, &[]).await;
+            match &outcome {
+                Reloaded::Applied { .. } => app.notify(chat_id, "reload_done").await,
+                Reloaded::Unchanged => app.notify(chat_id, "reload_unchanged").await,
+                Reloaded::Rejected { problems, report } => {
+                    app.notify_with(chat_id, "reload_failed", &reload_failure_values(*problems, report)).await
+                }
+            }
+            app.report(chat_id, &[update_id], false);
+        });
+    }
+
     /// Sends a menu text outside any conversation.
     async fn notify(&self, chat_id: i64, key: &str) {
-        let Some(text) = engine::standalone_text(&self.driver.bundle, key) else {
+        self.notify_with(chat_id, key, &minijinja::Value::from(())).await
+    }
+
+    /// Sends a menu text with values for its template outside any conversation.
+    async fn notify_with(&self, chat_id: i64, key: &str, values: &minijinja::Value) {
+        let Some(text) = engine::standalone_text_with(&self.driver.bundle(), key, values) else {
             tracing::warn!("menu text `{key}` is missing or does not render");
             return;
         };
@@ -1115,4 +1205,19 @@ fn album_jobs(album: Album) -> Vec<Job> {
         vec![Job { update_ids: album.update_ids, press: None, notice: None, event, finished: None, tell: None }];
     jobs.extend(album.waiting);
     jobs
+}
+
+/// The values of the `reload_failed` text: how many problems, and the first of them (escaped,
+/// short enough for one message).
+fn reload_failure_values(problems: usize, report: &str) -> minijinja::Value {
+    const MAX_DETAILS: usize = 1500;
+    let mut details: String = report.chars().take(MAX_DETAILS).collect();
+    if details.len() < report.len() {
+        details.push_str("\n…");
+    }
+    minijinja::Value::from(minijinja::value::Serde(serde_json::json!({
+        "problems": problems,
+        // The text's template escapes it.
+        "details": details.trim_end(),
+    })))
 }

@@ -62,6 +62,8 @@ pub struct Bot {
     pub clock: Arc<ManualClock>,
     /// Where the bot serves tracked links, with `Setup::click_tracking`.
     pub http_base: Option<String>,
+    /// The bot's hot reload, with `Setup::hot_reload`.
+    pub reloader: Option<Arc<postflow::reload::Reloader>>,
     done: Arc<Done>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), RunError>>>,
@@ -80,6 +82,8 @@ pub struct Setup {
     pub publish: PublishPolicy,
     /// Serve tracked CTA links on a free local port (`Bot::http_base`).
     pub click_tracking: bool,
+    /// Watch the configuration folder and reload it (as `postflow run` does).
+    pub hot_reload: bool,
 }
 
 impl Default for Setup {
@@ -92,6 +96,7 @@ impl Default for Setup {
             limits: postflow::telegram::pace::TELEGRAM,
             publish: PublishPolicy { backoff: Duration::from_millis(50), ..PublishPolicy::default() },
             click_tracking: false,
+            hot_reload: false,
         }
     }
 }
@@ -114,6 +119,7 @@ impl Bot {
             store_path,
             clock: Arc::new(ManualClock::at(1_795_672_800)),
             http_base: None,
+            reloader: None,
             done: Arc::new(Done::default()),
             stop: None,
             task: None,
@@ -163,7 +169,15 @@ impl Bot {
             let _ = stopped.await;
         });
         self.stop = Some(stop);
-        self.task = Some(self.rt.spawn(postflow::telegram::run(bundle, store, setup.ai, options)));
+        let live = if setup.hot_reload {
+            let reloader = postflow::reload::Reloader::new(config.to_path_buf(), chrono_tz::Asia::Yerevan, bundle);
+            options.reload = Some(reloader.clone());
+            self.reloader = Some(reloader.clone());
+            reloader.live()
+        } else {
+            postflow::config::live::LiveBundle::new(bundle)
+        };
+        self.task = Some(self.rt.spawn(postflow::telegram::run(live, store, setup.ai, options)));
         // Wait until the bot polls.
         let started = Instant::now();
         while !self.fake.calls().iter().any(|c| c.method == "getUpdates") {
