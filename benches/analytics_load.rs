@@ -8,6 +8,8 @@
 
 #[path = "../tests/common/analytics_fixture.rs"]
 mod analytics_fixture;
+#[path = "../tests/common/shipped_config.rs"]
+mod shipped_config;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,19 +31,6 @@ fn status_kib(field: &str) -> u64 {
 /// Resets the peak RSS (VmHWM) of this process (Linux: `clear_refs` 5).
 fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// The per-format aggregate over the event log, as a content manager would write it.
@@ -84,10 +73,7 @@ fn main() {
     );
 
     let config = dir.path().join("config");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for folder in ["flows", "formats", "prompts"] {
-        copy_dir(&root.join(folder), &config.join(folder));
-    }
+    shipped_config::copy_shipped_config(&config);
     std::fs::write(config.join("flows/bench_events_by_format.yaml"), EVENTS_BY_FORMAT).unwrap();
     let loaded = analytics::load_config(&config, postflow::actions::CATALOGUE, chrono_tz::Asia::Yerevan);
     let bundle = match loaded.result {
@@ -166,7 +152,7 @@ fn main() {
         best(&formats_times)
     );
 
-    let script = root.join("benches/analytics_pandas.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/analytics_pandas.py");
     let pandas = std::process::Command::new("python3").arg(&script).arg(dir.path()).arg(runs.to_string()).output();
     match pandas {
         Ok(out) if out.status.success() => {

@@ -5,33 +5,19 @@
 //!
 //! `cargo bench --bench reload`
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use postflow::reload::{Reloaded, Reloader};
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
+#[path = "../tests/common/shipped_config.rs"]
+mod shipped_config;
 
 fn main() {
     let runs: usize = std::env::var("RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for folder in ["flows", "formats", "prompts"] {
-        copy_dir(&root.join(folder), &dir.path().join(folder));
-    }
+    shipped_config::copy_shipped_config(dir.path());
     let loaded = postflow::analytics::load_config(dir.path(), postflow::actions::CATALOGUE, chrono_tz::Asia::Yerevan);
     let bundle = match loaded.result {
         Ok(bundle) => Arc::new(bundle),

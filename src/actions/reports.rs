@@ -30,7 +30,7 @@ fn run<'b>(ctx: &ActionContext<'b>, args: &Value) -> Result<analytics::Report<'b
         }
     }
     let timezone = ctx.bundle.timezone;
-    let today = chrono::DateTime::from_timestamp(ctx.now, 0).unwrap_or_default().with_timezone(&timezone).date_naive();
+    let today = crate::engine::render::local_time(ctx.bundle, ctx.now).date_naive();
     let store = ctx.store.store();
     let context = SourceContext { timezone, channel_link: store.channel_link().ok().flatten() };
     analytics::report(ctx.bundle, id, &given, store, context, today).map_err(|err| match err {
@@ -162,13 +162,7 @@ pub fn archive_events(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, Ac
         return Ok(json!({ "archived": 0, "file": null }));
     }
     let failed = |err: String| ActionError::new(ActionErrorCode::Unavailable, err);
-    let day = |at: i64| {
-        chrono::DateTime::from_timestamp(at, 0)
-            .unwrap_or_default()
-            .with_timezone(&ctx.bundle.timezone)
-            .format("%Y-%m-%d")
-            .to_string()
-    };
+    let day = |at: i64| crate::engine::render::local_time(ctx.bundle, at).format("%Y-%m-%d").to_string();
     let dir = ctx.store.store().exports_dir().join("archive");
     std::fs::create_dir_all(&dir).map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
     // Sequence numbers are never reused (not even after the log was emptied), so no archive

@@ -19,19 +19,19 @@ impl LiveBundle {
 
     /// The bundle serving now.
     pub fn get(&self) -> Arc<Bundle> {
-        match self.current.read() {
-            Ok(current) => current.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.read().clone()
     }
 
     /// The version and the bundle, read together.
     pub fn snapshot(&self) -> (u64, Arc<Bundle>) {
-        let current = match self.current.read() {
-            Ok(current) => current,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let current = self.read();
         (self.version(), current.clone())
+    }
+
+    /// The lock held for reading (a writer cannot leave the bundle half-replaced, so a
+    /// poisoned lock still holds a whole one).
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Arc<Bundle>> {
+        self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// 0 for the bundle the process started with, then one more per replacement.
@@ -41,10 +41,7 @@ impl LiveBundle {
 
     /// Puts `bundle` in service and returns the new version.
     pub fn replace(&self, bundle: Arc<Bundle>) -> u64 {
-        let mut current = match self.current.write() {
-            Ok(current) => current,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut current = self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         *current = bundle;
         self.version.fetch_add(1, Ordering::AcqRel) + 1
     }

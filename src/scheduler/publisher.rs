@@ -393,10 +393,12 @@ impl Publisher {
     /// Replaces the text of the post's messages whose text changes (a caption is edited as a
     /// caption); the layout must stay the same (the action checked it).
     async fn edit_in_channel(&self, post: &Post, text: &str) -> Result<(), String> {
-        let old = crate::engine::channel_messages(&self.bundle(), &self.channel_content(post));
+        // Old and new from one bundle, whatever a reload does meanwhile.
+        let bundle = self.bundle();
+        let old = crate::engine::channel_messages(&bundle, &self.channel_content(post));
         let mut content = self.channel_content(post);
         content.text = text.to_string();
-        let new = crate::engine::channel_messages(&self.bundle(), &content);
+        let new = crate::engine::channel_messages(&bundle, &content);
         if old.len() != new.len() {
             return Err("the new text changes the post's layout".to_string());
         }

@@ -80,10 +80,6 @@ impl EventColumns {
         self.data.push(event.data);
     }
 
-    pub fn len(&self) -> usize {
-        self.seq.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.seq.is_empty()
     }
@@ -310,7 +306,7 @@ impl Store {
             .collect())
     }
 
-    /// How many segments the event log has (for tests and `doctor`).
+    /// How many segments the event log has.
     pub fn event_segment_count(&self) -> Result<u64, StoreError> {
         use redb::ReadableTableMetadata;
         let txn = self.db.begin_read()?;

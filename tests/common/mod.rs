@@ -7,6 +7,10 @@ pub mod analytics_fixture;
 pub mod bot;
 pub mod fake_openai;
 pub mod fake_telegram;
+pub mod shipped_config;
+
+#[allow(unused_imports)] // Not every test binary copies the configuration.
+pub use shipped_config::copy_shipped_config;
 
 use std::path::Path;
 use std::process::Command;
@@ -45,26 +49,4 @@ pub fn run_command(fake: &fake_telegram::FakeTelegram, store: &Path, admin: i64)
         .env_remove("WEBHOOK_URL")
         .env_remove("HTTP_ADDR");
     command
-}
-
-/// Copies the shipped configuration (flows/, formats/, prompts/) into `to`, for tests that add
-/// or break a file.
-pub fn copy_shipped_config(to: &Path) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for folder in ["flows", "formats", "prompts"] {
-        copy_dir(&root.join(folder), &to.join(folder));
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
