@@ -58,6 +58,38 @@ pub enum Command {
     Export(ExportArgs),
     /// Check the configuration, the store and the AI mode, and say what is wrong.
     Doctor,
+    /// Copy the store into FILE (a new redb file): one consistent state, also while `run` uses
+    /// the store (then the running bot writes the copy; give this command its BOT_TOKEN and
+    /// HTTP_ADDR).
+    Backup {
+        /// The new file (it must not exist).
+        file: PathBuf,
+    },
+    /// Replace the store with a backup from `postflow backup` (stop the bot first).
+    Restore {
+        file: PathBuf,
+        /// Replace an existing store (it is kept beside as `<file>.before-restore-<time>`).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write every table of the store as one JSON document, to move data between versions or
+    /// machines (`postflow load` reads it).
+    Dump {
+        /// The document's format.
+        #[arg(long, value_enum, default_value = "json")]
+        format: DumpFormat,
+        /// Where to write: a file, or `-` for stdout (the default).
+        #[arg(long, default_value = "-")]
+        out: String,
+    },
+    /// Create the store from a `postflow dump` document (stop the bot first).
+    Load {
+        /// The dump file, or `-` for stdin.
+        file: String,
+        /// Replace an existing store (it is kept beside as `<file>.before-load-<time>`).
+        #[arg(long)]
+        force: bool,
+    },
     /// Run the bot in Telegram (needs BOT_TOKEN, CHANNEL_ID and AUTHORIZED_USERS).
     Run(RunArgs),
 }
@@ -138,6 +170,12 @@ pub struct RunArgs {
     /// failures only; each try already retries quick network errors).
     #[arg(long, env = "PUBLISH_ATTEMPTS", default_value_t = 3)]
     pub publish_attempts: u32,
+}
+
+/// Formats of `postflow dump`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DumpFormat {
+    Json,
 }
 
 /// Machine or human output.
@@ -251,6 +289,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pipelines => crate::export_cli::list(&settings),
         Command::Export(args) => crate::export_cli::export(&settings, args),
         Command::Doctor => doctor(&settings),
+        Command::Backup { file } => crate::backup_cli::backup(&settings, &file),
+        Command::Restore { file, force } => crate::backup_cli::restore(&settings, &file, force),
+        Command::Dump { format: DumpFormat::Json, out } => crate::backup_cli::dump(&settings, &out),
+        Command::Load { file, force } => crate::backup_cli::load(&settings, &file, force),
         Command::Run(args) => run_bot(&settings, args),
     }
 }
@@ -289,7 +331,7 @@ fn run_bot(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
         grace: std::time::Duration::from_secs(args.publish_grace_minutes * 60),
         ..crate::scheduler::publisher::PublishPolicy::default()
     };
-    options.http_addr = settings.http_addr.parse()?;
+    options.http_addr = Some(settings.http_addr.parse()?);
     options.public_base_url = settings.public_base_url.clone().filter(|url| !url.trim().is_empty());
     let ai = build_ai(settings)?;
     tracing::info!(ai = %ai.llm().describe(), "AI");

@@ -101,6 +101,18 @@ impl Driver {
         delivery: &Delivery,
         progress: &mut dyn FnMut(&Effect),
     ) -> Result<Option<Handled>, StoreError> {
+        let started = std::time::Instant::now();
+        let handled = self.handle_update_timed(event, delivery, progress);
+        crate::telemetry::step_finished(started.elapsed());
+        handled
+    }
+
+    fn handle_update_timed(
+        &self,
+        event: Event,
+        delivery: &Delivery,
+        progress: &mut dyn FnMut(&Effect),
+    ) -> Result<Option<Handled>, StoreError> {
         let turn = self.store.begin_turn()?;
         if let Some(update_id) = delivery.update_id
             && !turn.first_sight_of_update(event.chat_id, update_id, event.now)?

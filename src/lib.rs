@@ -5,6 +5,7 @@
 pub mod actions;
 pub mod ai;
 pub mod analytics;
+pub mod backup_cli;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -19,3 +20,5 @@ pub mod scheduler;
 pub mod settings;
 pub mod store;
 pub mod telegram;
+pub mod telemetry;
+pub mod vitals;

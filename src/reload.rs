@@ -59,9 +59,16 @@ impl Reloader {
             },
         };
         match &outcome {
-            Reloaded::Applied { version, summary } => tracing::info!(version, "configuration reloaded: {summary}"),
-            Reloaded::Unchanged => tracing::debug!("configuration files saved without a change"),
+            Reloaded::Applied { version, summary } => {
+                crate::telemetry::reloaded("applied");
+                tracing::info!(version, "configuration reloaded: {summary}")
+            }
+            Reloaded::Unchanged => {
+                crate::telemetry::reloaded("unchanged");
+                tracing::debug!("configuration files saved without a change")
+            }
             Reloaded::Rejected { problems, report } => {
+                crate::telemetry::reloaded("rejected");
                 tracing::error!(
                     problems,
                     "the changed configuration was refused; the previous one keeps serving:\n{report}"

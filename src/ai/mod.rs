@@ -350,6 +350,13 @@ impl<'a> Job<'a> {
             outcome = %call.outcome,
             "AI call"
         );
+        crate::telemetry::ai_request(
+            &call.action,
+            &call.outcome,
+            call.prompt_tokens,
+            call.completion_tokens,
+            call.latency_ms,
+        );
         self.calls.push(call);
         result
     }

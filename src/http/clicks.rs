@@ -128,7 +128,10 @@ pub async fn redirect(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let not_found = || (StatusCode::NOT_FOUND, "This link is not known.\n").into_response();
+    let not_found = || {
+        crate::telemetry::click("not_found");
+        (StatusCode::NOT_FOUND, "This link is not known.\n").into_response()
+    };
     let Some((post_id, button)) = state.links.verify(&token) else {
         tracing::debug!("a click with an unknown or tampered token");
         return not_found();
@@ -158,6 +161,7 @@ pub async fn redirect(
     let counted = method == Method::GET
         && matches!(post.status, PostStatus::Published | PostStatus::Publishing)
         && state.links.first_in_window(&format!("{client}|{agent}"), &token, now_ms);
+    crate::telemetry::click(if counted { "counted" } else { "not_counted" });
     if counted {
         let store = state.store.clone();
         let click = Click { at: now_ms.div_euclid(1000), post: post_id, button };

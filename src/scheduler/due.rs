@@ -12,7 +12,13 @@ const BURST: usize = 3;
 
 /// Runs until `stop` resolves: reconciles what the last run left behind, then publishes due
 /// posts as they fall due. A post being sent when `stop` resolves is finished first.
-pub async fn run(publisher: Arc<Publisher>, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// The loop beats through `beat` on every round (at least every
+/// [`SCHEDULER_BEAT_SECS`](crate::vitals::SCHEDULER_BEAT_SECS)) and drops it when it ends.
+pub async fn run(
+    publisher: Arc<Publisher>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    beat: crate::vitals::SchedulerBeat,
+) {
     if let Err(error) = publisher.reconcile() {
         tracing::error!("the scheduler could not check the posts left by the last run: {error}");
     }
@@ -22,10 +28,12 @@ pub async fn run(publisher: Arc<Publisher>, mut stop: tokio::sync::watch::Receiv
             tracing::error!("the recurring jobs cannot be planned: {error}; they will not run");
             Vec::new()
         });
+    let beat_every = std::time::Duration::from_secs(crate::vitals::SCHEDULER_BEAT_SECS);
     loop {
         if *stop.borrow() {
             return;
         }
+        beat.beat();
         // Changes admins asked for to published posts.
         if let Err(error) = publisher.apply_channel_ops().await {
             tracing::error!("the store failed while changing published posts: {error}");
@@ -55,6 +63,9 @@ pub async fn run(publisher: Arc<Publisher>, mut stop: tokio::sync::watch::Receiv
                 };
             }
         }
+        if let Ok(waiting) = publisher.store.due_count() {
+            crate::telemetry::queue_length(waiting);
+        }
         let due = match publisher.store.due(now, BATCH) {
             Ok(due) => due,
             Err(error) => {
@@ -70,13 +81,20 @@ pub async fn run(publisher: Arc<Publisher>, mut stop: tokio::sync::watch::Receiv
             let quiet = due.len() > BURST;
             let mut published = Vec::new();
             let mut store_failed = false;
-            for (_, id) in due {
+            for (at, id) in due {
                 if *stop.borrow() {
                     break;
                 }
+                beat.beat();
+                crate::telemetry::lateness(now - at);
                 match publisher.publish(id, quiet).await {
-                    Ok(Outcome::Published { .. }) => published.push(id),
-                    Ok(Outcome::Failed { .. } | Outcome::Unsure { .. } | Outcome::Skipped) => {}
+                    Ok(Outcome::Published { .. }) => {
+                        crate::telemetry::published("published");
+                        published.push(id);
+                    }
+                    Ok(Outcome::Failed { .. }) => crate::telemetry::published("failed"),
+                    Ok(Outcome::Unsure { .. }) => crate::telemetry::published("unsure"),
+                    Ok(Outcome::Skipped) => {}
                     Err(error) => {
                         tracing::error!(post = id, "the store failed while publishing: {error}; trying again in 10 s");
                         store_failed = true;
@@ -116,6 +134,8 @@ pub async fn run(publisher: Arc<Publisher>, mut stop: tokio::sync::watch::Receiv
         tokio::select! {
             () = sleep => {}
             () = publisher.store.schedule_changed() => {}
+            // Nothing to do for a while still goes round, so the health check sees a live loop.
+            () = tokio::time::sleep(beat_every) => {}
             _ = stop.changed() => return,
         }
     }

@@ -19,7 +19,7 @@ pub const DEFAULT_SEGMENT_ROWS: u64 = 16_384;
 /// writes it. Bump it when either changes; segments of another format are sealed again when the
 /// store is opened.
 const SEGMENT_FORMAT: u64 = 1;
-const FORMAT_KEY: &str = "event_segment_format";
+pub(super) const FORMAT_KEY: &str = "event_segment_format";
 
 /// A segment: its first sequence number → the events `[first, end)` as Parquet.
 pub(super) const EVENT_SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("event_segments");

@@ -10,6 +10,7 @@ use crate::engine::event::Media;
 use crate::engine::post_view::{LinkButton, PostContent, PostOptions};
 use crate::engine::session::Session;
 
+pub mod backup;
 mod event_segments;
 mod measures;
 
@@ -59,28 +60,6 @@ const CHANNEL_OPS: TableDefinition<u64, &[u8]> = TableDefinition::new("channel_o
 /// at a random (possibly lower) number. An id not newer than the last one counts as seen only
 /// within this horizon.
 const REDELIVERY_HORIZON_SECS: i64 = 24 * 3600;
-
-/// Names of every table, for backups and tests.
-pub const TABLES: [&str; 18] = [
-    "meta",
-    "sessions",
-    "posts",
-    "users",
-    "action_log",
-    "seen_updates",
-    "events",
-    "posts_due",
-    "posts_by_status",
-    "posts_by_creator",
-    "jobs",
-    "channel_ops",
-    "clicks",
-    "reaction_counts",
-    "subscribers",
-    "posts_by_message",
-    "secrets",
-    "notes",
-];
 
 /// Store failures, worded for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -369,6 +348,7 @@ impl Store {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.to_path_buf()),
             other => StoreError::Redb(format!("cannot open {}: {other}", path.display())),
         })?;
+        backup_before_migrating(&db, path)?;
         let store = Store {
             db: std::sync::Arc::new(db),
             path: path.to_path_buf(),
@@ -381,6 +361,17 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Copies the store as it is now (one committed state, whatever is written meanwhile) into a
+    /// new redb file at `target`.
+    pub fn backup_to(&self, target: &Path) -> Result<backup::Summary, StoreError> {
+        backup::snapshot(&self.db, &self.path, target)
+    }
+
+    /// Every table as one JSON document (see [`backup::load`]).
+    pub fn dump(&self, now: i64) -> Result<(serde_json::Value, backup::Summary), StoreError> {
+        backup::dump(&self.db, &self.path, now)
     }
 
     /// Where report files are written: `exports/` beside the store file.
@@ -522,6 +513,12 @@ impl Store {
         let index = txn.open_table(POSTS_DUE)?;
         let first = index.first()?;
         Ok(first.map(|(key, _)| key.value()))
+    }
+
+    /// How many posts wait in the scheduler's queue.
+    pub fn due_count(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(POSTS_DUE)?.len()?)
     }
 
     /// Scheduled posts due at or before `until`, earliest first, at most `limit`.
@@ -896,6 +893,37 @@ fn page_by_status(
 }
 
 /// Brings a store written by an older postflow up to [`SCHEMA_VERSION`] inside `txn`.
+/// Before a store of an older schema is migrated, it is copied beside itself as
+/// `<file>.schema<N>-backup-<unix seconds>`; no copy, no migration.
+fn backup_before_migrating(db: &Database, path: &Path) -> Result<(), StoreError> {
+    let found = {
+        let txn = db.begin_read()?;
+        match txn.open_table(META) {
+            Ok(meta) => meta.get("schema_version")?.map(|v| v.value()),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(other) => return Err(other.into()),
+        }
+    };
+    let Some(older) = found.filter(|found| *found < SCHEMA_VERSION) else { return Ok(()) };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".schema{older}-backup-{now}"));
+    let copy = path.with_file_name(name);
+    let summary = backup::snapshot(db, path, &copy).map_err(|error| {
+        StoreError::Redb(format!(
+            "the store has schema {older} and needs migrating to {SCHEMA_VERSION}, but the copy taken first failed, so nothing was changed: {error}"
+        ))
+    })?;
+    tracing::warn!(
+        from = older,
+        to = SCHEMA_VERSION,
+        backup = %copy.display(),
+        "migrating the store; the store as it was is kept: {}",
+        summary.describe()
+    );
+    Ok(())
+}
+
 fn migrate(txn: &redb::WriteTransaction, from: u64) -> Result<(), StoreError> {
     if from < 2 {
         // Version 2 added the post indexes; older post records decode with defaults.

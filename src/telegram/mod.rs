@@ -65,7 +65,9 @@ pub struct RunOptions {
     /// Receive updates through a webhook at this public URL (served on `http_addr`) instead of
     /// long polling.
     pub webhook_url: Option<url::Url>,
-    pub http_addr: SocketAddr,
+    /// Where the HTTP server listens (health, metrics, click links, webhook); `None`: no server
+    /// (then neither a webhook nor tracked links can be served).
+    pub http_addr: Option<SocketAddr>,
     /// The public address of `http_addr` (`PUBLIC_BASE_URL`): with it, CTA buttons in channel
     /// posts go through tracked links served there and clicks are counted.
     pub public_base_url: Option<String>,
@@ -94,7 +96,7 @@ impl RunOptions {
             refusal_quiet: Duration::from_secs(600),
             album_quiet: Duration::from_millis(700),
             webhook_url: None,
-            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            http_addr: None,
             public_base_url: None,
             clock: Arc::new(crate::scheduler::clock::SystemClock),
             observer: None,
@@ -192,6 +194,42 @@ pub async fn run(live: Arc<LiveBundle>, store: Store, ai: Arc<Ai>, options: RunO
         store: store.clone(),
         clock: options.clock.clone(),
     });
+    let vitals = crate::vitals::Vitals::new(options.clock.clone());
+    vitals.telegram_ok();
+    // Metrics are kept where they can be read: with the HTTP server.
+    let metrics = options.http_addr.and_then(|_| crate::telemetry::install());
+    let _metrics_upkeep = metrics.clone().map(|handle| {
+        AbortOnDrop(
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    every.tick().await;
+                    handle.run_upkeep();
+                }
+            })
+            .abort_handle(),
+        )
+    });
+    let admin =
+        crate::http::admin::AdminState { store: store.clone(), key: crate::http::admin::admin_key(&options.bot_token) };
+    let health = crate::http::HealthState { vitals: vitals.clone(), store: store.clone(), live: live.clone(), metrics };
+    // Telegram is asked now and then, so that readiness knows it is reachable while idle.
+    let probe_bot = bot.clone();
+    let probe_vitals = vitals.clone();
+    let _telegram_probe = AbortOnDrop(
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(crate::vitals::TELEGRAM_PROBE_SECS));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                match probe_bot.get_me().await {
+                    Ok(_) => probe_vitals.telegram_ok(),
+                    Err(error) => tracing::warn!("Telegram does not answer: {error}"),
+                }
+            }
+        })
+        .abort_handle(),
+    );
     let app = Arc::new(App {
         click_links: click_links.clone(),
         channel_id: started.channel_id.0,
@@ -215,6 +253,7 @@ pub async fn run(live: Arc<LiveBundle>, store: Store, ai: Arc<Ai>, options: RunO
         generations: std::sync::atomic::AtomicU64::new(0),
         scheduler: Mutex::new(None),
         reloader: options.reload.clone(),
+        vitals: vitals.clone(),
     });
     app.resume_actions(&options.authorized);
     app.start_scheduler(&started, &options.authorized, options.publish);
@@ -278,11 +317,14 @@ pub async fn run(live: Arc<LiveBundle>, store: Store, ai: Arc<Ai>, options: RunO
         teloxide::error_handlers::LoggingErrorHandler::with_custom_text("reading updates from Telegram failed");
     match options.webhook_url {
         Some(url) => {
+            let Some(http_addr) = options.http_addr else {
+                return Err(RunError::Startup("a webhook needs HTTP_ADDR to listen on".to_string()));
+            };
             // One connection: Telegram then delivers updates one after another, in order.
             // Our own secret, so the webhook can be set again with the updates we need.
             let secret: String = (0..32).map(|_| char::from(b'a' + rand::random_range(0..26u8))).collect();
             let webhook =
-                webhooks::Options::new(options.http_addr, url.clone()).max_connections(1).secret_token(secret.clone());
+                webhooks::Options::new(http_addr, url.clone()).max_connections(1).secret_token(secret.clone());
             let (listener, stop, router) = webhooks::axum_to_router(bot.clone(), webhook)
                 .await
                 .map_err(|e| RunError::Startup(format!("Telegram refused the webhook: {e}")))?;
@@ -293,10 +335,10 @@ pub async fn run(live: Arc<LiveBundle>, store: Store, ai: Arc<Ai>, options: RunO
                 .allowed_updates(allowed_updates())
                 .await
                 .map_err(|e| RunError::Startup(format!("Telegram refused the webhook: {e}")))?;
-            let tcp = tokio::net::TcpListener::bind(options.http_addr)
+            let tcp = tokio::net::TcpListener::bind(http_addr)
                 .await
-                .map_err(|e| RunError::Startup(format!("cannot listen on HTTP_ADDR {}: {e}", options.http_addr)))?;
-            let router = router.merge(crate::http::router(click_state.clone()));
+                .map_err(|e| RunError::Startup(format!("cannot listen on HTTP_ADDR {http_addr}: {e}")))?;
+            let router = router.merge(crate::http::router(click_state.clone(), Some(health), Some(admin)));
             let server = tokio::spawn(async move {
                 let service = router.into_make_service_with_connect_info::<SocketAddr>();
                 if let Err(error) = axum::serve(tcp, service).with_graceful_shutdown(stop).await {
@@ -311,25 +353,17 @@ pub async fn run(live: Arc<LiveBundle>, store: Store, ai: Arc<Ai>, options: RunO
             dispatched.map_err(|e| RunError::Startup(format!("cannot start taking updates: {e}")))?;
         }
         None => {
-            // The click redirect needs a server of its own when updates come by polling.
-            let server = match click_state {
+            // Health, metrics and click links need a server of their own when updates come by
+            // polling.
+            let server = match options.http_addr {
                 None => None,
-                Some(state) => match tokio::net::TcpListener::bind(options.http_addr).await {
-                    Ok(tcp) => Some(AbortOnDrop(
-                        tokio::spawn(crate::http::serve(tcp, crate::http::router(Some(state)))).abort_handle(),
-                    )),
-                    // Only old posts' links would be served: not worth refusing to start.
-                    Err(error) if click_links.is_none() => {
-                        tracing::warn!(addr = %options.http_addr, "old posts' click links are not served: {error}");
-                        None
-                    }
-                    Err(error) => {
-                        return Err(RunError::Startup(format!(
-                            "cannot listen on HTTP_ADDR {} for click links: {error}",
-                            options.http_addr
-                        )));
-                    }
-                },
+                Some(http_addr) => {
+                    let tcp = tokio::net::TcpListener::bind(http_addr)
+                        .await
+                        .map_err(|e| RunError::Startup(format!("cannot listen on HTTP_ADDR {http_addr}: {e}")))?;
+                    let router = crate::http::router(click_state, Some(health), Some(admin));
+                    Some(AbortOnDrop(tokio::spawn(crate::http::serve(tcp, router)).abort_handle()))
+                }
             };
             let polling = Polling::builder(bot.clone())
                 .timeout(Duration::from_secs(10))
@@ -372,6 +406,8 @@ struct App {
     closing: std::sync::atomic::AtomicBool,
     /// Numbers the model tasks.
     generations: std::sync::atomic::AtomicU64,
+    /// Signs of life for `/readyz`.
+    vitals: Arc<crate::vitals::Vitals>,
     /// The scheduler's task and the switch that stops it.
     scheduler: Mutex<Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>>,
     /// Hot reload, for `/reload`.
@@ -454,6 +490,13 @@ impl App {
     /// not handling), then queues the work for its chat.
     async fn on_update(self: &Arc<Self>, update: Update) {
         let update_id = u64::from(update.id.0);
+        self.vitals.telegram_ok();
+        crate::telemetry::update_received(match &update.kind {
+            teloxide::types::UpdateKind::Message(_) => "message",
+            teloxide::types::UpdateKind::CallbackQuery(_) => "press",
+            teloxide::types::UpdateKind::MessageReactionCount(_) => "reaction_count",
+            _ => "other",
+        });
         if let teloxide::types::UpdateKind::MessageReactionCount(counts) = &update.kind {
             self.on_reaction_counts(counts);
             return;
@@ -922,7 +965,7 @@ impl App {
             clicks: self.click_links.clone(),
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(crate::scheduler::due::run(publisher, stopped));
+        let task = tokio::spawn(crate::scheduler::due::run(publisher, stopped, self.vitals.scheduler_started()));
         *lock(&self.scheduler) = Some((stop, task));
     }
 

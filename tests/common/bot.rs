@@ -60,7 +60,7 @@ pub struct Bot {
     pub store: Option<Store>,
     pub store_path: std::path::PathBuf,
     pub clock: Arc<ManualClock>,
-    /// Where the bot serves tracked links, with `Setup::click_tracking`.
+    /// Where the bot's HTTP server is, with `Setup::click_tracking` or `Setup::serve_http`.
     pub http_base: Option<String>,
     /// The bot's hot reload, with `Setup::hot_reload`.
     pub reloader: Option<Arc<postflow::reload::Reloader>>,
@@ -82,6 +82,8 @@ pub struct Setup {
     pub publish: PublishPolicy,
     /// Serve tracked CTA links on a free local port (`Bot::http_base`).
     pub click_tracking: bool,
+    /// Serve health and metrics on a free local port (`Bot::http_base`), without tracked links.
+    pub serve_http: bool,
     /// Watch the configuration folder and reload it (as `postflow run` does).
     pub hot_reload: bool,
 }
@@ -96,6 +98,7 @@ impl Default for Setup {
             limits: postflow::telegram::pace::TELEGRAM,
             publish: PublishPolicy { backoff: Duration::from_millis(50), ..PublishPolicy::default() },
             click_tracking: false,
+            serve_http: false,
             hot_reload: false,
         }
     }
@@ -148,11 +151,13 @@ impl Bot {
         options.publish = setup.publish;
         options.album_quiet = setup.album_quiet;
         options.clock = self.clock.clone();
-        if setup.click_tracking {
+        if setup.click_tracking || setup.serve_http {
             let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            options.http_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            options.http_addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
             let base = format!("http://127.0.0.1:{port}");
-            options.public_base_url = Some(base.clone());
+            if setup.click_tracking {
+                options.public_base_url = Some(base.clone());
+            }
             self.http_base = Some(base);
         }
         let done = self.done.clone();

@@ -47,6 +47,13 @@ pub fn run_command(fake: &fake_telegram::FakeTelegram, store: &Path, admin: i64)
         .env("AUTHORIZED_USERS", admin.to_string())
         .env("LOG_LEVEL", "warn")
         .env_remove("WEBHOOK_URL")
-        .env_remove("HTTP_ADDR");
+        .env("HTTP_ADDR", free_local_addr());
     command
+}
+
+/// A loopback address with a port nothing listens on now (health and metrics of a bot under
+/// test; tests run side by side, so never the default port).
+pub fn free_local_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").to_string()
 }
