@@ -9,7 +9,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::actions::CATALOGUE;
 use crate::ai::Ai;
-use crate::ai::llm::{Llm, LlmError};
 use crate::ai::openai::{OpenAi, OpenAiSettings, RetryPolicy};
 use crate::config::{self, Bundle};
 use crate::driver::Driver;
@@ -56,7 +55,8 @@ pub enum Command {
     Pipelines,
     /// Run an analytics pipeline and write its rows as CSV (UTF-8 with BOM), JSON or Parquet.
     Export(ExportArgs),
-    /// Check the configuration, the store and the AI mode, and say what is wrong.
+    /// Check the settings, time zone, configuration, store, Telegram token and channel rights, AI
+    /// and public URL: one line each, ✔ or ✘ with the fix.
     Doctor,
     /// Copy the store into FILE (a new redb file): one consistent state, also while `run` uses
     /// the store (then the running bot writes the copy; give this command its BOT_TOKEN and
@@ -288,7 +288,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Posts { command } => crate::posts_cli::run(&settings, command),
         Command::Pipelines => crate::export_cli::list(&settings),
         Command::Export(args) => crate::export_cli::export(&settings, args),
-        Command::Doctor => doctor(&settings),
+        Command::Doctor => crate::doctor::run(&settings),
         Command::Backup { file } => crate::backup_cli::backup(&settings, &file),
         Command::Restore { file, force } => crate::backup_cli::restore(&settings, &file, force),
         Command::Dump { format: DumpFormat::Json, out } => crate::backup_cli::dump(&settings, &out),
@@ -353,7 +353,7 @@ pub fn build_ai(settings: &Settings) -> anyhow::Result<Arc<Ai>> {
     Ok(Arc::new(Ai::new(Arc::new(model))))
 }
 
-fn openai_settings(settings: &Settings, key: &crate::settings::Secret) -> OpenAiSettings {
+pub(crate) fn openai_settings(settings: &Settings, key: &crate::settings::Secret) -> OpenAiSettings {
     OpenAiSettings {
         api_key: key.expose().to_string(),
         base_url: settings.openai_base_url.clone().filter(|url| !url.trim().is_empty()),
@@ -361,120 +361,4 @@ fn openai_settings(settings: &Settings, key: &crate::settings::Secret) -> OpenAi
         timeout: std::time::Duration::from_secs(settings.openai_timeout_secs.max(1)),
         retry: RetryPolicy { attempts: settings.openai_max_attempts.max(1), ..RetryPolicy::default() },
     }
-}
-
-/// A failed AI check in the operator's words.
-fn ai_verdict(problem: &LlmError) -> String {
-    match problem {
-        LlmError::Unauthorized(detail) => format!("the server refuses OPENAI_API_KEY (wrong or revoked key): {detail}"),
-        LlmError::UnknownModel(detail) => format!("OPENAI_MODEL is not available on this server: {detail}"),
-        LlmError::Unavailable(detail) => {
-            format!("the server cannot be reached (check OPENAI_BASE_URL and the network): {detail}")
-        }
-        LlmError::Timeout => "the server did not answer in time (OPENAI_TIMEOUT_SECS)".to_string(),
-        LlmError::RateLimited { .. } => "the server is rate-limiting this key; try again later".to_string(),
-        LlmError::QuotaExceeded(detail) => format!("the account's quota is used up: {detail}"),
-        other => other.to_string(),
-    }
-}
-
-fn doctor(settings: &Settings) -> anyhow::Result<ExitCode> {
-    let problems = settings.problems();
-    let mut healthy = problems.is_empty();
-    for problem in &problems {
-        println!("FAIL  {problem}");
-    }
-    if let Ok(tz) = settings.tz() {
-        println!("ok    time zone {tz}");
-    }
-    match (&settings.bot_token, &settings.channel_id) {
-        (Some(token), Some(channel)) if problems.is_empty() => {
-            let checked = tokio::runtime::Builder::new_current_thread().enable_all().build().map(|runtime| {
-                runtime.block_on(async {
-                    let bot = crate::telegram::connect(token.expose(), &settings.telegram_api_url)
-                        .map_err(|e| e.to_string())?;
-                    crate::telegram::startup::check(&bot, &settings.telegram_api_url, channel).await
-                })
-            });
-            match checked {
-                Ok(Ok(started)) => println!(
-                    "ok    Telegram: @{} administers {channel} with the rights to post, edit and delete",
-                    started.bot_username
-                ),
-                Ok(Err(problem)) => {
-                    healthy = false;
-                    println!("FAIL  Telegram: {problem}");
-                }
-                Err(error) => {
-                    healthy = false;
-                    println!("FAIL  Telegram: cannot start the check: {error}");
-                }
-            }
-        }
-        _ => println!("note  Telegram not checked: `run` needs BOT_TOKEN and CHANNEL_ID"),
-    }
-    if settings.authorized_users.is_empty() {
-        println!("note  AUTHORIZED_USERS is empty: nobody could use the bot in `run`");
-    } else {
-        println!("ok    {} authorised users", settings.authorized_users.len());
-    }
-    let loaded = crate::analytics::load_config(
-        &settings.config_dir,
-        CATALOGUE,
-        settings.tz().unwrap_or(chrono_tz::Asia::Yerevan),
-    );
-    match &loaded.result {
-        Ok(bundle) => println!("ok    config {}: {}", settings.config_dir.display(), bundle.summary()),
-        Err(diagnostics) => {
-            healthy = false;
-            println!(
-                "FAIL  config {}: {} problems (run `postflow validate`)",
-                settings.config_dir.display(),
-                diagnostics.len()
-            );
-        }
-    }
-    match Store::open(&settings.store_path()) {
-        Ok(store) => {
-            // Counted from the status index: the posts themselves are not read.
-            let posts: u64 = store.status_counts()?.iter().map(|(_, n)| n).sum();
-            let users = store.users()?.len();
-            println!(
-                "ok    store {} (schema {}, {posts} posts, {users} users)",
-                settings.store_path().display(),
-                store.schema_version()?
-            );
-        }
-        Err(err) => {
-            healthy = false;
-            println!("FAIL  store: {err}");
-        }
-    }
-    match &settings.openai_api_key {
-        None => println!(
-            "note  AI: offline (no OPENAI_API_KEY) — drafts come from the formats' offline templates; improve and translate need a model"
-        ),
-        Some(key) => {
-            let checked = OpenAi::new(openai_settings(settings, key)).and_then(|model| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| format!("cannot start the check: {e}"))?;
-                let verdict = runtime.block_on(model.check());
-                Ok((model.describe(), verdict))
-            });
-            match checked {
-                Ok((what, Ok(detail))) => println!("ok    AI: {what}: {detail}"),
-                Ok((what, Err(problem))) => {
-                    healthy = false;
-                    println!("FAIL  AI: {what}: {}", ai_verdict(&problem));
-                }
-                Err(problem) => {
-                    healthy = false;
-                    println!("FAIL  AI: {problem}");
-                }
-            }
-        }
-    }
-    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod conversation;
+pub mod doctor;
 pub mod driver;
 pub mod engine;
 pub mod export_cli;

@@ -120,13 +120,11 @@ fn doctor_gives_a_plain_verdict_for_each_ai_setup() {
     let fake = FakeOpenAi::start_in_thread();
     let base = fake.base_url();
     let (ok, line) = doctor(&[]);
-    assert!(ok && line.starts_with("note  AI: offline (no OPENAI_API_KEY)"), "{line}");
+    assert!(ok && line.starts_with("– AI: offline (no OPENAI_API_KEY)"), "{line}");
 
     let (ok, line) = doctor(&[("OPENAI_API_KEY", API_KEY), ("OPENAI_BASE_URL", &base), ("OPENAI_MODEL", "test-model")]);
     assert!(ok, "{line}");
-    assert!(
-        line.starts_with(&format!("ok    AI: model test-model at {base}: model test-model listed by the server ("))
-    );
+    assert!(line.starts_with(&format!("✔ AI: model test-model at {base}: model test-model listed by the server (")));
     assert!(line.ends_with(" ms)"), "with latency: {line}");
 
     let (ok, line) = doctor(&[
@@ -134,10 +132,7 @@ fn doctor_gives_a_plain_verdict_for_each_ai_setup() {
         ("OPENAI_BASE_URL", &base),
         ("OPENAI_MODEL", "test-model"),
     ]);
-    assert!(
-        !ok && line.contains("FAIL  AI:") && line.contains("refuses OPENAI_API_KEY (wrong or revoked key)"),
-        "{line}"
-    );
+    assert!(!ok && line.contains("✘ AI:") && line.contains("refuses OPENAI_API_KEY (wrong or revoked key)"), "{line}");
     assert!(!line.contains("sk-wrong-key-000000"), "the key is never printed: {line}");
 
     let (ok, line) =

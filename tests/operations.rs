@@ -216,6 +216,16 @@ fn a_backup_taken_during_writes_is_one_committed_state_and_restores() {
     assert_eq!(consistent_state(&Store::open(&aside).unwrap()), *sizes.last().unwrap());
     let now_restored = Store::open(&restored_path).unwrap();
     assert_eq!(consistent_state(&now_restored), sizes[0]);
+    // A damaged store is what a restore is for; earlier copies set aside are never overwritten.
+    let damaged = dir.path().join("damaged.redb");
+    std::fs::write(&damaged, b"not a redb file at all").unwrap();
+    let refused = backup::restore(last, &damaged, Overwrite::Refuse, 5).unwrap_err().to_string();
+    assert!(refused.contains("--force"), "{refused}");
+    let first = backup::restore(last, &damaged, Overwrite::KeepAside, 5).unwrap().kept_aside.unwrap();
+    let second = backup::restore(last, &damaged, Overwrite::KeepAside, 5).unwrap().kept_aside.unwrap();
+    assert!(first.ends_with("damaged.redb.before-restore-5") && second.ends_with("damaged.redb.before-restore-5-2"));
+    assert_eq!(std::fs::read(&first).unwrap(), b"not a redb file at all");
+    assert_eq!(consistent_state(&Store::open(&damaged).unwrap()), *sizes.last().unwrap());
     // A store in use is not replaced.
     let locked = backup::restore(last, &restored_path, Overwrite::KeepAside, 4).unwrap_err().to_string();
     assert!(locked.contains("already open in another postflow process"), "{locked}");

@@ -192,24 +192,53 @@ fn webhook_mode_takes_updates_signed_with_the_secret_and_refuses_the_rest() {
 }
 
 #[test]
-fn doctor_checks_the_token_and_the_bots_rights_in_the_channel() {
+fn doctor_checks_the_token_the_bots_rights_the_store_and_the_public_url() {
     let rt = runtime();
     let fake = rt.block_on(FakeTelegram::start());
     let dir = tempfile::tempdir().unwrap();
-    let doctor = |fake: &FakeTelegram| {
-        let mut command = common::postflow(&dir.path().join("s.redb"), &["doctor"]);
+    let store = dir.path().join("s.redb");
+    let public = common::free_local_addr();
+    let doctor = |fake: &FakeTelegram, token: &str, public_base: Option<&str>| {
+        let mut command = common::postflow(&store, &["doctor"]);
         command
             .current_dir(dir.path())
-            .env("BOT_TOKEN", TOKEN)
+            .env("BOT_TOKEN", token)
             .env("TELEGRAM_API_URL", &fake.url)
             .env("CHANNEL_ID", format!("@{CHANNEL_NAME}"))
-            .env("AUTHORIZED_USERS", ADMIN.to_string());
+            .env("AUTHORIZED_USERS", ADMIN.to_string())
+            .env("HTTP_ADDR", &public)
+            .env_remove("PUBLIC_BASE_URL");
+        if let Some(base) = public_base {
+            command.env("PUBLIC_BASE_URL", base);
+        }
         let output = command.output().unwrap();
         (output.status.success(), String::from_utf8_lossy(&output.stdout).to_string())
     };
-    let (healthy, report) = doctor(&fake);
+    let (healthy, report) = doctor(&fake, TOKEN, Some(&format!("http://{public}/")));
     assert!(healthy, "{report}");
-    assert!(report.contains("ok    Telegram: @shop_test_bot administers @time_2_shopping"), "{report}");
+    let lines: Vec<&str> = report.lines().collect();
+    assert!(lines.iter().all(|l| l.starts_with("✔ ") || l.starts_with("– ")), "{report}");
+    for expected in [
+        "✔ time zone: Asia/Yerevan: it is ",
+        "✔ config: ",
+        "✔ Telegram token: the bot is @shop_test_bot",
+        "✔ Telegram channel: @shop_test_bot administers @time_2_shopping with the rights to post, edit and delete",
+        "✔ admins: 1 authorised users",
+        "– AI: offline (no OPENAI_API_KEY)",
+    ] {
+        assert!(lines.iter().any(|l| l.starts_with(expected)), "no line {expected:?} in:\n{report}");
+    }
+    assert!(
+        lines
+            .contains(&format!("– store: {} does not exist yet: `run` and `chat` create it", store.display()).as_str())
+    );
+    assert!(!store.exists(), "doctor creates no store");
+    // Nothing ran on HTTP_ADDR: a stand-in answered there for the check.
+    assert!(lines.contains(
+        &format!("✔ public URL: http://{public}/healthz reaches this machine's HTTP_ADDR {public}").as_str()
+    ));
+
+    postflow::store::Store::open(&store).unwrap().save_post(postflow::store::Post::draft("x", ADMIN, 1)).unwrap();
     fake.set_channel_rights(Some(ChannelRights {
         member: true,
         admin: true,
@@ -217,11 +246,33 @@ fn doctor_checks_the_token_and_the_bots_rights_in_the_channel() {
         can_edit: false,
         can_delete: true,
     }));
-    let (healthy, report) = doctor(&fake);
+    let elsewhere = common::free_local_addr();
+    let (healthy, report) = doctor(&fake, TOKEN, Some(&format!("http://{elsewhere}")));
     assert!(!healthy, "{report}");
+    assert!(report.contains("✔ store: ") && report.contains(": schema 4, 1 posts, 0 events"), "{report}");
     assert!(
-        report.contains("FAIL  Telegram: the bot administers @time_2_shopping but may not edit messages of others"),
+        report.contains("✘ Telegram channel: the bot administers @time_2_shopping but may not edit messages of others: grant these rights under the channel's Administrators"),
         "{report}"
     );
+    assert!(
+        report.contains(&format!("✘ public URL: http://{elsewhere}/healthz cannot be reached from here (")),
+        "{report}"
+    );
+    assert!(
+        report.contains("check its DNS, TLS certificate and the proxy or port forwarding to HTTP_ADDR"),
+        "{report}"
+    );
+
+    let (healthy, report) = doctor(&fake, "123456:THIS-IS-NOT-THE-TOKEN-AT-ALL-000000", None);
+    assert!(!healthy, "{report}");
+    assert!(
+        report.contains(
+            "✘ Telegram token: Telegram refused BOT_TOKEN (401 Unauthorized): copy the token again from @BotFather"
+        ),
+        "{report}"
+    );
+    assert!(report.contains("– Telegram channel: not checked without a working token"), "{report}");
+    assert!(report.contains("– public URL: PUBLIC_BASE_URL is not set"), "{report}");
+    assert!(!report.contains("THIS-IS-NOT-THE-TOKEN"), "the token is never printed");
     assert!(fake.commands().is_empty(), "doctor changes nothing in Telegram");
 }

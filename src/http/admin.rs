@@ -60,7 +60,10 @@ async fn backup(
         |status: StatusCode, detail: String| (status, axum::Json(BackupAnswer { ok: false, detail })).into_response();
     if !peer.ip().is_loopback() {
         tracing::warn!(peer = %peer, "an admin request from another machine was refused");
-        return refuse(StatusCode::FORBIDDEN, "admin requests are taken from this machine only".into());
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "admin requests are taken from loopback only: run the command on the bot's machine, with HTTP_ADDR on 127.0.0.1 or 0.0.0.0".into(),
+        );
     }
     let offered =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));

@@ -54,7 +54,7 @@ pub async fn run(
             if let Some(Some(due)) = jobs.get(index).copied()
                 && due <= now
             {
-                jobs[index] = match super::jobs::fire(&publisher, job, due, now).await {
+                jobs[index] = match beating(&beat, super::jobs::fire(&publisher, job, due, now)).await {
                     Ok(next) => next,
                     Err(error) => {
                         tracing::error!(job = %job.id, "the store failed while running a job: {error}");
@@ -87,7 +87,7 @@ pub async fn run(
                 }
                 beat.beat();
                 crate::telemetry::lateness(now - at);
-                match publisher.publish(id, quiet).await {
+                match beating(&beat, publisher.publish(id, quiet)).await {
                     Ok(Outcome::Published { .. }) => {
                         crate::telemetry::published("published");
                         published.push(id);
@@ -137,6 +137,19 @@ pub async fn run(
             // Nothing to do for a while still goes round, so the health check sees a live loop.
             () = tokio::time::sleep(beat_every) => {}
             _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Awaits `work`, beating meanwhile: a long report or a post waiting out Telegram's rate limit
+/// is work, not a stuck loop.
+async fn beating<F: std::future::Future>(beat: &crate::vitals::SchedulerBeat, work: F) -> F::Output {
+    let mut work = std::pin::pin!(work);
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(crate::vitals::SCHEDULER_BEAT_SECS));
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = every.tick() => beat.beat(),
         }
     }
 }

@@ -198,7 +198,7 @@ fn visit_tables(visitor: &mut impl TableVisitor) -> Result<(), StoreError> {
     visitor.visit(POSTS_BY_MESSAGE, Encoding::Plain)?;
     visitor.visit(JOBS, Encoding::Plain)?;
     visitor.visit(CHANNEL_OPS, Encoding::Json)?;
-    visitor.visit(CLICKS, Encoding::Json)?;
+    visitor.visit(CLICKS, Encoding::Binary)?;
     visitor.visit(REACTIONS, Encoding::Plain)?;
     visitor.visit(SUBSCRIBERS, Encoding::Plain)?;
     visitor.visit(SECRETS, Encoding::Binary)?;
@@ -226,7 +226,8 @@ pub fn table_names() -> Vec<String> {
     names.0
 }
 
-/// The schema version in `txn`, and a refusal if the file holds tables this build does not know.
+/// The schema version in `txn` (a newer one is refused). Tables this build does not know (left
+/// behind by an early build) are not copied; they are named in the log.
 fn check_source(txn: &redb::ReadTransaction, path: &Path) -> Result<u64, StoreError> {
     let known = table_names();
     let unknown: Vec<String> =
@@ -240,11 +241,7 @@ fn check_source(txn: &redb::ReadTransaction, path: &Path) -> Result<u64, StoreEr
         return Err(StoreError::NewerSchema { path: path.to_path_buf(), found: schema, supported: SCHEMA_VERSION });
     }
     if !unknown.is_empty() {
-        return Err(StoreError::Corrupt(format!(
-            "{} holds tables this postflow does not know ({}): not a postflow store of this version",
-            path.display(),
-            unknown.join(", ")
-        )));
+        tracing::warn!(store = %path.display(), tables = %unknown.join(", "), "tables postflow does not use are left out");
     }
     Ok(schema)
 }
@@ -346,6 +343,36 @@ fn open_as_is(path: &Path) -> Result<Database, StoreError> {
     })
 }
 
+/// What the store file at `path` holds, read as it is (no migration, nothing created): its
+/// schema and the rows of each table.
+pub fn inspect(path: &Path) -> Result<Summary, StoreError> {
+    let db = open_as_is(path)?;
+    let read = db.begin_read()?;
+    let schema = check_source(&read, path)?;
+    struct Count<'a> {
+        read: &'a redb::ReadTransaction,
+        summary: Summary,
+    }
+    impl TableVisitor for Count<'_> {
+        fn visit<K: Field + redb::Key, V: Field>(
+            &mut self,
+            table: TableDefinition<'static, K, V>,
+            _: Encoding,
+        ) -> Result<(), StoreError> {
+            let rows = match self.read.open_table(table) {
+                Ok(source) => redb::ReadableTableMetadata::len(&source)?,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+                Err(other) => return Err(other.into()),
+            };
+            self.summary.rows.push((table.name().to_string(), rows));
+            Ok(())
+        }
+    }
+    let mut count = Count { read: &read, summary: Summary { schema, ..Summary::default() } };
+    visit_tables(&mut count)?;
+    Ok(count.summary)
+}
+
 /// Backs up the store file at `source` (not open in another process) into `target`.
 pub fn backup_file(source: &Path, target: &Path) -> Result<Summary, StoreError> {
     snapshot(&open_as_is(source)?, source, target)
@@ -359,11 +386,15 @@ pub enum Overwrite {
     KeepAside,
 }
 
-/// Where the replaced store goes: `postflow.redb.before-restore-<unix seconds>`.
+/// Where the replaced store goes: `postflow.redb.before-restore-<unix seconds>` (with `-2`,
+/// `-3`… when that name is taken: an older copy is never overwritten).
 fn aside_path(store: &Path, what: &str, now: i64) -> PathBuf {
-    let mut name = store.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(format!(".before-{what}-{now}"));
-    store.with_file_name(name)
+    let named = |suffix: String| {
+        let mut name = store.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(format!(".before-{what}-{now}{suffix}"));
+        store.with_file_name(name)
+    };
+    (1..).map(|n| named(if n == 1 { String::new() } else { format!("-{n}") })).find(|p| !p.exists()).unwrap_or_default()
 }
 
 /// Refuses to replace the store at `store` if a process has it open, or if it exists and the
@@ -372,8 +403,11 @@ fn may_replace(store: &Path, overwrite: Overwrite, what: &str) -> Result<(), Sto
     if !store.exists() {
         return Ok(());
     }
-    // A running bot holds the lock.
-    drop(open_as_is(store)?);
+    // A running bot holds the lock. A damaged file that does not open may be replaced: that is
+    // what a restore is for.
+    if let Err(locked @ StoreError::Locked(_)) = open_as_is(store) {
+        return Err(locked);
+    }
     if overwrite == Overwrite::Refuse {
         return Err(StoreError::Redb(format!(
             "the store {} exists and the {what} would replace it; run again with --force to replace it (the current file is kept beside it)",
@@ -406,8 +440,15 @@ fn put_in_place(
             }
             None
         };
-        std::fs::rename(staged, store)
-            .map_err(|e| StoreError::Redb(format!("cannot write {}: {e}", store.display())))?;
+        if let Err(error) = std::fs::rename(staged, store) {
+            let mut problem = format!("cannot write {}: {error}", store.display());
+            if let Some(aside) = &aside
+                && let Err(back) = std::fs::rename(aside, store)
+            {
+                problem.push_str(&format!("; the old store is at {} ({back})", aside.display()));
+            }
+            return Err(StoreError::Redb(problem));
+        }
         Ok(aside)
     })();
     if placed.is_err() {

@@ -905,10 +905,22 @@ fn backup_before_migrating(db: &Database, path: &Path) -> Result<(), StoreError>
         }
     };
     let Some(older) = found.filter(|found| *found < SCHEMA_VERSION) else { return Ok(()) };
+    let mut prefix = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    prefix.push_str(&format!(".schema{older}-backup-"));
+    // A migration that failed is tried again at each start: the first copy is the one to keep.
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let taken = std::fs::read_dir(folder).ok().and_then(|entries| {
+        entries.flatten().map(|e| e.path()).find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix) && !n.to_string_lossy().ends_with(".partial"))
+        })
+    });
+    if let Some(copy) = taken {
+        tracing::warn!(from = older, to = SCHEMA_VERSION, backup = %copy.display(), "migrating the store; the copy taken before is kept");
+        return Ok(());
+    }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(format!(".schema{older}-backup-{now}"));
-    let copy = path.with_file_name(name);
+    let copy = path.with_file_name(format!("{prefix}{now}"));
     let summary = backup::snapshot(db, path, &copy).map_err(|error| {
         StoreError::Redb(format!(
             "the store has schema {older} and needs migrating to {SCHEMA_VERSION}, but the copy taken first failed, so nothing was changed: {error}"

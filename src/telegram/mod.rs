@@ -357,13 +357,26 @@ pub async fn run(live: Arc<LiveBundle>, store: Store, ai: Arc<Ai>, options: RunO
             // polling.
             let server = match options.http_addr {
                 None => None,
-                Some(http_addr) => {
-                    let tcp = tokio::net::TcpListener::bind(http_addr)
-                        .await
-                        .map_err(|e| RunError::Startup(format!("cannot listen on HTTP_ADDR {http_addr}: {e}")))?;
-                    let router = crate::http::router(click_state, Some(health), Some(admin));
-                    Some(AbortOnDrop(tokio::spawn(crate::http::serve(tcp, router)).abort_handle()))
-                }
+                Some(http_addr) => match tokio::net::TcpListener::bind(http_addr).await {
+                    Ok(tcp) => {
+                        let router = crate::http::router(click_state, Some(health), Some(admin));
+                        Some(AbortOnDrop(tokio::spawn(crate::http::serve(tcp, router)).abort_handle()))
+                    }
+                    // New posts' tracked links must be served; health alone is not worth
+                    // refusing to publish for.
+                    Err(error) if click_links.is_none() => {
+                        tracing::error!(
+                            addr = %http_addr,
+                            "cannot listen on HTTP_ADDR: /healthz, /readyz, /metrics, backups through the bot and old posts' click links are not served: {error}"
+                        );
+                        None
+                    }
+                    Err(error) => {
+                        return Err(RunError::Startup(format!(
+                            "cannot listen on HTTP_ADDR {http_addr} for click links: {error}"
+                        )));
+                    }
+                },
             };
             let polling = Polling::builder(bot.clone())
                 .timeout(Duration::from_secs(10))

@@ -24,12 +24,22 @@ pub struct Startup {
 
 /// Checks the token and the bot's rights in the channel; the error is one line for the operator.
 pub async fn check(bot: &Bot, api_url: &str, channel: &str) -> Result<Startup, String> {
-    let me = call_with(bot.get_me(), "getMe", ATTEMPTS, None).await.map_err(|error| match error {
+    let me = check_token(bot, api_url).await?;
+    check_channel(bot, &me, channel).await
+}
+
+/// Checks the token: the bot as Telegram knows it.
+pub async fn check_token(bot: &Bot, api_url: &str) -> Result<teloxide::types::Me, String> {
+    call_with(bot.get_me(), "getMe", ATTEMPTS, None).await.map_err(|error| match error {
         RequestError::Api(ApiError::InvalidToken) => {
             "Telegram refused BOT_TOKEN (401 Unauthorized): copy the token again from @BotFather".to_string()
         }
         other => format!("cannot reach the Bot API at {api_url}: {other}"),
-    })?;
+    })
+}
+
+/// Checks that `me` administers `channel` with the rights to post, edit and delete.
+pub async fn check_channel(bot: &Bot, me: &teloxide::types::Me, channel: &str) -> Result<Startup, String> {
     let recipient = match channel.parse::<i64>() {
         Ok(id) => Recipient::Id(ChatId(id)),
         Err(_) => Recipient::ChannelUsername(channel.to_string()),
