@@ -44,15 +44,8 @@ fn backup_through_running_bot(settings: &Settings, target: &Path) -> anyhow::Res
     let Some(token) = &settings.bot_token else {
         anyhow::bail!("{}; to back it up while it runs, give this command the bot's BOT_TOKEN", in_use());
     };
-    let mut addr: std::net::SocketAddr = settings
-        .http_addr
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{}, and HTTP_ADDR `{}` is not an address", in_use(), settings.http_addr))?;
-    // A server listening on every address is reached on this machine's own.
-    if addr.ip().is_unspecified() {
-        addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
-    }
-    let url = format!("http://{addr}{BACKUP_PATH}");
+    let url = crate::http::local_url(&settings.http_addr, BACKUP_PATH)
+        .map_err(|problem| anyhow::anyhow!("{}, and {problem}", in_use()))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let answer = runtime.block_on(async {
         let client = crate::http::client(std::time::Duration::from_secs(600))?;

@@ -58,6 +58,12 @@ pub enum Command {
     /// Check the settings, time zone, configuration, store, Telegram token and channel rights, AI
     /// and public URL: one line each, ✔ or ✘ with the fix.
     Doctor,
+    /// Ask the running bot whether it is alive (`/healthz` on HTTP_ADDR) or, with --ready,
+    /// ready (`/readyz`); exit 0 or 1. For Docker's HEALTHCHECK, systemd and scripts.
+    Health {
+        #[arg(long)]
+        ready: bool,
+    },
     /// Copy the store into FILE (a new redb file): one consistent state, also while `run` uses
     /// the store (then the running bot writes the copy; give this command its BOT_TOKEN and
     /// HTTP_ADDR).
@@ -289,6 +295,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pipelines => crate::export_cli::list(&settings),
         Command::Export(args) => crate::export_cli::export(&settings, args),
         Command::Doctor => crate::doctor::run(&settings),
+        Command::Health { ready } => health(&settings, ready),
         Command::Backup { file } => crate::backup_cli::backup(&settings, &file),
         Command::Restore { file, force } => crate::backup_cli::restore(&settings, &file, force),
         Command::Dump { format: DumpFormat::Json, out } => crate::backup_cli::dump(&settings, &out),
@@ -360,5 +367,27 @@ pub(crate) fn openai_settings(settings: &Settings, key: &crate::settings::Secret
         model: settings.openai_model.clone(),
         timeout: std::time::Duration::from_secs(settings.openai_timeout_secs.max(1)),
         retry: RetryPolicy { attempts: settings.openai_max_attempts.max(1), ..RetryPolicy::default() },
+    }
+}
+
+/// `postflow health [--ready]`: the bot's own answer, printed, and the exit code for it.
+fn health(settings: &Settings, ready: bool) -> anyhow::Result<ExitCode> {
+    let url = crate::http::local_url(&settings.http_addr, if ready { "/readyz" } else { "/healthz" })
+        .map_err(|problem| anyhow::anyhow!(problem))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let answer = runtime.block_on(async {
+        let response = crate::http::client(std::time::Duration::from_secs(5))?.get(&url).send().await?;
+        let status = response.status();
+        Ok::<_, openai_http::Error>((status, response.text().await.unwrap_or_default()))
+    });
+    match answer {
+        Ok((status, body)) => {
+            println!("{}", body.trim_end());
+            Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Err(error) => {
+            eprintln!("no answer from {url}: {error} (is `postflow run` running with this HTTP_ADDR?)");
+            Ok(ExitCode::FAILURE)
+        }
     }
 }

@@ -187,6 +187,8 @@ impl Driver {
             Err(other) => return Err(other),
         };
         let bundle = self.live.get();
+        let (flow, step) = session.stack.last().map_or(("", ""), |frame| (frame.flow.as_str(), frame.step.as_str()));
+        let step_span = tracing::info_span!("step", chat_id = event.chat_id, flow, step).entered();
         let mut shown = Vec::new();
         // A session saved while waiting for an action (a crash, or an adapter that runs slow
         // actions outside the turn) gets the action carried out first — unless the adapter runs
@@ -205,6 +207,9 @@ impl Driver {
         let session = self.apply(&bundle, &turn, session, event, &mut shown, progress, slow)?;
         turn.save_session(&session)?;
         turn.commit()?;
+        let (flow, step) = session.stack.last().map_or(("", ""), |frame| (frame.flow.as_str(), frame.step.as_str()));
+        tracing::debug!(to_flow = flow, to_step = step, effects = shown.len(), "step done");
+        drop(step_span);
         let waiting_on = match (&session.wait, &session.pending) {
             (Wait::Action { request_id }, Some(pending))
                 if pending.request_id == *request_id && self.deferred(&pending.name) && slow == Slow::Deferred =>

@@ -196,7 +196,9 @@ pub fn init_logging(settings: &Settings) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match settings.log_format {
-        LogFormat::Json => builder.json().try_init(),
+        // One JSON object per line, with the span an event happened in (`update`, `step`, `ai`,
+        // `request`) and the spans around it.
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }

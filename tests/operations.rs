@@ -77,6 +77,20 @@ fn a_running_bot_answers_health_readiness_and_metrics_and_says_what_fails() {
     let version = format!("postflow_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"));
     assert_eq!(sample(&metrics.body, &version), Some(1.0));
 
+    // `postflow health`, as Docker's HEALTHCHECK runs it.
+    let health = |ready: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_postflow"));
+        command.arg("health").env("HTTP_ADDR", base.trim_start_matches("http://"));
+        if ready {
+            command.arg("--ready");
+        }
+        let output = command.output().unwrap();
+        (output.status.success(), String::from_utf8(output.stdout).unwrap())
+    };
+    assert_eq!(health(false), (true, "ok\n".to_string()));
+    let (ready, said) = health(true);
+    assert!(ready && said.starts_with("{\"ready\":true"), "{said}");
+
     // Nothing heard from Telegram for longer than readiness allows (its probe runs each minute).
     bot.clock.advance(postflow::vitals::TELEGRAM_STALE_SECS + 20);
     bot.store().wake_scheduler();
@@ -99,6 +113,8 @@ fn a_running_bot_answers_health_readiness_and_metrics_and_says_what_fails() {
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(failures[0].starts_with("store: the store file ") && failures[0].contains("is gone"), "{failures:?}");
     assert_eq!(get("/healthz").status, 200, "alive all the same");
+    assert!(health(false).0);
+    assert!(!health(true).0, "`health --ready` fails with /readyz");
 }
 
 #[test]

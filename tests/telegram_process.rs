@@ -276,3 +276,82 @@ fn doctor_checks_the_token_the_bots_rights_the_store_and_the_public_url() {
     assert!(!report.contains("THIS-IS-NOT-THE-TOKEN"), "the token is never printed");
     assert!(fake.commands().is_empty(), "doctor changes nothing in Telegram");
 }
+
+#[test]
+fn json_logs_put_updates_steps_ai_calls_and_requests_in_spans_and_never_a_secret() {
+    let rt = runtime();
+    let fake = rt.block_on(FakeTelegram::start());
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("bot.log");
+    let http = common::free_local_addr();
+    let api_key = "sk-test-0123456789abcdefghijklmnopqrstuv";
+    let closed = common::free_local_addr();
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut bot = Running(
+        run_command(&fake, &dir.path().join("s.redb"))
+            .env("LOG_FORMAT", "json")
+            .env("LOG_LEVEL", "debug")
+            .env("HTTP_ADDR", &http)
+            .env("OPENAI_API_KEY", api_key)
+            .env("OPENAI_BASE_URL", format!("http://{closed}/v1"))
+            .env("OPENAI_MAX_ATTEMPTS", "1")
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("the bot to poll", || polls(&fake) > 0);
+    let new_post = fake.send_text(ADMIN, "📝 Նոր գրառում");
+    wait_until("a reply", || !fake.outputs_after(ADMIN, new_post).is_empty());
+    let press = fake.press_label(ADMIN, "Վաճառող փոստ").unwrap();
+    wait_until("a reply", || !fake.outputs_after(ADMIN, press).is_empty());
+    let keywords = fake.send_text(ADMIN, "կաշվե պայուսակ");
+    wait_until("a reply", || !fake.outputs_after(ADMIN, keywords).is_empty());
+    // The details start a draft: the model (unreachable here) is asked.
+    let details = fake.send_text(ADMIN, "Գինը՝ 25000 ֏");
+    wait_until("the model's failure to be told", || fake.outputs_after(ADMIN, details).len() >= 2);
+    let status = rt.block_on(async { reqwest::get(format!("http://{http}/r/nonsense")).await.unwrap().status() });
+    assert_eq!(status.as_u16(), 404);
+    let pid = bot.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bot.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "SIGTERM did not stop the bot");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    assert!(lines.len() > 10, "{log}");
+    let in_span = |name: &str| -> Vec<&serde_json::Value> {
+        lines
+            .iter()
+            .filter(|l| l["spans"].as_array().is_some_and(|spans| spans.iter().any(|s| s["name"] == name)))
+            .collect()
+    };
+    let steps = in_span("step");
+    assert!(
+        steps.iter().any(|l| l["fields"]["message"] == "step done"
+            && l["spans"].as_array().unwrap().iter().any(|s| s["name"] == "update" && s["chat_id"] == ADMIN)),
+        "steps are logged inside their update:\n{log}"
+    );
+    assert!(steps.iter().any(|l| l["span"]["flow"] == "create_post"), "the step span names the flow:\n{log}");
+    assert!(
+        in_span("update").iter().any(|l| l["fields"]["message"] == "update handled" && l["fields"]["ms"].is_u64()),
+        "{log}"
+    );
+    assert!(
+        in_span("ai").iter().any(|l| l["fields"]["message"] == "AI call" && l["span"]["action"] == "ai.generate"),
+        "the model call is logged in its span:\n{log}"
+    );
+    assert!(
+        in_span("request").iter().any(|l| l["span"]["path"] == "/r/nonsense" && l["fields"]["status"] == 404),
+        "{log}"
+    );
+    let token_secret = TOKEN.split_once(':').unwrap().1;
+    assert!(!log.contains(token_secret), "the bot token reached the log");
+    assert!(!log.contains(api_key) && !log.contains(&api_key[10..]), "the API key reached the log");
+}

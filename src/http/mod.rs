@@ -25,7 +25,36 @@ pub fn router(clicks: Option<ClickState>, health: Option<HealthState>, admin: Op
     if let Some(state) = admin {
         router = router.merge(admin::routes(state));
     }
-    router
+    router.layer(axum::middleware::from_fn(log_request))
+}
+
+/// Each request runs in a `request` span and is logged with its status and time; health checks
+/// and scrapes only at debug level (they come every few seconds).
+async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let span = tracing::info_span!("request", %method, path = %path);
+    let started = std::time::Instant::now();
+    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    let (status, ms) = (response.status().as_u16(), started.elapsed().as_millis() as u64);
+    span.in_scope(|| {
+        if matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
+            tracing::debug!(status, ms, "request");
+        } else {
+            tracing::info!(status, ms, "request");
+        }
+    });
+    response
+}
+
+/// The URL of `path` on the server at `http_addr`, as a command on the same machine reaches it
+/// (a server listening on every address is reached on loopback).
+pub fn local_url(http_addr: &str, path: &str) -> Result<String, String> {
+    let mut addr: SocketAddr =
+        http_addr.parse().map_err(|_| format!("HTTP_ADDR `{http_addr}` is not an address such as 127.0.0.1:8080"))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    Ok(format!("http://{addr}{path}"))
 }
 
 /// An HTTP client for postflow's own requests from the command line (backup through the

@@ -19,6 +19,7 @@ use teloxide::dispatching::{Dispatcher, UpdateHandler};
 use teloxide::prelude::*;
 use teloxide::types::AllowedUpdate;
 use teloxide::update_listeners::{Polling, webhooks};
+use tracing::Instrument;
 
 use crate::ai::{Ai, Completed};
 use crate::config::live::LiveBundle;
@@ -396,6 +397,13 @@ pub async fn run(live: Arc<LiveBundle>, store: Store, ai: Arc<Ai>, options: RunO
     Ok(())
 }
 
+/// Runs `work` on the blocking pool inside the current span (the step's log lines stay under
+/// the update they belong to).
+fn blocking_in_span<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> tokio::task::JoinHandle<T> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(work))
+}
+
 /// The running adapter.
 struct App {
     tg: Telegram,
@@ -704,7 +712,13 @@ impl App {
         let worker = tokio::spawn(async move {
             loop {
                 match tokio::time::timeout(WORKER_IDLE, jobs.recv()).await {
-                    Ok(Some(job)) => app.work(chat_id, job).await,
+                    Ok(Some(job)) => {
+                        let update_id = job.update_ids.first().copied();
+                        let span = tracing::info_span!("update", chat_id, update_id);
+                        let started = Instant::now();
+                        app.work(chat_id, job).instrument(span.clone()).await;
+                        span.in_scope(|| tracing::info!(ms = started.elapsed().as_millis() as u64, "update handled"));
+                    }
                     Ok(None) => break,
                     Err(_) => {
                         let mut queues = lock(&app.queues);
@@ -794,22 +808,25 @@ impl App {
         let app = self.clone();
         let (request_id, name, args) = (launch.request_id, launch.name.clone(), launch.args.clone());
         let generation = self.generations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let task = tokio::spawn(async move {
-            let completed = app.ask_model(chat_id, &launch).await;
-            // Keep the entry until the result is handled, so that an update handled meanwhile
-            // does not start the same request again; take the updates to report.
-            let update_ids = {
-                let mut running = lock(&app.running);
-                match running.get_mut(&chat_id) {
-                    Some(current) if current.generation == generation => std::mem::take(&mut current.update_ids),
-                    // Replaced meanwhile: the result is stale.
-                    _ => return,
-                }
-            };
-            let finished = Some((launch, completed, generation));
-            let job = Job { update_ids, press: None, notice: None, event: None, finished, tell: None };
-            app.enqueue_after_albums(chat_id, job);
-        });
+        let task = tokio::spawn(
+            async move {
+                let completed = app.ask_model(chat_id, &launch).await;
+                // Keep the entry until the result is handled, so that an update handled meanwhile
+                // does not start the same request again; take the updates to report.
+                let update_ids = {
+                    let mut running = lock(&app.running);
+                    match running.get_mut(&chat_id) {
+                        Some(current) if current.generation == generation => std::mem::take(&mut current.update_ids),
+                        // Replaced meanwhile: the result is stale.
+                        _ => return,
+                    }
+                };
+                let finished = Some((launch, completed, generation));
+                let job = Job { update_ids, press: None, notice: None, event: None, finished, tell: None };
+                app.enqueue_after_albums(chat_id, job);
+            }
+            .instrument(tracing::info_span!("ai", chat_id, request_id, action = %name)),
+        );
         let task = task.abort_handle();
         running.insert(chat_id, Running { generation, request_id, name, args, task, update_ids: update_ids.to_vec() });
         Followed::Launched
@@ -822,10 +839,13 @@ impl App {
         outbound::typing(&self.tg, chat_id).await;
         let app = self.clone();
         let (name, args) = (launch.name.clone(), launch.args.clone());
-        let mut model = tokio::spawn(async move {
-            let bundle = app.driver.bundle();
-            app.driver.ai.run(&bundle, &name, &args).await
-        });
+        let mut model = tokio::spawn(
+            async move {
+                let bundle = app.driver.bundle();
+                app.driver.ai.run(&bundle, &name, &args).await
+            }
+            .in_current_span(),
+        );
         // Aborting this task (the admin cancelled) must stop the model call and the typing too.
         let _stop_model = AbortOnDrop(model.abort_handle());
         let joined = loop {
@@ -882,8 +902,7 @@ impl App {
     async fn tell(&self, chat_id: i64, notice: Notice) -> Option<Handled> {
         let event = Event { chat_id, user_id: chat_id, now: self.clock.now(), kind: EventKind::Notice { notice } };
         let driver = self.driver.clone();
-        let outcome =
-            tokio::task::spawn_blocking(move || driver.handle_update(event, &Delivery::default(), &mut |_| {})).await;
+        let outcome = blocking_in_span(move || driver.handle_update(event, &Delivery::default(), &mut |_| {})).await;
         self.deliver_outcome(chat_id, 0, outcome, None, pace::Priority::FollowUp).await
     }
 
@@ -892,8 +911,7 @@ impl App {
         let now = self.clock.now();
         let driver = self.driver.clone();
         let launch_owned = launch.clone();
-        let outcome =
-            tokio::task::spawn_blocking(move || driver.finish_action(&launch_owned, completed, now, &mut |_| {})).await;
+        let outcome = blocking_in_span(move || driver.finish_action(&launch_owned, completed, now, &mut |_| {})).await;
         self.deliver_outcome(chat_id, 0, outcome, None, pace::Priority::FollowUp).await
     }
 
@@ -1114,7 +1132,7 @@ impl App {
         let delivery = Delivery { update_id: Some(update_id), user: Some(user) };
         let (progress_tx, mut progress) = tokio::sync::mpsc::unbounded_channel::<Effect>();
         let driver = self.driver.clone();
-        let mut job = tokio::task::spawn_blocking(move || {
+        let mut job = blocking_in_span(move || {
             driver.handle_update(event, &delivery, &mut |effect| {
                 let _ = progress_tx.send(effect.clone());
             })
