@@ -29,11 +29,19 @@ pub struct Reloader {
     live: Arc<LiveBundle>,
     /// One reload at a time (the watcher and `/reload` may ask together).
     running: Mutex<()>,
+    /// Reloads finished, whatever their outcome.
+    finished: std::sync::atomic::AtomicU64,
 }
 
 impl Reloader {
     pub fn new(dir: PathBuf, timezone: chrono_tz::Tz, bundle: Arc<Bundle>) -> Arc<Reloader> {
-        Arc::new(Reloader { dir, timezone, live: LiveBundle::new(bundle), running: Mutex::new(()) })
+        Arc::new(Reloader {
+            dir,
+            timezone,
+            live: LiveBundle::new(bundle),
+            running: Mutex::new(()),
+            finished: std::sync::atomic::AtomicU64::new(0),
+        })
     }
 
     /// The bundle this reloader keeps in service.
@@ -75,7 +83,13 @@ impl Reloader {
                 )
             }
         }
+        self.finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         outcome
+    }
+
+    /// How many reloads have finished (applied, unchanged or refused).
+    pub fn finished(&self) -> u64 {
+        self.finished.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Watches the folder: after each quiet period with changed files, reloads and hands the

@@ -93,7 +93,13 @@ fn an_edited_label_serves_at_once_and_a_broken_edit_changes_nothing_but_is_told(
     let labels = menu_labels(&bot);
     assert!(labels.contains(&"❓ Հարցեր".to_string()) && !labels.contains(&"❓ Xyz".to_string()), "{labels:?}");
 
-    // `/reload` on demand says the same; once fixed, the files load again.
+    // Saved again, still broken the same way: not news, the admins are not told again.
+    let reloads = bot.reloader.as_ref().unwrap().finished();
+    let broken = std::fs::read_to_string(config.join("flows/menu.yaml")).unwrap();
+    write(config, "flows/menu.yaml", &broken);
+    bot.wait_for("the save to be looked at", || bot.reloader.as_ref().unwrap().finished() > reloads);
+
+    // `/reload` on demand says the same to whoever asks; once fixed, the files load again.
     let answer = plain(&bot.say(ADMIN, "/reload"));
     assert!(answer.contains("չընդունվեց"), "{answer}");
     edit(config, "flows/menu.yaml", "{ label: \"❓ Xyz\", flow: helpp }", "{ label: \"❓ Xyz\", flow: help }");
@@ -101,6 +107,11 @@ fn an_edited_label_serves_at_once_and_a_broken_edit_changes_nothing_but_is_told(
     assert!(menu_labels(&bot).contains(&"❓ Xyz".to_string()));
     let answer = plain(&bot.say(ADMIN, "/reload"));
     assert!(answer.contains("փոփոխություն չկա"), "{answer}");
+    let refusals_to_other_admin = bot.fake.outputs()[before..]
+        .iter()
+        .filter(|o| o.chat_id == OTHER_ADMIN && o.plain.contains("չընդունվեց"))
+        .count();
+    assert_eq!(refusals_to_other_admin, 1, "told once of the same problems");
     let violations = bot.fake.violations();
     assert!(violations.is_empty(), "{violations:#?}");
 }

@@ -3,7 +3,7 @@
 //! everything outside those folders (the store, exports) are ignored.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
@@ -17,7 +17,7 @@ pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// A running watch; dropping it stops watching (and its thread).
 pub struct ConfigWatch {
-    _watcher: notify::RecommendedWatcher,
+    _watcher: Arc<Mutex<notify::RecommendedWatcher>>,
 }
 
 /// Whether a changed path is a configuration file (not a swap, backup or hidden file).
@@ -38,29 +38,48 @@ pub fn watch(
     mut on_change: impl FnMut(Vec<PathBuf>) + Send + 'static,
 ) -> Result<ConfigWatch, String> {
     let (changes, received) = mpsc::channel::<PathBuf>();
-    let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| match result {
+    let root = dir.to_path_buf();
+    let watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| match result {
         Ok(event) if event.need_rescan() => {
             // The system dropped events: anything may have changed.
             let _ = changes.send(PathBuf::from("(rescan)"));
         }
         Ok(event) if event.kind.is_create() || event.kind.is_modify() || event.kind.is_remove() => {
-            // Configuration files, and folders (a folder moved in or out carries files with it).
-            for path in event.paths.into_iter().filter(|path| is_config_file(path) || path.extension().is_none()) {
-                let _ = changes.send(path);
+            for path in event.paths {
+                // In the configuration folder itself, only the watched folders count (created,
+                // removed or moved in whole).
+                let counts = if path.parent() == Some(root.as_path()) {
+                    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| WATCHED_FOLDERS.contains(&n))
+                } else {
+                    // Configuration files, and folders (a folder moved in or out carries files).
+                    is_config_file(&path) || path.extension().is_none()
+                };
+                if counts {
+                    let _ = changes.send(path);
+                }
             }
         }
         Ok(_) => {}
         Err(error) => tracing::warn!("watching the configuration: {error}"),
     })
     .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
-    for folder in WATCHED_FOLDERS {
-        let path = dir.join(folder);
-        if path.is_dir() {
-            watcher
-                .watch(&path, RecursiveMode::Recursive)
-                .map_err(|e| format!("cannot watch {}: {e}", path.display()))?;
+    let watcher = Arc::new(Mutex::new(watcher));
+    {
+        let mut watching = watcher.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // The folder itself, for watched folders that are deleted and created again.
+        watching.watch(dir, RecursiveMode::NonRecursive).map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+        for folder in WATCHED_FOLDERS {
+            let path = dir.join(folder);
+            if path.is_dir() {
+                watching
+                    .watch(&path, RecursiveMode::Recursive)
+                    .map_err(|e| format!("cannot watch {}: {e}", path.display()))?;
+            }
         }
     }
+    // The thread must not keep the watcher alive: dropping the watch ends it.
+    let rewatch = Arc::downgrade(&watcher);
+    let folder_of_config = dir.to_path_buf();
     std::thread::Builder::new()
         .name("config-watch".into())
         .spawn(move || {
@@ -77,6 +96,19 @@ pub fn watch(
                 }
                 changed.sort();
                 changed.dedup();
+                // A watched folder created (again) since the last burst is watched from now on.
+                if let Some(watcher) = rewatch.upgrade() {
+                    let mut watching = watcher.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    for folder in WATCHED_FOLDERS {
+                        let path = folder_of_config.join(folder);
+                        if changed.iter().any(|c| c == &path) && path.is_dir() {
+                            let _ = watching.unwatch(&path);
+                            if let Err(error) = watching.watch(&path, RecursiveMode::Recursive) {
+                                tracing::warn!("cannot watch {}: {error}", path.display());
+                            }
+                        }
+                    }
+                }
                 // A panic in one reload must not end hot reload for the rest of the run.
                 let reload = std::panic::AssertUnwindSafe(|| on_change(changed));
                 if std::panic::catch_unwind(reload).is_err() {
@@ -105,5 +137,36 @@ mod tests {
         ] {
             assert_eq!(is_config_file(Path::new(path)), counts, "{path}");
         }
+    }
+
+    #[test]
+    fn a_watched_folder_removed_and_created_again_is_watched_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let flows = dir.path().join("flows");
+        std::fs::create_dir(&flows).unwrap();
+        std::fs::write(flows.join("a.yaml"), "a").unwrap();
+        let (bursts, received) = mpsc::channel();
+        let _watch = watch(dir.path(), Duration::from_millis(50), move |changed| {
+            let _ = bursts.send(changed);
+        })
+        .unwrap();
+        // Waits (a guard against hangs, not a timing test) for a burst naming `wanted`.
+        let burst_with = |wanted: &Path| loop {
+            let changed = received.recv_timeout(Duration::from_secs(30)).expect("a burst of changes");
+            if changed.iter().any(|c| c == wanted) {
+                return;
+            }
+        };
+        std::fs::remove_dir_all(&flows).unwrap();
+        burst_with(&flows);
+        std::fs::create_dir(&flows).unwrap();
+        burst_with(&flows);
+        std::fs::write(flows.join("b.yaml"), "b").unwrap();
+        burst_with(&flows.join("b.yaml"));
+        // Other things in the configuration folder are not configuration.
+        std::fs::write(dir.path().join("Cargo.lock"), "x").unwrap();
+        std::fs::write(flows.join("c.yaml"), "c").unwrap();
+        let changed = received.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert!(!changed.iter().any(|c| c.ends_with("Cargo.lock")), "{changed:?}");
     }
 }

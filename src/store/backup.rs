@@ -208,6 +208,18 @@ fn visit_tables(visitor: &mut impl TableVisitor) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// `table` in `read`, or `None` if the file has no such table (an older schema).
+fn open_if_present<K: redb::Key + 'static, V: redb::Value + 'static>(
+    read: &redb::ReadTransaction,
+    table: TableDefinition<'static, K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, StoreError> {
+    match read.open_table(table) {
+        Ok(source) => Ok(Some(source)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(other) => Err(other.into()),
+    }
+}
+
 /// The names of every table this build knows.
 pub fn table_names() -> Vec<String> {
     struct Names(Vec<String>);
@@ -272,12 +284,8 @@ pub(super) fn snapshot(source: &Database, source_path: &Path, target: &Path) -> 
                 table: TableDefinition<'static, K, V>,
                 _: Encoding,
             ) -> Result<(), StoreError> {
-                let source = match self.read.open_table(table) {
-                    Ok(source) => source,
-                    // An older schema lacks the newer tables.
-                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-                    Err(other) => return Err(other.into()),
-                };
+                // An older schema lacks the newer tables.
+                let Some(source) = open_if_present(self.read, table)? else { return Ok(()) };
                 let mut target = self.write.open_table(table)?;
                 let mut rows = 0;
                 for entry in source.iter()? {
@@ -359,11 +367,8 @@ pub fn inspect(path: &Path) -> Result<Summary, StoreError> {
             table: TableDefinition<'static, K, V>,
             _: Encoding,
         ) -> Result<(), StoreError> {
-            let rows = match self.read.open_table(table) {
-                Ok(source) => redb::ReadableTableMetadata::len(&source)?,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-                Err(other) => return Err(other.into()),
-            };
+            let Some(source) = open_if_present(self.read, table)? else { return Ok(()) };
+            let rows = redb::ReadableTableMetadata::len(&source)?;
             self.summary.rows.push((table.name().to_string(), rows));
             Ok(())
         }
@@ -495,11 +500,7 @@ pub(super) fn dump(db: &Database, path: &Path, now: i64) -> Result<(Json, Summar
             if encoding == Encoding::Derived {
                 return Ok(());
             }
-            let source = match self.read.open_table(table) {
-                Ok(source) => source,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-                Err(other) => return Err(other.into()),
-            };
+            let Some(source) = open_if_present(self.read, table)? else { return Ok(()) };
             let mut rows = Vec::new();
             for entry in source.iter()? {
                 let (key, value) = entry?;

@@ -254,6 +254,7 @@ pub async fn run(live: Arc<LiveBundle>, store: Store, ai: Arc<Ai>, options: RunO
         generations: std::sync::atomic::AtomicU64::new(0),
         scheduler: Mutex::new(None),
         reloader: options.reload.clone(),
+        last_refusal: Mutex::new(None),
         vitals: vitals.clone(),
     });
     app.resume_actions(&options.authorized);
@@ -427,6 +428,8 @@ struct App {
     closing: std::sync::atomic::AtomicBool,
     /// Numbers the model tasks.
     generations: std::sync::atomic::AtomicU64,
+    /// The problems the admins were last told a changed configuration was refused for.
+    last_refusal: Mutex<Option<String>>,
     /// Signs of life for `/readyz`.
     vitals: Arc<crate::vitals::Vitals>,
     /// The scheduler's task and the switch that stops it.
@@ -1053,6 +1056,7 @@ impl App {
     async fn after_reload(&self, outcome: &Reloaded, to: &[i64]) {
         match outcome {
             Reloaded::Applied { .. } => {
+                *lock(&self.last_refusal) = None;
                 self.driver.store.wake_scheduler();
                 if let Err(error) = startup::set_commands(&self.tg.bot, &self.driver.bundle()).await {
                     tracing::warn!("could not set the commands of the new configuration: {error}");
@@ -1060,6 +1064,17 @@ impl App {
             }
             Reloaded::Unchanged => {}
             Reloaded::Rejected { problems, report } => {
+                // Saving files that stay broken the same way is not news to the admins.
+                let repeated = {
+                    let mut last = lock(&self.last_refusal);
+                    let repeated = last.as_deref() == Some(report.as_str());
+                    *last = Some(report.clone());
+                    repeated
+                };
+                if repeated {
+                    tracing::info!("the configuration is refused for the same problems; the admins were told already");
+                    return;
+                }
                 let values = reload_failure_values(*problems, report);
                 for &admin in to {
                     self.notify_with(admin, "reload_failed", &values).await;
