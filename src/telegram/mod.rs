@@ -478,6 +478,9 @@ struct Job {
     finished: Option<(Launch, Completed, u64)>,
     /// Something the bot tells the admin on its own (the publisher's notices).
     tell: Option<Notice>,
+    /// `/reload` from this admin: reload the configuration and say how it went (in the chat's
+    /// order, so a redelivered `/reload` is recognised like any update).
+    reload: bool,
 }
 
 /// Aborts a task when dropped.
@@ -559,13 +562,20 @@ impl App {
                 ),
             }
         }
-        let job =
-            |notice, event| Job { update_ids: vec![update_id], press: None, notice, event, finished: None, tell: None };
-        if let (Verdict::Admit, Incoming::Event(EventKind::Command { name, .. }), Some(reloader)) =
+        let job = |notice, event| Job {
+            update_ids: vec![update_id],
+            press: None,
+            notice,
+            event,
+            finished: None,
+            tell: None,
+            reload: false,
+        };
+        if let (Verdict::Admit, Incoming::Event(EventKind::Command { name, .. }), Some(_)) =
             (&verdict, &incoming, &self.reloader)
             && name == "reload"
         {
-            self.reload_now(reloader.clone(), chat_id, update_id);
+            self.enqueue_after_albums(chat_id, Job { reload: true, ..job(None, None) });
             return;
         }
         let job = match verdict {
@@ -758,6 +768,11 @@ impl App {
             ended = handled.as_ref().is_some_and(|h| h.effects.iter().any(|e| matches!(e, Effect::End)));
             followed = self.follow(chat_id, handled.map(|h| h.waiting_on), &job.update_ids);
         }
+        if job.reload
+            && let Some(&update_id) = job.update_ids.first()
+        {
+            self.reload_in_chat(chat_id, update_id).await;
+        }
         if let Some(notice) = job.tell {
             let handled = self.tell(chat_id, notice).await;
             ended = handled.as_ref().is_some_and(|h| h.effects.iter().any(|e| matches!(e, Effect::End)));
@@ -825,7 +840,8 @@ impl App {
                     }
                 };
                 let finished = Some((launch, completed, generation));
-                let job = Job { update_ids, press: None, notice: None, event: None, finished, tell: None };
+                let job =
+                    Job { update_ids, press: None, notice: None, event: None, finished, tell: None, reload: false };
                 app.enqueue_after_albums(chat_id, job);
             }
             .instrument(tracing::info_span!("ai", chat_id, request_id, action = %name)),
@@ -981,6 +997,7 @@ impl App {
                     event: None,
                     finished: None,
                     tell: Some(notice),
+                    reload: false,
                 };
                 app.enqueue_after_albums(chat_id, job);
             }
@@ -1083,28 +1100,48 @@ impl App {
         }
     }
 
-    /// `/reload` from an admin: reloads now and says how it went.
-    fn reload_now(self: &Arc<Self>, reloader: Arc<Reloader>, chat_id: i64, update_id: u64) {
-        let app = self.clone();
-        tokio::spawn(async move {
-            let outcome = match tokio::task::spawn_blocking(move || reloader.reload()).await {
-                Ok(outcome) => outcome,
-                Err(error) => {
-                    tracing::error!("the reload stopped: {error}");
-                    app.report(chat_id, &[update_id], false);
-                    return;
-                }
-            };
-            app.after_reload(&outcome, &[]).await;
-            match &outcome {
-                Reloaded::Applied { .. } => app.notify(chat_id, "reload_done").await,
-                Reloaded::Unchanged => app.notify(chat_id, "reload_unchanged").await,
-                Reloaded::Rejected { problems, report } => {
-                    app.notify_with(chat_id, "reload_failed", &reload_failure_values(*problems, report)).await
-                }
+    /// `/reload` from an admin, in the chat's turn: reloads now and says how it went. A
+    /// redelivered `/reload` is not carried out twice.
+    async fn reload_in_chat(&self, chat_id: i64, update_id: u64) {
+        let Some(reloader) = self.reloader.clone() else { return };
+        let (store, now) = (self.driver.store.clone(), self.clock.now());
+        let first = tokio::task::spawn_blocking(move || {
+            let turn = store.begin_turn()?;
+            let first = turn.first_sight_of_update(chat_id, update_id, now)?;
+            turn.commit()?;
+            Ok::<_, crate::store::StoreError>(first)
+        })
+        .await;
+        match first {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                tracing::debug!(update_id, "a redelivered /reload was already carried out");
+                return;
             }
-            app.report(chat_id, &[update_id], false);
-        });
+            Ok(Err(error)) => {
+                tracing::error!("cannot record the /reload: {error}");
+                return;
+            }
+            Err(error) => {
+                tracing::error!("the /reload stopped: {error}");
+                return;
+            }
+        }
+        let outcome = match tokio::task::spawn_blocking(move || reloader.reload()).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                tracing::error!("the reload stopped: {error}");
+                return;
+            }
+        };
+        self.after_reload(&outcome, &[]).await;
+        match &outcome {
+            Reloaded::Applied { .. } => self.notify(chat_id, "reload_done").await,
+            Reloaded::Unchanged => self.notify(chat_id, "reload_unchanged").await,
+            Reloaded::Rejected { problems, report } => {
+                self.notify_with(chat_id, "reload_failed", &reload_failure_values(*problems, report)).await
+            }
+        }
     }
 
     /// Sends a menu text outside any conversation.
@@ -1290,8 +1327,15 @@ fn album_jobs(album: Album) -> Vec<Job> {
         let media = Media { kind: first.kind, file_id: first.file_id, caption: album.caption, more: files.collect() };
         (album.sender, last, EventKind::Media { media })
     });
-    let mut jobs =
-        vec![Job { update_ids: album.update_ids, press: None, notice: None, event, finished: None, tell: None }];
+    let mut jobs = vec![Job {
+        update_ids: album.update_ids,
+        press: None,
+        notice: None,
+        event,
+        finished: None,
+        tell: None,
+        reload: false,
+    }];
     jobs.extend(album.waiting);
     jobs
 }
