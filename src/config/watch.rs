@@ -37,6 +37,9 @@ pub fn watch(
     debounce: Duration,
     mut on_change: impl FnMut(Vec<PathBuf>) + Send + 'static,
 ) -> Result<ConfigWatch, String> {
+    // notify reports absolute paths; compare them with absolute ones (CONFIG_DIR is often `.`).
+    let absolute = std::path::absolute(dir).map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+    let dir = absolute.as_path();
     let (changes, received) = mpsc::channel::<PathBuf>();
     let root = dir.to_path_buf();
     let watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| match result {
@@ -141,12 +144,16 @@ mod tests {
 
     #[test]
     fn a_watched_folder_removed_and_created_again_is_watched_again() {
-        let dir = tempfile::tempdir().unwrap();
+        // Given as a relative path, as CONFIG_DIR usually is (`.`): notify reports absolute ones.
+        let cwd = std::env::current_dir().unwrap();
+        let dir = tempfile::tempdir_in(&cwd).unwrap();
+        let relative = dir.path().strip_prefix(&cwd).unwrap().to_path_buf();
+        assert!(relative.is_relative());
         let flows = dir.path().join("flows");
         std::fs::create_dir(&flows).unwrap();
         std::fs::write(flows.join("a.yaml"), "a").unwrap();
         let (bursts, received) = mpsc::channel();
-        let _watch = watch(dir.path(), Duration::from_millis(50), move |changed| {
+        let _watch = watch(&relative, Duration::from_millis(50), move |changed| {
             let _ = bursts.send(changed);
         })
         .unwrap();

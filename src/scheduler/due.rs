@@ -142,14 +142,23 @@ pub async fn run(
 }
 
 /// Awaits `work`, beating meanwhile: a long report or a post waiting out Telegram's rate limit
-/// is work, not a stuck loop.
+/// is work, not a stuck loop. Beyond [`LONGEST_WORK`] it stops beating, and readiness then
+/// shows a loop that is stuck.
 async fn beating<F: std::future::Future>(beat: &crate::vitals::SchedulerBeat, work: F) -> F::Output {
     let mut work = std::pin::pin!(work);
+    let started = tokio::time::Instant::now();
     let mut every = tokio::time::interval(std::time::Duration::from_secs(crate::vitals::SCHEDULER_BEAT_SECS));
     loop {
         tokio::select! {
             done = &mut work => return done,
-            _ = every.tick() => beat.beat(),
+            _ = every.tick() => {
+                if started.elapsed() < LONGEST_WORK {
+                    beat.beat();
+                }
+            }
         }
     }
 }
+
+/// The longest one publication or job may take and still count as work in progress.
+const LONGEST_WORK: std::time::Duration = std::time::Duration::from_secs(600);

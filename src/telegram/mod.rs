@@ -1079,7 +1079,10 @@ impl App {
                     tracing::warn!("could not set the commands of the new configuration: {error}");
                 }
             }
-            Reloaded::Unchanged => {}
+            // The files are back to the configuration in service: a later refusal is news.
+            Reloaded::Unchanged => *lock(&self.last_refusal) = None,
+            // Only what the admins were told counts (a `/reload` answers its asker alone).
+            Reloaded::Rejected { .. } if to.is_empty() => {}
             Reloaded::Rejected { problems, report } => {
                 // Saving files that stay broken the same way is not news to the admins.
                 let repeated = {
