@@ -152,3 +152,40 @@ fn a_conversation_keeps_its_step_across_a_reload_or_is_told_it_is_gone() {
     assert!(plain(&bot.say(ADMIN, "❓ Օգնություն")).contains("Ձեր անունը"));
     assert_eq!(plain(&bot.say(ADMIN, "Արամ")), "Շնորհակալ ենք, Արամ։");
 }
+
+#[test]
+fn an_edited_prompt_is_in_the_next_model_request() {
+    use postflow::ai::Ai;
+    use postflow::ai::openai::{OpenAi, OpenAiSettings, RetryPolicy};
+    let model_server = common::fake_openai::FakeOpenAi::start_in_thread();
+    let model = OpenAi::new(OpenAiSettings {
+        api_key: common::fake_openai::API_KEY.to_string(),
+        base_url: Some(model_server.base_url()),
+        model: "test-model".to_string(),
+        timeout: std::time::Duration::from_secs(30),
+        retry: RetryPolicy::default(),
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path();
+    common::copy_shipped_config(config);
+    let ai = std::sync::Arc::new(Ai::new(std::sync::Arc::new(model)));
+    let bot = Bot::start_in(config, Setup { hot_reload: true, ai, ..Setup::default() });
+    let draft = |bot: &Bot| {
+        bot.say(ADMIN, "📝 Նոր գրառում");
+        bot.press(ADMIN, "Վաճառող փոստ");
+        bot.say(ADMIN, "կաշվե պայուսակ");
+        let requests = model_server.completions().len();
+        bot.fake.press_label(ADMIN, "Բաց թողնել ⏭").unwrap();
+        bot.wait_for("the model request", || model_server.completions().len() > requests);
+        model_server.completions().last().unwrap().message("user").unwrap()
+    };
+    let before = draft(&bot);
+    assert!(before.contains("Բանալի բառեր՝ կաշվե պայուսակ") && !before.contains("Հիշիր"), "{before}");
+    bot.say(ADMIN, "/cancel");
+
+    edit(config, "prompts/ai/generate.j2", "Պատասխանիր միայն", "Հիշիր՝ առանց բացականչականների։\nՊատասխանիր միայն");
+    serves(&bot, 1);
+    let after = draft(&bot);
+    assert!(after.contains("Հիշիր՝ առանց բացականչականների։"), "the edited prompt is sent: {after}");
+}
