@@ -403,27 +403,34 @@ fn aside_path(store: &Path, what: &str, now: i64) -> PathBuf {
 }
 
 /// Refuses to replace the store at `store` if a process has it open, or if it exists and the
-/// operator did not say to replace it.
-fn may_replace(store: &Path, overwrite: Overwrite, what: &str) -> Result<(), StoreError> {
+/// operator did not say to replace it. Returns the store opened, when it opens: holding it keeps
+/// a bot from opening it until the new file is in place.
+fn may_replace(store: &Path, overwrite: Overwrite, what: &str) -> Result<Option<Database>, StoreError> {
     if !store.exists() {
-        return Ok(());
+        return Ok(None);
     }
     // A running bot holds the lock. A damaged file that does not open may be replaced: that is
     // what a restore is for.
-    if let Err(locked @ StoreError::Locked(_)) = open_as_is(store) {
-        return Err(locked);
-    }
+    let held = match open_as_is(store) {
+        Ok(database) => Some(database),
+        Err(locked @ StoreError::Locked(_)) => return Err(locked),
+        Err(_) => None,
+    };
     if overwrite == Overwrite::Refuse {
         return Err(StoreError::Redb(format!(
             "the store {} exists and the {what} would replace it; run again with --force to replace it (the current file is kept beside it)",
             store.display()
         )));
     }
-    Ok(())
+    Ok(held)
 }
 
-/// Puts the complete file `staged` in place as the store at `store`, moving an existing store
-/// aside first (see [`may_replace`]). Returns where the old one went.
+/// Puts the complete file `staged` in place as the store at `store`, keeping an existing store
+/// aside (see [`may_replace`]). Returns where the old one went.
+///
+/// The old store stays open (locked) until the new file has replaced it, and the replacement is
+/// one rename over the old name, so a bot started meanwhile either finds the old store locked
+/// and stops, or opens the new one: never a store it creates in the moment the name is free.
 fn put_in_place(
     staged: &Path,
     store: &Path,
@@ -432,12 +439,17 @@ fn put_in_place(
     now: i64,
 ) -> Result<Option<PathBuf>, StoreError> {
     let placed = (|| {
-        may_replace(store, overwrite, what)?;
+        let held = may_replace(store, overwrite, what)?;
         let aside = if store.exists() {
             let aside = aside_path(store, what, now);
-            std::fs::rename(store, &aside)
-                .map_err(|e| StoreError::Redb(format!("cannot move {} aside: {e}", store.display())))?;
-            Some(aside)
+            // A second name for the old file, then the rename over the first; where hard links
+            // are not possible, the old file is moved aside first.
+            let linked = std::fs::hard_link(store, &aside).is_ok();
+            if !linked {
+                std::fs::rename(store, &aside)
+                    .map_err(|e| StoreError::Redb(format!("cannot move {} aside: {e}", store.display())))?;
+            }
+            Some((aside, linked))
         } else {
             if let Some(parent) = store.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
@@ -447,14 +459,21 @@ fn put_in_place(
         };
         if let Err(error) = std::fs::rename(staged, store) {
             let mut problem = format!("cannot write {}: {error}", store.display());
-            if let Some(aside) = &aside
-                && let Err(back) = std::fs::rename(aside, store)
-            {
-                problem.push_str(&format!("; the old store is at {} ({back})", aside.display()));
+            match &aside {
+                Some((aside, true)) => {
+                    let _ = std::fs::remove_file(aside);
+                }
+                Some((aside, false)) => {
+                    if let Err(back) = std::fs::rename(aside, store) {
+                        problem.push_str(&format!("; the old store is at {} ({back})", aside.display()));
+                    }
+                }
+                None => {}
             }
             return Err(StoreError::Redb(problem));
         }
-        Ok(aside)
+        drop(held);
+        Ok(aside.map(|(aside, _)| aside))
     })();
     if placed.is_err() {
         let _ = std::fs::remove_file(staged);
@@ -473,7 +492,7 @@ pub struct Replaced {
 /// Restores the backup `file` as the store at `store` (the bot must be stopped). The backup is
 /// checked and copied first; the store is only replaced once the copy is complete.
 pub fn restore(file: &Path, store: &Path, overwrite: Overwrite, now: i64) -> Result<Replaced, StoreError> {
-    may_replace(store, overwrite, "restore")?;
+    drop(may_replace(store, overwrite, "restore")?);
     let backup = open_as_is(file)?;
     let staged = staged_path(store, "restoring");
     let summary = snapshot(&backup, file, &staged)?;
@@ -559,7 +578,7 @@ pub fn load(document: &Json, store: &Path, overwrite: Overwrite, now: i64) -> Re
     if !unknown.is_empty() {
         return Err(bad(format!("has tables this postflow does not know: {}", unknown.join(", "))));
     }
-    may_replace(store, overwrite, "load")?;
+    drop(may_replace(store, overwrite, "load")?);
     let staged = staged_path(store, "loading");
     let written = (|| {
         let db = Database::create(&staged)
