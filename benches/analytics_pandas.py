@@ -39,7 +39,7 @@ def aggregate(folder, columns=None):
     return len(result)
 
 
-def timed(job, folder, runs):
+def timed(job, runs):
     times = []
     for _ in range(runs):
         started = time.perf_counter()
@@ -50,11 +50,11 @@ def timed(job, folder, runs):
 
 def main():
     folder, runs = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    best, median = timed(lambda: export(folder), folder, runs)
+    best, median = timed(lambda: export(folder), runs)
     print(f"pandas_export_total_s={median:.3f} (best {best:.3f}, pandas {pd.__version__})")
-    best, median = timed(lambda: aggregate(folder), folder, runs)
+    best, median = timed(lambda: aggregate(folder), runs)
     print(f"pandas_aggregate_total_s={median:.3f} (best {best:.3f}, the whole table read)")
-    best, median = timed(lambda: aggregate(folder, AGGREGATE_COLUMNS), folder, runs)
+    best, median = timed(lambda: aggregate(folder, AGGREGATE_COLUMNS), runs)
     print(f"pandas_aggregate_columns_s={median:.3f} (best {best:.3f}, only the five columns read)")
 
 

@@ -426,7 +426,9 @@ fn may_replace(store: &Path, overwrite: Overwrite, what: &str) -> Result<Option<
 }
 
 /// Puts the complete file `staged` in place as the store at `store`, keeping an existing store
-/// aside (see [`may_replace`]). Returns where the old one went.
+/// aside. `held` is what [`may_replace`] returned when the caller checked; with nothing held
+/// (there was no store, or it did not open) the check is made again, in case a bot started since.
+/// Returns where the old store went.
 ///
 /// The old store stays open (locked) until the new file has replaced it, and the replacement is
 /// one rename over the old name, so a bot started meanwhile either finds the old store locked
@@ -434,12 +436,16 @@ fn may_replace(store: &Path, overwrite: Overwrite, what: &str) -> Result<Option<
 fn put_in_place(
     staged: &Path,
     store: &Path,
+    held: Option<Database>,
     overwrite: Overwrite,
     what: &str,
     now: i64,
 ) -> Result<Option<PathBuf>, StoreError> {
     let placed = (|| {
-        let held = may_replace(store, overwrite, what)?;
+        let held = match held {
+            Some(database) => Some(database),
+            None => may_replace(store, overwrite, what)?,
+        };
         let aside = if store.exists() {
             let aside = aside_path(store, what, now);
             // A second name for the old file, then the rename over the first; where hard links
@@ -492,11 +498,11 @@ pub struct Replaced {
 /// Restores the backup `file` as the store at `store` (the bot must be stopped). The backup is
 /// checked and copied first; the store is only replaced once the copy is complete.
 pub fn restore(file: &Path, store: &Path, overwrite: Overwrite, now: i64) -> Result<Replaced, StoreError> {
-    drop(may_replace(store, overwrite, "restore")?);
+    let held = may_replace(store, overwrite, "restore")?;
     let backup = open_as_is(file)?;
     let staged = staged_path(store, "restoring");
     let summary = snapshot(&backup, file, &staged)?;
-    let kept_aside = put_in_place(&staged, store, overwrite, "restore", now)?;
+    let kept_aside = put_in_place(&staged, store, held, overwrite, "restore", now)?;
     Ok(Replaced { summary, kept_aside })
 }
 
@@ -578,7 +584,7 @@ pub fn load(document: &Json, store: &Path, overwrite: Overwrite, now: i64) -> Re
     if !unknown.is_empty() {
         return Err(bad(format!("has tables this postflow does not know: {}", unknown.join(", "))));
     }
-    drop(may_replace(store, overwrite, "load")?);
+    let held = may_replace(store, overwrite, "load")?;
     let staged = staged_path(store, "loading");
     let written = (|| {
         let db = Database::create(&staged)
@@ -625,7 +631,7 @@ pub fn load(document: &Json, store: &Path, overwrite: Overwrite, now: i64) -> Re
             return Err(error);
         }
     };
-    let kept_aside = put_in_place(&staged, store, overwrite, "load", now)?;
+    let kept_aside = put_in_place(&staged, store, held, overwrite, "load", now)?;
     Ok(Replaced { summary, kept_aside })
 }
 
