@@ -3,7 +3,8 @@
 //! aggregates; then runs the same two jobs in Python/pandas on the same data
 //! (`benches/analytics_pandas.py`, from a Parquet copy of the same tables) in the same run.
 //!
-//! `cargo bench --bench analytics_load` (env: EVENTS=1000000, POSTS=10000, RUNS=3).
+//! `cargo bench --bench analytics_load` (env: EVENTS=1000000, POSTS=10000, RUNS=3;
+//! PANDAS_MALLOC=postflow runs pandas with postflow's malloc thresholds too).
 //! pandas needs `pip install pandas pyarrow`; without it that part is skipped and said so.
 
 #[path = "../tests/common/analytics_fixture.rs"]
@@ -51,6 +52,8 @@ steps:
 "#;
 
 fn main() {
+    // The allocator settings the `postflow` binary starts with.
+    let tuning = postflow::memory::tune();
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--generate") {
         let store = Store::open(Path::new(&args[2])).unwrap();
@@ -59,6 +62,7 @@ fn main() {
         return;
     }
     let runs = env_or("RUNS", 3) as usize;
+    println!("malloc: {tuning:?} (what `postflow` does at start; see src/memory.rs)");
     let dir = tempfile::tempdir().unwrap();
     let store_path = dir.path().join("analytics.redb");
     let started = Instant::now();
@@ -132,7 +136,14 @@ fn main() {
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
-    println!("rss before the runs: {:.1} MiB", rss_before as f64 / 1024.0);
+    let rss_after = status_kib("VmRSS:");
+    postflow::memory::release_now();
+    println!(
+        "rss before the runs: {:.1} MiB, after them: {:.1} MiB, once the kept memory is given back: {:.1} MiB",
+        rss_before as f64 / 1024.0,
+        rss_after as f64 / 1024.0,
+        status_kib("VmRSS:") as f64 / 1024.0
+    );
     println!(
         "postflow  CSV export of {} events: median {:.3} s, best {:.3} s ({:.0} MiB file), peak RSS {:.0} MiB",
         env_or("EVENTS", 1_000_000),
@@ -153,7 +164,19 @@ fn main() {
     );
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/analytics_pandas.py");
-    let pandas = std::process::Command::new("python3").arg(&script).arg(dir.path()).arg(runs.to_string()).output();
+    let mut python = std::process::Command::new("python3");
+    python.arg(&script).arg(dir.path()).arg(runs.to_string());
+    // PANDAS_MALLOC=postflow gives pandas the same malloc thresholds as postflow.
+    if std::env::var("PANDAS_MALLOC").as_deref() == Ok("postflow") {
+        let tunables = format!(
+            "glibc.malloc.mmap_threshold={}:glibc.malloc.trim_threshold={}",
+            postflow::memory::MMAP_THRESHOLD,
+            postflow::memory::TRIM_THRESHOLD
+        );
+        println!("pandas runs with GLIBC_TUNABLES={tunables}");
+        python.env("GLIBC_TUNABLES", tunables);
+    }
+    let pandas = python.output();
     match pandas {
         Ok(out) if out.status.success() => {
             let text = String::from_utf8_lossy(&out.stdout);

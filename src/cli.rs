@@ -193,9 +193,11 @@ pub enum OutputFormat {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    let tuning = crate::memory::tune();
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     init_logging(&cli.settings);
+    tracing::debug!(?tuning, "malloc settings for reports");
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -255,6 +257,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let user = user.or(settings.authorized_users.first().copied()).unwrap_or(1);
             let bundle = load_bundle(&settings)?;
             let store = Store::open(&settings.store_path())?;
+            crate::memory::spawn_releaser();
             // This release always drafts offline; say so where the admin looks.
             let ai = build_ai(&settings)?;
             println!("AI: {}", ai.llm().describe());
@@ -320,6 +323,7 @@ fn run_bot(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("AUTHORIZED_USERS is empty: list the Telegram user ids of the admins, comma-separated");
     }
     let bundle = load_bundle(settings)?;
+    crate::memory::spawn_releaser();
     let store = Store::open(&settings.store_path())?;
     let mut options = crate::telegram::RunOptions::new(
         token.expose().to_string(),

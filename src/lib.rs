@@ -15,6 +15,7 @@ pub mod driver;
 pub mod engine;
 pub mod export_cli;
 pub mod http;
+pub mod memory;
 pub mod posts_cli;
 pub mod reload;
 pub mod scheduler;

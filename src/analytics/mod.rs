@@ -189,8 +189,9 @@ pub fn report<'a>(
     let frame = outside_async(|| {
         let mut sources = run::StoreSources::new(store, context);
         run::run(pipeline, &mut sources, &values)
-    })
-    .map_err(|error| ReportError::Step { file: pipeline.file.clone(), error })?;
+    });
+    crate::memory::report_done();
+    let frame = frame.map_err(|error| ReportError::Step { file: pipeline.file.clone(), error })?;
     Ok(Report { pipeline, values, frame })
 }
 
