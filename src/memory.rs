@@ -40,7 +40,7 @@ pub enum Tuning {
 }
 
 /// Whether `GLIBC_TUNABLES` (as given) already sets any of malloc's parameters.
-pub fn operator_tuned(tunables: Option<&str>) -> bool {
+fn operator_tuned(tunables: Option<&str>) -> bool {
     tunables.is_some_and(|value| value.split(':').any(|entry| entry.trim().starts_with("glibc.malloc.")))
 }
 
@@ -66,7 +66,7 @@ pub fn report_done() {
 
 /// Gives the kept memory back if a report ran and none has for [`IDLE_BEFORE_RELEASE`];
 /// returns whether it did.
-pub fn release_if_idle() -> bool {
+fn release_if_idle() -> bool {
     if !REPORTS.release_due(epoch().elapsed()) {
         return false;
     }
