@@ -25,6 +25,7 @@ fn main() {
     let _banner = lines.next();
     std::thread::sleep(Duration::from_millis(500));
     let idle = rss_kib(child.id(), "VmRSS:");
+    let (idle_anon, idle_file) = (rss_kib(child.id(), "RssAnon:"), rss_kib(child.id(), "RssFile:"));
     // One conversation turn, then idle again.
     writeln!(stdin, "/start").expect("write");
     stdin.flush().expect("flush");
@@ -40,4 +41,9 @@ fn main() {
     let _ = child.wait();
     let mib = |k: Option<u64>| k.map(|k| format!("{:.1} MiB", k as f64 / 1024.0)).unwrap_or_else(|| "n/a".into());
     println!("idle chat RSS: {} at start, {} after /start, peak {}", mib(idle), mib(after_turn), mib(peak));
+    println!(
+        "  at start: {} anonymous (the process's own), {} file-backed (the binary's code and data read in)",
+        mib(idle_anon),
+        mib(idle_file)
+    );
 }

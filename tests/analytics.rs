@@ -291,6 +291,11 @@ fn broken_pipelines_are_reported_at_their_step() {
         "report_bad5.yaml",
         "kind: pipeline\nid: bad5\nsource: posts\nsteps:\n  - sql: \"SELECT * FROM read_csv('/etc/passwd')\"\n",
     );
+    write(
+        "report_bad6.yaml",
+        "kind: pipeline\nid: bad6\nsource: posts\nsteps:\n  - group_by: [format]\n    agg: { n: \"SUM(text) / 2\" }\n",
+    );
+    write("report_bad7.yaml", "kind: pipeline\nid: bad7\nsource: posts\nsteps:\n  - derive: { n: \"text * 2\" }\n");
     let loaded = analytics::load_config(dir.path(), CATALOGUE, chrono_tz::Asia::Yerevan);
     let diagnostics = loaded.result.err().expect("broken pipelines");
     let shown: Vec<String> = diagnostics
@@ -305,6 +310,9 @@ fn broken_pipelines_are_reported_at_their_step() {
             "flows/report_bad3.yaml:5:10: sql parser error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1 ()",
             "flows/report_bad4.yaml:7:25: the column `clicks` is not in the pipeline's result (the result has post)",
             "flows/report_bad5.yaml:5:10: `read_csv` reads files; a sql step reads only `self` and the sources ()",
+            "flows/report_bad6.yaml:5:15: `sum` operation not supported for dtype `str` ()",
+            "flows/report_bad7.yaml:5:13: arithmetic on dtypes str and dyn int is not allowed (lhs: column 'text', \
+             rhs: expression `dyn int: 2`); try an explicit cast first ()",
         ]
     );
 }

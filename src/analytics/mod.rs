@@ -21,8 +21,8 @@ pub use run::StepError;
 pub use sinks::FileFormat;
 pub use sources::SourceContext;
 
-/// Checks every pipeline of the bundle over empty source tables: unknown columns, bad SQL,
-/// unknown `:parameters` and chart columns, each at its step.
+/// Checks every pipeline of the bundle against the documented source columns (planned, not
+/// run): unknown columns, bad SQL, unknown `:parameters` and chart columns, each at its step.
 pub fn check(bundle: &Bundle) -> Vec<Diagnostic> {
     outside_async(|| check_here(bundle))
 }
@@ -51,8 +51,8 @@ fn check_here(bundle: &Bundle) -> Vec<Diagnostic> {
                 continue;
             }
         };
-        let frame = match run::run(pipeline, &mut run::EmptySources, &values) {
-            Ok(frame) => frame,
+        let columns = match run::result_columns(pipeline, &mut run::EmptySources, &values) {
+            Ok(columns) => columns,
             Err(err) => {
                 diagnostics
                     .push(diagnostic(pipeline, err.line, err.column, err.len, err.message).with_hint_opt(err.hint));
@@ -65,8 +65,7 @@ fn check_here(bundle: &Bundle) -> Vec<Diagnostic> {
         let table_columns = pipeline.table.iter().flat_map(|table| table.columns.iter());
         if !pivots {
             for column in chart_columns.chain(table_columns) {
-                if frame.column(&column.value).is_err() {
-                    let names: Vec<String> = frame.get_column_names().iter().map(|c| c.to_string()).collect();
+                if !columns.contains(&column.value) {
                     diagnostics.push(
                         diagnostic(
                             pipeline,
@@ -75,7 +74,7 @@ fn check_here(bundle: &Bundle) -> Vec<Diagnostic> {
                             column.len,
                             format!("the column `{}` is not in the pipeline's result", column.value),
                         )
-                        .with_hint(format!("the result has {}", names.join(", "))),
+                        .with_hint(format!("the result has {}", columns.join(", "))),
                     );
                 }
             }

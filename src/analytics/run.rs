@@ -34,6 +34,21 @@ pub fn run(pipeline: &Pipeline, sources: &mut dyn Sources, values: &Values) -> R
     frame.collect().map_err(|err| at_step(pipeline, pipeline.steps.len().checked_sub(1), &err.to_string()))
 }
 
+/// The columns `pipeline` gives, worked out from the plan without running it: what checking a
+/// configuration needs. (Running it over empty tables would find nothing more, and would start
+/// polars' executors and thread pools and page in their code in every process that checks.)
+pub fn result_columns(
+    pipeline: &Pipeline,
+    sources: &mut dyn Sources,
+    values: &Values,
+) -> Result<Vec<String>, StepError> {
+    let mut frame = plan(pipeline, sources, values)?;
+    let schema = frame
+        .collect_schema()
+        .map_err(|err| at_step(pipeline, pipeline.steps.len().checked_sub(1), &err.to_string()))?;
+    Ok(schema.iter_names().map(|name| name.to_string()).collect())
+}
+
 /// Builds the lazy plan, checking the columns after every step (so a mistake is reported at the
 /// step that made it).
 pub fn plan(pipeline: &Pipeline, sources: &mut dyn Sources, values: &Values) -> Result<LazyFrame, StepError> {
