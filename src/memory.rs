@@ -6,6 +6,11 @@
 //! 1–30 MiB. With glibc's defaults most of them are fresh `mmap`s, so a third of a report's time
 //! went into page faults. Everything here is a no-op off Linux/glibc, and when the operator set
 //! `glibc.malloc.*` in `GLIBC_TUNABLES` themselves.
+//!
+//! The threads share two arenas ([`ARENA_MAX`]) instead of glibc's eight per core: the memory at
+//! the top of a thread's own arena is given back only by that arena's next `free`, never by
+//! `malloc_trim`, so with an arena for each polars and decoding thread a quiet process kept up to
+//! [`TRIM_THRESHOLD`] in each of them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -14,6 +19,8 @@ use std::time::{Duration, Instant};
 pub const MMAP_THRESHOLD: usize = 32 << 20;
 /// Free memory at the top of a heap kept for reuse before malloc gives it back by itself.
 pub const TRIM_THRESHOLD: usize = 64 << 20;
+/// malloc's arenas for all threads (see the module's note).
+pub const ARENA_MAX: usize = 2;
 /// How long after the last report the kept memory is given back.
 pub const IDLE_BEFORE_RELEASE: Duration = Duration::from_secs(30);
 
@@ -30,8 +37,8 @@ fn epoch() -> Instant {
 /// What [`tune`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tuning {
-    /// malloc keeps up to [`TRIM_THRESHOLD`] free and serves buffers under [`MMAP_THRESHOLD`]
-    /// from its heaps.
+    /// malloc keeps up to [`TRIM_THRESHOLD`] free, serves buffers under [`MMAP_THRESHOLD`]
+    /// from its heaps, and has at most [`ARENA_MAX`] of them.
     Applied,
     /// `GLIBC_TUNABLES` sets malloc's parameters; they are left as the operator chose.
     LeftToOperator,
@@ -50,7 +57,7 @@ pub fn tune() -> Tuning {
     if operator_tuned(std::env::var("GLIBC_TUNABLES").ok().as_deref()) {
         return Tuning::LeftToOperator;
     }
-    if glibc::set_thresholds(MMAP_THRESHOLD, TRIM_THRESHOLD) {
+    if glibc::set_parameters(MMAP_THRESHOLD, TRIM_THRESHOLD, ARENA_MAX) {
         TUNED.store(true, Ordering::Relaxed);
         Tuning::Applied
     } else {
@@ -131,11 +138,18 @@ pub fn spawn_releaser() {
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod glibc {
-    /// Sets `M_MMAP_THRESHOLD` and `M_TRIM_THRESHOLD`; false if malloc refused either.
-    pub fn set_thresholds(mmap: usize, trim: usize) -> bool {
-        let (Ok(mmap), Ok(trim)) = (i32::try_from(mmap), i32::try_from(trim)) else { return false };
+    /// Sets `M_MMAP_THRESHOLD`, `M_TRIM_THRESHOLD` and `M_ARENA_MAX`; false if malloc refused
+    /// any.
+    pub fn set_parameters(mmap: usize, trim: usize, arenas: usize) -> bool {
+        let (Ok(mmap), Ok(trim), Ok(arenas)) = (i32::try_from(mmap), i32::try_from(trim), i32::try_from(arenas)) else {
+            return false;
+        };
         // SAFETY: mallopt only changes malloc's parameters; it is safe to call at any time.
-        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, mmap) == 1 && libc::mallopt(libc::M_TRIM_THRESHOLD, trim) == 1 }
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, mmap) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, trim) == 1
+                && libc::mallopt(libc::M_ARENA_MAX, arenas) == 1
+        }
     }
 
     /// Gives every arena's free pages back to the kernel.
@@ -149,7 +163,7 @@ mod glibc {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 mod glibc {
-    pub fn set_thresholds(_mmap: usize, _trim: usize) -> bool {
+    pub fn set_parameters(_mmap: usize, _trim: usize, _arenas: usize) -> bool {
         false
     }
 
