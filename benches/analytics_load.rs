@@ -4,7 +4,7 @@
 //! (`benches/analytics_pandas.py`, from a Parquet copy of the same tables) in the same run.
 //!
 //! `cargo bench --bench analytics_load` (env: EVENTS=1000000, POSTS=10000, RUNS=3;
-//! PANDAS_MALLOC=postflow runs pandas with postflow's malloc thresholds too).
+//! PANDAS_MALLOC=postflow runs pandas with postflow's malloc settings too).
 //! pandas needs `pip install pandas pyarrow`; without it that part is skipped and said so.
 
 #[path = "../tests/common/analytics_fixture.rs"]
@@ -166,13 +166,9 @@ fn main() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/analytics_pandas.py");
     let mut python = std::process::Command::new("python3");
     python.arg(&script).arg(dir.path()).arg(runs.to_string());
-    // PANDAS_MALLOC=postflow gives pandas the same malloc thresholds as postflow.
+    // PANDAS_MALLOC=postflow gives pandas the same malloc settings as postflow.
     if std::env::var("PANDAS_MALLOC").as_deref() == Ok("postflow") {
-        let tunables = format!(
-            "glibc.malloc.mmap_threshold={}:glibc.malloc.trim_threshold={}",
-            postflow::memory::MMAP_THRESHOLD,
-            postflow::memory::TRIM_THRESHOLD
-        );
+        let tunables = postflow::memory::as_glibc_tunables();
         println!("pandas runs with GLIBC_TUNABLES={tunables}");
         python.env("GLIBC_TUNABLES", tunables);
     }

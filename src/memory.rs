@@ -51,7 +51,16 @@ fn operator_tuned(tunables: Option<&str>) -> bool {
     tunables.is_some_and(|value| value.split(':').any(|entry| entry.trim().starts_with("glibc.malloc.")))
 }
 
-/// Sets malloc's thresholds for the whole process. Call it once, first thing in `main`.
+/// The same settings as a `GLIBC_TUNABLES` value, for giving another process (the analytics
+/// benchmark's pandas) what [`tune`] gives this one.
+pub fn as_glibc_tunables() -> String {
+    format!(
+        "glibc.malloc.mmap_threshold={MMAP_THRESHOLD}:glibc.malloc.trim_threshold={TRIM_THRESHOLD}:\
+         glibc.malloc.arena_max={ARENA_MAX}"
+    )
+}
+
+/// Sets malloc's parameters for the whole process. Call it once, first thing in `main`.
 pub fn tune() -> Tuning {
     epoch();
     if operator_tuned(std::env::var("GLIBC_TUNABLES").ok().as_deref()) {
@@ -181,6 +190,9 @@ mod tests {
         assert!(!operator_tuned(Some("glibc.rtld.nns=2")));
         assert!(!operator_tuned(Some("")));
         assert!(!operator_tuned(None));
+        // What the benchmark hands pandas is read as the operator's own settings.
+        assert!(operator_tuned(Some(&as_glibc_tunables())));
+        assert!(as_glibc_tunables().contains("arena_max=2"));
     }
 
     #[test]
