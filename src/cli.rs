@@ -344,6 +344,7 @@ fn run_bot(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     options.http_addr = Some(settings.http_addr.parse()?);
     options.public_base_url = settings.public_base_url.clone().filter(|url| !url.trim().is_empty());
+    options.click_tracking = settings.click_tracking;
     let ai = build_ai(settings)?;
     tracing::info!(ai = %ai.llm().describe(), "AI");
     let reloader = crate::reload::Reloader::new(settings.config_dir.clone(), settings.tz()?, bundle);

@@ -210,10 +210,19 @@ async fn ai(settings: &Settings) -> Finding {
 /// otherwise a stand-in answers on `HTTP_ADDR` for the length of the check, so the route from
 /// the public address to this machine is what is checked.
 async fn public_url(settings: &Settings) -> Finding {
-    let Some(base) = settings.public_base_url.as_deref().map(str::trim).filter(|url| !url.is_empty()) else {
+    let base = settings.public_base_url.as_deref().map(str::trim).filter(|url| !url.is_empty());
+    let Some(base) = base else {
         return Finding::note(
             "public URL",
-            "PUBLIC_BASE_URL is not set: CTA buttons link directly and clicks are not counted",
+            match settings.click_tracking {
+                crate::settings::ClickTracking::DeepLink => {
+                    "PUBLIC_BASE_URL is not set: not needed, CTA clicks are counted through deep links into the bot"
+                }
+                crate::settings::ClickTracking::Off => "PUBLIC_BASE_URL is not set; CLICK_TRACKING is off",
+                crate::settings::ClickTracking::Redirect => {
+                    "PUBLIC_BASE_URL is not set: CTA buttons link directly and clicks are not counted"
+                }
+            },
         );
     };
     let Ok(addr) = settings.http_addr.parse::<std::net::SocketAddr>() else {

@@ -187,11 +187,13 @@ fn publish(settings: &Settings, bundle: Arc<Bundle>, store: Store, id: u64) -> a
             pace: Arc::new(crate::telegram::pace::Pace::after_restart(crate::telegram::pace::TELEGRAM)),
             exports: store.exports_dir(),
         };
-        // The same links as `run` gives: tracked when PUBLIC_BASE_URL is set.
-        let clicks = match settings.public_base_url.as_deref().filter(|url| !url.trim().is_empty()) {
-            Some(base) => Some(Arc::new(crate::http::ClickLinks::new(base, store.click_secret()?))),
-            None => None,
-        };
+        // The same links as `run` gives (CLICK_TRACKING, PUBLIC_BASE_URL).
+        let clicks = crate::http::clicks::links_for(
+            settings.click_tracking,
+            settings.public_base_url.as_deref(),
+            &started.bot_username,
+            || store.click_secret(),
+        )?;
         let publisher = Publisher {
             clicks,
             tg,

@@ -70,6 +70,26 @@ pub struct Settings {
     /// Public base URL of the HTTP server, for links in posts.
     #[arg(long, env = "PUBLIC_BASE_URL", global = true)]
     pub public_base_url: Option<String>,
+
+    /// How CTA buttons of new channel posts count clicks: `redirect` through
+    /// PUBLIC_BASE_URL/r/<token> (when it is set; otherwise buttons link directly), `deep-link`
+    /// through the bot (t.me/<bot>?start=…, which also knows the Telegram user), or `off`.
+    #[arg(long, env = "CLICK_TRACKING", value_enum, default_value = "redirect", global = true)]
+    pub click_tracking: ClickTracking,
+}
+
+/// How CTA buttons of new channel posts count clicks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClickTracking {
+    /// Through the bot's signed redirect `PUBLIC_BASE_URL/r/<token>`; no personal data. Without
+    /// `PUBLIC_BASE_URL` buttons link directly.
+    #[default]
+    Redirect,
+    /// Through the bot itself: `t.me/<bot>?start=c_<token>` opens the bot, which counts the click
+    /// with the reader's Telegram id and answers with the real link.
+    DeepLink,
+    /// Buttons link directly; nothing is counted.
+    Off,
 }
 
 /// A secret setting (token, API key): usable by the code, never shown by `Debug` or logs.

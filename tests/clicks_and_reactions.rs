@@ -1,7 +1,8 @@
 //! What subscribers do, measured: a tap on a CTA button of a published post goes through the
 //! bot's signed redirect and is counted (once per client and window; tampered and unknown links
-//! get 404 and count nothing), and reaction counts arrive as Telegram updates the bot asked
-//! for. Both show up in the next report. The real teloxide client, axum server and redb store,
+//! get 404 and count nothing), or, with deep links, opens the bot, which counts it with the
+//! reader's Telegram id and answers with the real address; reaction counts arrive as Telegram
+//! updates the bot asked for. All show up in the next report. The real teloxide client, axum server and redb store,
 //! against the fake Bot API.
 
 mod common;
@@ -143,6 +144,75 @@ fn without_a_public_base_url_buttons_link_directly() {
     bot.wait_for("the post in the channel", || !bot.fake.channel_posts().is_empty());
     let buttons = button_urls(bot.fake.channel_posts()[0].markup.as_ref().unwrap());
     assert_eq!(buttons[0].1, "https://shop.example/p/1?utm=tg");
+}
+
+#[test]
+fn a_deep_link_click_opens_the_bot_counts_the_reader_once_and_answers_with_the_address() {
+    let deep = || Setup { deep_links: true, ..Setup::default() };
+    let mut bot = Bot::start(deep());
+    bot.say(ADMIN, "/start");
+    bot.restart_after(deep(), |store| {
+        store.save_post(due_post()).unwrap();
+    });
+    bot.wait_for("the post published", || {
+        bot.store().post(1).unwrap().is_some_and(|p| p.status == PostStatus::Published && !p.message_ids.is_empty())
+    });
+    let buttons = button_urls(bot.fake.channel_posts()[0].markup.as_ref().expect("buttons under the post"));
+    assert_eq!(buttons[0].0, "Գնել", "the reader sees the same label");
+    let start = format!("https://t.me/{}?start=", common::fake_telegram::BOT_USERNAME);
+    let parameters: Vec<String> = buttons
+        .iter()
+        .map(|(_, url)| url.strip_prefix(&start).unwrap_or_else(|| panic!("a deep link: {url}")).to_string())
+        .collect();
+    for parameter in &parameters {
+        // Telegram's rule for a start parameter.
+        assert!(parameter.len() <= 64, "{parameter}");
+        assert!(parameter.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'), "{parameter}");
+    }
+
+    // A subscriber (no admin) taps «Գնել»: Telegram opens the bot and sends `/start <parameter>`.
+    const READER: i64 = 777_000_111;
+    let answer = bot.say(READER, &format!("/start {}", parameters[0]));
+    assert_eq!(answer.len(), 1, "one answer: {answer:?}");
+    assert!(answer[0].plain.contains("«Գնել»"), "{}", answer[0].plain);
+    assert_eq!(
+        button_urls(answer[0].markup.as_ref().expect("a button")),
+        [("Գնել".to_string(), "https://shop.example/p/1?utm=tg".to_string())]
+    );
+    // Tapping again within the window: counted once, and the answer above is not repeated.
+    assert!(bot.say(READER, &format!("/start {}", parameters[0])).is_empty());
+    // The same reader's other button, and an admin's tap, count.
+    let catalogue = bot.say(READER, &format!("/start {}", parameters[1]));
+    assert_eq!(button_urls(catalogue[0].markup.as_ref().unwrap())[0].1, "https://shop.example/catalog");
+    let admin = bot.say(ADMIN, &format!("/start {}", parameters[0]));
+    assert!(admin[0].plain.contains("«Գնել»"), "an admin gets the link too, not the menu: {}", admin[0].plain);
+
+    // A tampered link and a foreign one: a friendly answer (once a window), nothing counted.
+    let mut tampered = parameters[0].clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    const STRANGER: i64 = 777_000_222;
+    let refused = bot.say(STRANGER, &format!("/start {tampered}"));
+    assert_eq!(refused.len(), 1);
+    assert!(refused[0].plain.contains("հղումը չի գործում"), "{}", refused[0].plain);
+    assert!(refused[0].markup.is_none());
+    let foreign = postflow::http::ClickLinks::new("", b"another secret".to_vec()).token(1, 0);
+    assert!(bot.say(STRANGER, &format!("/start c_{foreign}")).is_empty(), "one answer a window");
+    // A plain /start from a stranger is still refused as before.
+    let plain = bot.say(STRANGER, "/start");
+    assert!(plain[0].plain.contains("ադմինիստրատորներին"), "{}", plain[0].plain);
+
+    let clicks = bot.store().clicks().unwrap();
+    let seen: Vec<(u8, Option<i64>)> = clicks.iter().map(|c| (c.button, c.user)).collect();
+    assert_eq!(seen, [(0, Some(READER)), (1, Some(READER)), (0, Some(ADMIN))]);
+    let frame = report(&bot, "clicks");
+    let counts: Vec<u32> =
+        (0..frame.height()).map(|i| frame.column("clicks").unwrap().u32().unwrap().get(i).unwrap()).collect();
+    assert_eq!(counts, [2, 1], "the next report has them");
+    let context = postflow::analytics::SourceContext { timezone: chrono_tz::Asia::Yerevan, channel_link: None };
+    let readers = postflow::analytics::sources::load("clicks", bot.store(), &context).unwrap();
+    let users: Vec<Option<i64>> = readers.column("user").unwrap().i64().unwrap().iter().collect();
+    assert_eq!(users, [Some(READER), Some(READER), Some(ADMIN)], "the clicks source names the reader");
 }
 
 #[test]

@@ -115,6 +115,7 @@ pub fn schema(name: &str) -> Option<Schema> {
             ("label", DataType::String),
             ("url", DataType::String),
             ("format", DataType::String),
+            ("user", DataType::Int64),
         ],
         "reactions" => vec![
             ("post", DataType::UInt64),
@@ -292,6 +293,7 @@ fn clicks(store: &Store, ctx: &SourceContext) -> Result<DataFrame, SourceError> 
                 "format".into(),
                 clicks.iter().map(|c| posts.get(&c.post).and_then(|p| p.format.as_deref())).collect::<Vec<_>>(),
             ),
+            Column::new("user".into(), clicks.iter().map(|c| c.user).collect::<Vec<_>>()),
         ])
     };
     build().map_err(|err| SourceError::Polars("clicks", err))

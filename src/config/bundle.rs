@@ -621,6 +621,11 @@ pub const REQUIRED_TEXTS: &[(&str, &str)] = &[
     ("button_label_long", "a typed button's label is longer than 64 characters"),
     ("button_url_invalid", "a typed button or link has no usable http(s) or t.me address"),
     ("album_buttons", "the short text that carries a post's buttons under an album (albums cannot carry buttons)"),
+    (
+        "click_link",
+        "a reader came through a CTA button's deep link (`CLICK_TRACKING=deep-link`): above a button to the real address; `label` and `url` are the button's",
+    ),
+    ("click_link_unknown", "a deep link into the bot that names no button of ours (tampered, or its post is gone)"),
     ("report_more_rows", "under a report table cut short: `{n}` is the number of rows not shown"),
     ("config_changed", "the configuration was reloaded and the admin's step no longer exists: back to the menu"),
     ("reload_done", "answer to /reload: the new configuration serves"),

@@ -1,6 +1,7 @@
 //! CTA click tracking: the short signed tokens that name a post's button in
-//! `PUBLIC_BASE_URL/r/<token>`, the once-per-window rule for repeated clicks, and the redirect
-//! route that records a click and sends the reader on to the real address.
+//! `PUBLIC_BASE_URL/r/<token>` or in a deep link into the bot (`t.me/<bot>?start=c_<token>`), the
+//! once-per-window rule for repeated clicks, and the redirect route that records a click and
+//! sends the reader on to the real address.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::settings::ClickTracking;
 use crate::store::{Click, PostStatus, Store};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -27,9 +29,19 @@ pub const REPEAT_WINDOW_MS: i64 = 30_000;
 /// Clients remembered for the window; a flood beyond this is forgotten at once.
 const MAX_REMEMBERED: usize = 100_000;
 
+/// What a deep link's start parameter begins with when it names a button (`c_<token>`); the
+/// token's URL-safe base64 is what Telegram allows there (`A-Z a-z 0-9 _ -`, up to 64).
+pub const DEEP_LINK_PREFIX: &str = "c_";
+
+/// The token a deep link's start parameter carries, if it is a click's.
+pub fn deep_link_token(start_parameter: &str) -> Option<&str> {
+    start_parameter.trim().strip_prefix(DEEP_LINK_PREFIX)
+}
+
 /// Makes and checks tracked links, and remembers recent clicks for the repeat rule.
 pub struct ClickLinks {
-    base_url: String,
+    /// What a token is appended to: `PUBLIC_BASE_URL/r/` or `https://t.me/<bot>?start=c_`.
+    prefix: String,
     secret: Vec<u8>,
     /// (client and token hash) → when it last counted (ms), with when entries older than the
     /// window were last dropped.
@@ -41,12 +53,16 @@ pub struct ClickLinks {
 impl ClickLinks {
     /// Links under `base_url` (such as `https://bot.example.com`), signed with `secret`.
     pub fn new(base_url: &str, secret: Vec<u8>) -> Self {
-        ClickLinks {
-            base_url: base_url.trim_end_matches('/').to_string(),
-            secret,
-            recent: Mutex::new((HashMap::new(), 0)),
-            client_key: rand::random(),
-        }
+        Self::with_prefix(format!("{}/r/", base_url.trim_end_matches('/')), secret)
+    }
+
+    /// Deep links that open the bot `bot_username` with the token as start parameter.
+    pub fn deep_links(bot_username: &str, secret: Vec<u8>) -> Self {
+        Self::with_prefix(format!("https://t.me/{bot_username}?start={DEEP_LINK_PREFIX}"), secret)
+    }
+
+    fn with_prefix(prefix: String, secret: Vec<u8>) -> Self {
+        ClickLinks { prefix, secret, recent: Mutex::new((HashMap::new(), 0)), client_key: rand::random() }
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -68,7 +84,7 @@ impl ClickLinks {
 
     /// The tracked address of a button.
     pub fn url(&self, post: u64, button: u8) -> String {
-        format!("{}/r/{}", self.base_url, self.token(post, button))
+        format!("{}{}", self.prefix, self.token(post, button))
     }
 
     /// The post and button a token names, if its signature holds.
@@ -119,6 +135,84 @@ pub struct ClickState {
     pub clock: Arc<dyn crate::scheduler::clock::Clock>,
 }
 
+/// The links new posts' buttons get under `mode` (`None`: they link directly). The store's
+/// secret is asked for (and made, the first time) only when links are made.
+pub fn links_for<E>(
+    mode: ClickTracking,
+    public_base_url: Option<&str>,
+    bot_username: &str,
+    secret: impl FnOnce() -> Result<Vec<u8>, E>,
+) -> Result<Option<Arc<ClickLinks>>, E> {
+    Ok(match (mode, public_base_url.map(str::trim).filter(|url| !url.is_empty())) {
+        (ClickTracking::Redirect, Some(base)) => Some(Arc::new(ClickLinks::new(base, secret()?))),
+        (ClickTracking::DeepLink, _) => Some(Arc::new(ClickLinks::deep_links(bot_username, secret()?))),
+        _ => None,
+    })
+}
+
+/// Who followed a tracked link, as far as the bot can tell.
+pub enum Reader {
+    /// A browser: its address and user agent, only to tell repeats apart (never stored).
+    Web { client: String, reader: bool },
+    /// A Telegram user who opened the bot through a deep link.
+    Telegram { user: i64 },
+}
+
+/// Where a valid tracked link leads.
+pub struct Followed {
+    /// The address as a client parses it (non-ASCII hosts and paths encoded).
+    pub target: String,
+    /// The button's label.
+    pub label: String,
+    /// Whether this click was counted (a reader's first on this button within the window, on
+    /// a post in the channel).
+    pub counted: bool,
+    /// Whether the same reader followed the same link within the window already.
+    pub repeated: bool,
+}
+
+/// Follows a tracked link: checks the token, finds the button, counts the click if it is a
+/// reader's first within the window on a post in the channel. `None`: not ours, or no button.
+pub async fn follow(state: &ClickState, token: &str, reader: Reader) -> Option<Followed> {
+    let Some((post_id, button)) = state.links.verify(token) else {
+        tracing::debug!("a click with an unknown or tampered token");
+        crate::telemetry::click("not_found");
+        return None;
+    };
+    let store = state.store.clone();
+    let Ok(Ok(Some(post))) = tokio::task::spawn_blocking(move || store.post(post_id)).await else {
+        crate::telemetry::click("not_found");
+        return None;
+    };
+    let Some((label, target)) = post
+        .buttons
+        .get(button as usize)
+        .and_then(|b| url::Url::parse(&b.url).ok().map(|url| (b.label.clone(), url.to_string())))
+    else {
+        crate::telemetry::click("not_found");
+        return None;
+    };
+    let now_ms = state.clock.now_ms();
+    let (client, user, reader) = match reader {
+        Reader::Web { client, reader } => (client, None, reader),
+        Reader::Telegram { user } => (format!("telegram:{user}"), Some(user), true),
+    };
+    // A post being sent is already in the channel (its messages go out before it is recorded).
+    let repeated = reader && !state.links.first_in_window(&client, token, now_ms);
+    let counted = reader && !repeated && matches!(post.status, PostStatus::Published | PostStatus::Publishing);
+    crate::telemetry::click(if counted { "counted" } else { "not_counted" });
+    if counted {
+        let store = state.store.clone();
+        let click = Click { at: now_ms.div_euclid(1000), post: post_id, button, user };
+        match tokio::task::spawn_blocking(move || store.record_click(click)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(post = post_id, "a click could not be recorded: {err}"),
+            Err(err) => tracing::warn!(post = post_id, "a click could not be recorded: {err}"),
+        }
+    }
+    Some(Followed { target, label, counted, repeated })
+}
+
 /// `GET /r/{token}`: 302 to the button's address, counting the click; 404 for a token that is
 /// not ours or names no button.
 pub async fn redirect(
@@ -128,23 +222,6 @@ pub async fn redirect(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let not_found = || {
-        crate::telemetry::click("not_found");
-        (StatusCode::NOT_FOUND, "This link is not known.\n").into_response()
-    };
-    let Some((post_id, button)) = state.links.verify(&token) else {
-        tracing::debug!("a click with an unknown or tampered token");
-        return not_found();
-    };
-    let store = state.store.clone();
-    let Ok(Ok(Some(post))) = tokio::task::spawn_blocking(move || store.post(post_id)).await else {
-        return not_found();
-    };
-    // The address as the client parses it (non-ASCII hosts and paths encoded).
-    let Some(target) = post.buttons.get(button as usize).and_then(|b| url::Url::parse(&b.url).ok()) else {
-        return not_found();
-    };
-    let target = target.to_string();
     // Behind a reverse proxy on this machine, the client is the address that proxy added last
     // to X-Forwarded-For; from anyone else the header is not believed.
     let forwarded = peer.ip().is_loopback().then(|| headers.get("x-forwarded-for")).flatten();
@@ -155,23 +232,15 @@ pub async fn redirect(
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| peer.ip().to_string());
     let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let now_ms = state.clock.now_ms();
-    // A post being sent is already in the channel (its messages go out before it is recorded).
     // Link checkers send HEAD; only a GET is a reader.
-    let counted = method == Method::GET
-        && matches!(post.status, PostStatus::Published | PostStatus::Publishing)
-        && state.links.first_in_window(&format!("{client}|{agent}"), &token, now_ms);
-    crate::telemetry::click(if counted { "counted" } else { "not_counted" });
-    if counted {
-        let store = state.store.clone();
-        let click = Click { at: now_ms.div_euclid(1000), post: post_id, button };
-        match tokio::task::spawn_blocking(move || store.record_click(click)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::warn!(post = post_id, "a click could not be recorded: {err}"),
-            Err(err) => tracing::warn!(post = post_id, "a click could not be recorded: {err}"),
+    let reader = Reader::Web { client: format!("{client}|{agent}"), reader: method == Method::GET };
+    match follow(&state, &token, reader).await {
+        Some(followed) => {
+            (StatusCode::FOUND, [(header::LOCATION, followed.target), (header::CACHE_CONTROL, "no-store".to_string())])
+                .into_response()
         }
+        None => (StatusCode::NOT_FOUND, "This link is not known.\n").into_response(),
     }
-    (StatusCode::FOUND, [(header::LOCATION, target), (header::CACHE_CONTROL, "no-store".to_string())]).into_response()
 }
 
 #[cfg(test)]
@@ -191,6 +260,20 @@ mod tests {
         assert_eq!(ClickLinks::new("https://bot.example", b"other".to_vec()).verify(&token), None);
         assert_eq!(links.verify("short"), None);
         assert_eq!(links.verify(&"A".repeat(400)), None);
+    }
+
+    #[test]
+    fn deep_links_carry_the_same_token_within_telegrams_start_parameter_rules() {
+        let links = ClickLinks::deep_links("shop_bot", b"secret".to_vec());
+        let url = links.url(1234, 2);
+        let parameter = url.strip_prefix("https://t.me/shop_bot?start=").expect(&url);
+        assert!(parameter.len() <= 64, "{parameter}");
+        assert!(parameter.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'), "{parameter}");
+        let token = deep_link_token(parameter).expect("a click's parameter");
+        assert_eq!(token, links.token(1234, 2));
+        // Any handle with the store's secret checks it, whatever links it makes.
+        assert_eq!(ClickLinks::new("https://bot.example", b"secret".to_vec()).verify(token), Some((1234, 2)));
+        assert_eq!(deep_link_token("hello"), None, "another start parameter");
     }
 
     #[test]

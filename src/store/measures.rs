@@ -90,28 +90,41 @@ impl LoggedEvent {
     }
 }
 
-/// A tap on a CTA button of a channel post. No personal data: when, which post, which button.
+/// A tap on a CTA button of a channel post: when, which post, which button, and who only when
+/// the reader came through a deep link into the bot (they then gave Telegram's id themselves).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Click {
     pub at: i64,
     pub post: u64,
     /// The button's index under the post, from 0.
     pub button: u8,
+    /// The reader's Telegram id, for a click through a deep link into the bot (a click through
+    /// the web redirect knows nobody).
+    pub user: Option<i64>,
 }
 
 impl Click {
-    fn encode(&self) -> [u8; 17] {
-        let mut bytes = [0u8; 17];
-        bytes[..8].copy_from_slice(&self.at.to_le_bytes());
-        bytes[8..16].copy_from_slice(&self.post.to_le_bytes());
-        bytes[16] = self.button;
+    /// Time, post and button; then the reader's Telegram id when it is known (deep links).
+    fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(25);
+        bytes.extend_from_slice(&self.at.to_le_bytes());
+        bytes.extend_from_slice(&self.post.to_le_bytes());
+        bytes.push(self.button);
+        if let Some(user) = self.user {
+            bytes.extend_from_slice(&user.to_le_bytes());
+        }
         bytes
     }
 
     fn decode(bytes: &[u8]) -> Option<Click> {
         let at = i64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
         let post = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
-        Some(Click { at, post, button: *bytes.get(16)? })
+        let user = match bytes.len() {
+            17 => None,
+            25 => Some(i64::from_le_bytes(bytes.get(17..25)?.try_into().ok()?)),
+            _ => return None,
+        };
+        Some(Click { at, post, button: *bytes.get(16)?, user })
     }
 }
 
@@ -344,9 +357,10 @@ mod tests {
     fn clicks_reactions_and_members_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb")).unwrap();
-        store.record_click(Click { at: 10, post: 7, button: 1 }).unwrap();
-        store.record_click(Click { at: 11, post: 7, button: 0 }).unwrap();
-        assert_eq!(store.clicks().unwrap()[1], Click { at: 11, post: 7, button: 0 });
+        store.record_click(Click { at: 10, post: 7, button: 1, user: None }).unwrap();
+        store.record_click(Click { at: 11, post: 7, button: 0, user: Some(-42) }).unwrap();
+        assert_eq!(store.clicks().unwrap()[0], Click { at: 10, post: 7, button: 1, user: None });
+        assert_eq!(store.clicks().unwrap()[1], Click { at: 11, post: 7, button: 0, user: Some(-42) });
 
         store.set_reactions(7, 70, &[("x".into(), 3), ("y".into(), 1)], 20).unwrap();
         store.set_reactions(8, 80, &[("x".into(), 2)], 20).unwrap();

@@ -29,6 +29,7 @@ use crate::engine::session::Notice;
 use crate::engine::{self};
 use crate::reload::{Reloaded, Reloader};
 use crate::scheduler::publisher::{PublishPolicy, Publisher};
+use crate::settings::ClickTracking;
 use crate::store::{Store, User};
 use gate::{FloodLimits, Gate, Verdict};
 use inbound::{FromChat, Inbound, Incoming, Sender};
@@ -72,6 +73,8 @@ pub struct RunOptions {
     /// The public address of `http_addr` (`PUBLIC_BASE_URL`): with it, CTA buttons in channel
     /// posts go through tracked links served there and clicks are counted.
     pub public_base_url: Option<String>,
+    /// How new posts' CTA buttons count clicks (`CLICK_TRACKING`).
+    pub click_tracking: ClickTracking,
     pub clock: Clock,
     pub observer: Option<Observer>,
     /// Telegram's message rates as the pacer keeps them (tests shorten the channel's minute).
@@ -99,6 +102,7 @@ impl RunOptions {
             webhook_url: None,
             http_addr: None,
             public_base_url: None,
+            click_tracking: ClickTracking::Redirect,
             clock: Arc::new(crate::scheduler::clock::SystemClock),
             observer: None,
             limits: pace::TELEGRAM,
@@ -174,18 +178,25 @@ pub async fn run(live: Arc<LiveBundle>, store: Store, ai: Arc<Ai>, options: RunO
         tracing::warn!("could not note the channel's link: {error}");
     }
     let cannot_read = |e: crate::store::StoreError| RunError::Startup(format!("cannot read the store: {e}"));
-    let click_links = match &options.public_base_url {
-        Some(base) => Some(Arc::new(crate::http::ClickLinks::new(base, store.click_secret().map_err(cannot_read)?))),
-        None => None,
-    };
-    // Posts published while PUBLIC_BASE_URL was set keep their tracked buttons: their links are
-    // still served (and counted) after it is unset, though new posts link directly.
+    let click_links = crate::http::clicks::links_for(
+        options.click_tracking,
+        options.public_base_url.as_deref(),
+        &started.bot_username,
+        || store.click_secret(),
+    )
+    .map_err(cannot_read)?;
+    // New posts' buttons need the HTTP server only for the web redirect.
+    let links_need_http = click_links.is_some() && options.click_tracking == ClickTracking::Redirect;
+    if options.click_tracking == ClickTracking::DeepLink {
+        tracing::info!(bot = %started.bot_username, "CTA clicks are counted through deep links into the bot");
+    }
+    // Posts published while clicks were tracked keep their tracked buttons: their links are
+    // still served (and counted) after tracking is switched off or changed, though new posts
+    // link directly (or the new way).
     let served_links = match (&click_links, store.has_click_secret().map_err(cannot_read)?) {
         (Some(links), _) => Some(links.clone()),
         (None, true) => {
-            tracing::info!(
-                "PUBLIC_BASE_URL is not set: new posts link directly; old posts' tracked links are still served"
-            );
+            tracing::info!("new posts link directly; old posts' tracked links are still served");
             Some(Arc::new(crate::http::ClickLinks::new("", store.click_secret().map_err(cannot_read)?)))
         }
         (None, false) => None,
@@ -233,6 +244,7 @@ pub async fn run(live: Arc<LiveBundle>, store: Store, ai: Arc<Ai>, options: RunO
     );
     let app = Arc::new(App {
         click_links: click_links.clone(),
+        click_state: click_state.clone(),
         channel_id: started.channel_id.0,
         tg: Telegram {
             bot: bot.clone(),
@@ -366,7 +378,7 @@ pub async fn run(live: Arc<LiveBundle>, store: Store, ai: Arc<Ai>, options: RunO
                     }
                     // New posts' tracked links must be served; health alone is not worth
                     // refusing to publish for.
-                    Err(error) if click_links.is_none() => {
+                    Err(error) if !links_need_http => {
                         tracing::error!(
                             addr = %http_addr,
                             "cannot listen on HTTP_ADDR: /healthz, /readyz, /metrics, backups through the bot and old posts' click links are not served: {error}"
@@ -436,8 +448,10 @@ struct App {
     scheduler: Mutex<Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>>,
     /// Hot reload, for `/reload`.
     reloader: Option<Arc<Reloader>>,
-    /// Tracked CTA links, when `PUBLIC_BASE_URL` is set.
+    /// The links new posts' CTA buttons get, when clicks are tracked.
     click_links: Option<Arc<crate::http::ClickLinks>>,
+    /// Follows tracked links (deep links into the bot come here), when any were ever made.
+    click_state: Option<crate::http::ClickState>,
     /// The channel's numeric id (reaction counts from elsewhere are ignored).
     channel_id: i64,
 }
@@ -537,6 +551,16 @@ impl App {
                 return;
             }
         };
+        // A reader who tapped a CTA button that is a deep link into the bot (`/start c_<token>`),
+        // admin or not: counted, and answered with the button's real address.
+        if let (Incoming::Event(EventKind::Command { name, args }), Some(state)) = (&incoming, &self.click_state)
+            && name == "start"
+            && chat_id == sender.id
+            && let Some(token) = crate::http::clicks::deep_link_token(args)
+        {
+            self.on_deep_link(state.clone(), chat_id, update_id, token.to_string());
+            return;
+        }
         // The second and later files of an album join the first without another check.
         if let Incoming::AlbumPart { group, file, caption } = &incoming
             && self.join_album(chat_id, update_id, group, file, caption)
@@ -932,6 +956,46 @@ impl App {
         let launch_owned = launch.clone();
         let outcome = blocking_in_span(move || driver.finish_action(&launch_owned, completed, now, &mut |_| {})).await;
         self.deliver_outcome(chat_id, 0, outcome, None, pace::Priority::FollowUp).await
+    }
+
+    /// Follows a deep link from a CTA button: the click is counted (once per reader and button
+    /// within the window) and the reader gets the button's real address under the menu's
+    /// `click_link`; a link that is not ours gets `click_link_unknown`. A repeat within the
+    /// window gets no second answer (the first is just above). Outside any queue: the reader is
+    /// usually no admin.
+    fn on_deep_link(self: &Arc<Self>, state: crate::http::ClickState, chat_id: i64, update_id: u64, token: String) {
+        let app = self.clone();
+        tokio::spawn(async move {
+            let reader = crate::http::clicks::Reader::Telegram { user: chat_id };
+            let message = match crate::http::clicks::follow(&state, &token, reader).await {
+                Some(followed) if followed.repeated => None,
+                Some(followed) => {
+                    let values = minijinja::context! { label => &followed.label, url => &followed.target };
+                    engine::standalone_text_with(&app.driver.bundle(), "click_link", &values).map(|text| {
+                        let button =
+                            crate::engine::post_view::LinkButton { label: followed.label, url: followed.target };
+                        crate::engine::event::OutMessage {
+                            text,
+                            keyboard: crate::engine::event::Keyboard::Links(vec![vec![button]]),
+                            preview: crate::engine::event::LinkPreview::Off,
+                            ..Default::default()
+                        }
+                    })
+                }
+                // Answered once a window, so a stream of bad links gets one reply.
+                None if state.links.first_in_window(&format!("telegram:{chat_id}"), "", state.clock.now_ms()) => {
+                    engine::standalone_text(&app.driver.bundle(), "click_link_unknown")
+                        .map(|text| crate::engine::event::OutMessage { text, ..Default::default() })
+                }
+                None => None,
+            };
+            if let Some(message) = message
+                && let Err(error) = outbound::send(&app.tg, chat_id, pace::Priority::Reply, &message).await
+            {
+                tracing::warn!(chat_id, "could not send a deep link's address: {error}");
+            }
+            app.report(chat_id, &[update_id], false);
+        });
     }
 
     /// Logs that an outsider was refused (`access_denied`, with their Telegram id), off the

@@ -95,8 +95,13 @@ pub fn generate(store: &Store, posts: u64, events: u64) -> Written {
     for (id, published_at, message) in &published {
         let taps = 1 + rng.below(5);
         for t in 0..taps {
-            turn.record_click(Click { at: published_at + 600 + t as i64 * 900, post: *id, button: (t % 2) as u8 })
-                .unwrap();
+            turn.record_click(Click {
+                at: published_at + 600 + t as i64 * 900,
+                post: *id,
+                button: (t % 2) as u8,
+                user: None,
+            })
+            .unwrap();
             clicks += 1;
         }
         turn.set_reaction(*id, *message, "👍", 1 + rng.below(20) as u32, published_at + HOUR).unwrap();

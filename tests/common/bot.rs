@@ -84,6 +84,8 @@ pub struct Setup {
     pub click_tracking: bool,
     /// Serve health and metrics on a free local port (`Bot::http_base`), without tracked links.
     pub serve_http: bool,
+    /// Count CTA clicks through deep links into the bot (`CLICK_TRACKING=deep-link`).
+    pub deep_links: bool,
     /// Watch the configuration folder and reload it (as `postflow run` does).
     pub hot_reload: bool,
 }
@@ -99,6 +101,7 @@ impl Default for Setup {
             publish: PublishPolicy { backoff: Duration::from_millis(50), ..PublishPolicy::default() },
             click_tracking: false,
             serve_http: false,
+            deep_links: false,
             hot_reload: false,
         }
     }
@@ -159,6 +162,9 @@ impl Bot {
                 options.public_base_url = Some(base.clone());
             }
             self.http_base = Some(base);
+        }
+        if setup.deep_links {
+            options.click_tracking = postflow::settings::ClickTracking::DeepLink;
         }
         let done = self.done.clone();
         options.observer = Some(Arc::new(move |report: &Report| {
