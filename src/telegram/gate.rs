@@ -75,27 +75,62 @@ impl Gate {
         if !self.authorized.contains(&user_id) {
             return state.outsider(user_id, now, self.refusal_quiet);
         }
-        if let Some(until) = state.muted_until.get(&user_id).copied() {
-            if now < until {
-                return (Verdict::Ignore, None);
+        match state.flood(user_id, now, &self.flood) {
+            Flood::Within => (Verdict::Admit, None),
+            Flood::JustOver => (Verdict::WarnFlood, Some(LogLine { attempts_since_last: 1 })),
+            Flood::Muted => (Verdict::Ignore, None),
+        }
+    }
+
+    /// Whether anyone following a deep link from a channel post (readers need not be admins)
+    /// is within the flood limits; over them they are muted like an admin, without a warning.
+    pub fn reader_within_limits(&self, user_id: i64, now: Instant) -> bool {
+        let mut state = super::lock(&self.state);
+        if state.recent.len() >= MAX_REMEMBERED && !state.recent.contains_key(&user_id) {
+            // Readers are many: those quiet for a window are forgotten.
+            let window = self.flood.window;
+            state.recent.retain(|_, times| times.back().is_some_and(|at| now.duration_since(*at) <= window));
+            state.muted_until.retain(|_, until| now < *until);
+            if state.recent.len() >= MAX_REMEMBERED {
+                return false;
             }
-            state.muted_until.remove(&user_id);
         }
-        let recent = state.recent.entry(user_id).or_default();
-        while recent.front().is_some_and(|at| now.duration_since(*at) > self.flood.window) {
-            recent.pop_front();
-        }
-        recent.push_back(now);
-        if recent.len() > self.flood.max_updates {
-            recent.clear();
-            state.muted_until.insert(user_id, now + self.flood.mute);
-            return (Verdict::WarnFlood, Some(LogLine { attempts_since_last: 1 }));
-        }
-        (Verdict::Admit, None)
+        state.flood(user_id, now, &self.flood) == Flood::Within
     }
 }
 
+/// Where a user stands against the flood limits.
+#[derive(Debug, PartialEq, Eq)]
+enum Flood {
+    Within,
+    /// This update went over: muted from now on.
+    JustOver,
+    /// Muted earlier and still is.
+    Muted,
+}
+
 impl GateState {
+    /// Counts an update against the flood limits.
+    fn flood(&mut self, user_id: i64, now: Instant, limits: &FloodLimits) -> Flood {
+        if let Some(until) = self.muted_until.get(&user_id).copied() {
+            if now < until {
+                return Flood::Muted;
+            }
+            self.muted_until.remove(&user_id);
+        }
+        let recent = self.recent.entry(user_id).or_default();
+        while recent.front().is_some_and(|at| now.duration_since(*at) > limits.window) {
+            recent.pop_front();
+        }
+        recent.push_back(now);
+        if recent.len() > limits.max_updates {
+            recent.clear();
+            self.muted_until.insert(user_id, now + limits.mute);
+            return Flood::JustOver;
+        }
+        Flood::Within
+    }
+
     fn outsider(&mut self, user_id: i64, now: Instant, quiet: Duration) -> (Verdict, Option<LogLine>) {
         if self.outsiders.len() >= MAX_REMEMBERED && !self.outsiders.contains_key(&user_id) {
             let oldest = self.outsiders.iter().min_by_key(|(_, o)| o.refused_at).map(|(id, _)| *id);
@@ -159,6 +194,19 @@ mod tests {
         assert_eq!(gate.check(1, t0 + Duration::from_millis(400)).0, Verdict::WarnFlood);
         assert_eq!(gate.check(1, t0 + Duration::from_secs(30)).0, Verdict::Ignore);
         assert_eq!(gate.check(1, t0 + Duration::from_secs(61)).0, Verdict::Admit);
+    }
+
+    #[test]
+    fn a_reader_following_deep_links_too_fast_is_muted_for_a_while() {
+        let gate = gate();
+        let t0 = Instant::now();
+        for i in 0..3 {
+            assert!(gate.reader_within_limits(5, t0 + Duration::from_millis(i * 100)), "an outsider reads");
+        }
+        assert!(!gate.reader_within_limits(5, t0 + Duration::from_millis(400)));
+        assert!(!gate.reader_within_limits(5, t0 + Duration::from_secs(30)), "muted");
+        assert!(gate.reader_within_limits(6, t0 + Duration::from_secs(30)), "another reader is not");
+        assert!(gate.reader_within_limits(5, t0 + Duration::from_secs(61)));
     }
 
     #[test]

@@ -558,7 +558,12 @@ impl App {
             && chat_id == sender.id
             && let Some(token) = crate::http::clicks::deep_link_token(args)
         {
-            self.on_deep_link(state.clone(), chat_id, update_id, token.to_string());
+            if self.gate.reader_within_limits(sender.id, Instant::now()) {
+                self.on_deep_link(state.clone(), chat_id, update_id, token.to_string());
+            } else {
+                tracing::debug!(user_id = sender.id, "flood control: a deep link ignored");
+                self.report(chat_id, &[update_id], false);
+            }
             return;
         }
         // The second and later files of an album join the first without another check.
