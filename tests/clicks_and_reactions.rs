@@ -213,6 +213,14 @@ fn a_deep_link_click_opens_the_bot_counts_the_reader_once_and_answers_with_the_a
     let readers = postflow::analytics::sources::load("clicks", bot.store(), &context).unwrap();
     let users: Vec<Option<i64>> = readers.column("user").unwrap().i64().unwrap().iter().collect();
     assert_eq!(users, [Some(READER), Some(READER), Some(ADMIN)], "the clicks source names the reader");
+
+    // After a restart the window kept in memory is gone, but the same tap again within it (as
+    // when Telegram delivers an update a second time) is found in the store: answered, not
+    // counted twice.
+    bot.restart(deep());
+    let again = bot.say(READER, &format!("/start {}", parameters[0]));
+    assert_eq!(again.len(), 1, "answered: {again:?}");
+    assert_eq!(bot.store().clicks().unwrap().len(), 3);
 }
 
 #[test]

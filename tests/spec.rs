@@ -100,3 +100,17 @@ fn the_spec_flow_example_compiles() {
         panic!("{}", postflow::config::render_diagnostics(d, &loaded.sources));
     }
 }
+
+#[test]
+fn every_menu_text_is_in_the_spec_table() {
+    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/flows/README.md")).unwrap();
+    let table: Vec<&str> = spec.lines().filter(|line| line.starts_with("| `")).collect();
+    let missing: Vec<String> = postflow::config::bundle::required_texts()
+        .into_iter()
+        .map(|(key, _)| key)
+        .filter(|key| {
+            !table.iter().any(|row| row.split(" | ").next().is_some_and(|cell| cell.contains(&format!("`{key}`"))))
+        })
+        .collect();
+    assert!(missing.is_empty(), "texts missing from the table in flows/README.md: {missing:?}");
+}

@@ -198,18 +198,33 @@ pub async fn follow(state: &ClickState, token: &str, reader: Reader) -> Option<F
         Reader::Telegram { user } => (format!("telegram:{user}"), Some(user), true),
     };
     // A post being sent is already in the channel (its messages go out before it is recorded).
-    let repeated = reader && !state.links.first_in_window(&client, token, now_ms);
-    let counted = reader && !repeated && matches!(post.status, PostStatus::Published | PostStatus::Publishing);
-    crate::telemetry::click(if counted { "counted" } else { "not_counted" });
+    let in_channel = matches!(post.status, PostStatus::Published | PostStatus::Publishing);
+    let repeated = reader && in_channel && !state.links.first_in_window(&client, token, now_ms);
+    let mut counted = reader && in_channel && !repeated;
     if counted {
         let store = state.store.clone();
         let click = Click { at: now_ms.div_euclid(1000), post: post_id, button, user };
-        match tokio::task::spawn_blocking(move || store.record_click(click)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::warn!(post = post_id, "a click could not be recorded: {err}"),
-            Err(err) => tracing::warn!(post = post_id, "a click could not be recorded: {err}"),
-        }
+        // A reader known by id is also checked against the store: an update Telegram delivers
+        // again after a restart (the window above is forgotten then) is not counted twice.
+        let window_secs = REPEAT_WINDOW_MS / 1000;
+        let recorded = tokio::task::spawn_blocking(move || match click.user {
+            Some(_) => store.record_click_once(click, window_secs),
+            None => store.record_click(click).map(|()| true),
+        })
+        .await;
+        counted = match recorded {
+            Ok(Ok(recorded)) => recorded,
+            Ok(Err(err)) => {
+                tracing::warn!(post = post_id, "a click could not be recorded: {err}");
+                false
+            }
+            Err(err) => {
+                tracing::warn!(post = post_id, "a click could not be recorded: {err}");
+                false
+            }
+        };
     }
+    crate::telemetry::click(if counted { "counted" } else { "not_counted" });
     Some(Followed { target, label, counted, repeated })
 }
 

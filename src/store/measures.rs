@@ -217,6 +217,35 @@ impl Store {
         Ok(())
     }
 
+    /// Records a reader's click unless the same reader's click on the same button is among the
+    /// clicks of the last `window_secs` (an update delivered again after a restart); whether it
+    /// was recorded.
+    pub fn record_click_once(&self, click: Click, window_secs: i64) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write()?;
+        let recorded = {
+            let mut table = txn.open_table(CLICKS)?;
+            let mut seen = false;
+            for entry in table.iter()?.rev() {
+                let (_, bytes) = entry?;
+                let Some(earlier) = Click::decode(bytes.value()) else { continue };
+                if earlier.at < click.at - window_secs {
+                    break;
+                }
+                if (earlier.post, earlier.button, earlier.user) == (click.post, click.button, click.user) {
+                    seen = true;
+                    break;
+                }
+            }
+            if !seen {
+                let next = table.last()?.map_or(0, |(seq, _)| seq.value() + 1);
+                table.insert(next, click.encode().as_slice())?;
+            }
+            !seen
+        };
+        txn.commit()?;
+        Ok(recorded)
+    }
+
     /// Every click, oldest first.
     pub fn clicks(&self) -> Result<Vec<Click>, StoreError> {
         let txn = self.db.begin_read()?;
@@ -361,6 +390,14 @@ mod tests {
         store.record_click(Click { at: 11, post: 7, button: 0, user: Some(-42) }).unwrap();
         assert_eq!(store.clicks().unwrap()[0], Click { at: 10, post: 7, button: 1, user: None });
         assert_eq!(store.clicks().unwrap()[1], Click { at: 11, post: 7, button: 0, user: Some(-42) });
+        // A reader's click seen within the window is not recorded again; after it, or on
+        // another button, or by another reader, it is.
+        let reader = Click { at: 20, post: 7, button: 0, user: Some(-42) };
+        assert!(!store.record_click_once(reader, 30).unwrap());
+        assert!(store.record_click_once(Click { user: Some(5), ..reader }, 30).unwrap());
+        assert!(store.record_click_once(Click { button: 1, ..reader }, 30).unwrap());
+        assert!(store.record_click_once(Click { at: 42, ..reader }, 30).unwrap());
+        assert_eq!(store.clicks().unwrap().len(), 5);
 
         store.set_reactions(7, 70, &[("x".into(), 3), ("y".into(), 1)], 20).unwrap();
         store.set_reactions(8, 80, &[("x".into(), 2)], 20).unwrap();

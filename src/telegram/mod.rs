@@ -245,6 +245,8 @@ pub async fn run(live: Arc<LiveBundle>, store: Store, ai: Arc<Ai>, options: RunO
     let app = Arc::new(App {
         click_links: click_links.clone(),
         click_state: click_state.clone(),
+        asides: Mutex::new(tokio::task::JoinSet::new()),
+        reader_answers: Arc::new(tokio::sync::Semaphore::new(MAX_READER_ANSWERS)),
         channel_id: started.channel_id.0,
         tg: Telegram {
             bot: bot.clone(),
@@ -452,6 +454,11 @@ struct App {
     click_links: Option<Arc<crate::http::ClickLinks>>,
     /// Follows tracked links (deep links into the bot come here), when any were ever made.
     click_state: Option<crate::http::ClickState>,
+    /// Work done outside the chats' queues (answers to outsiders and to readers of deep links),
+    /// kept so that a clean stop waits for it.
+    asides: Mutex<tokio::task::JoinSet<()>>,
+    /// Deep-link answers under way; beyond [`MAX_READER_ANSWERS`] a link is not answered.
+    reader_answers: Arc<tokio::sync::Semaphore>,
     /// The channel's numeric id (reaction counts from elsewhere are ignored).
     channel_id: i64,
 }
@@ -517,6 +524,9 @@ enum Followed {
 const MAX_ALBUM: usize = 10;
 /// Jobs a chat may have waiting; more are dropped (flood control mutes such a sender).
 const QUEUE_LENGTH: usize = 64;
+/// Deep-link answers sent at once at most; a crowd of readers beyond it is not answered (and
+/// cannot hold up the admins' answers or the channel).
+const MAX_READER_ANSWERS: usize = 32;
 /// A chat's worker stops after this long without work.
 const WORKER_IDLE: Duration = Duration::from_secs(60);
 
@@ -666,7 +676,7 @@ impl App {
             return;
         }
         let app = self.clone();
-        tokio::spawn(async move {
+        self.spawn_aside(async move {
             if let Some(mut press) = press {
                 outbound::answer(&app.tg, &mut press, None).await;
             }
@@ -675,6 +685,14 @@ impl App {
             }
             app.report(chat_id, &[update_id], false);
         });
+    }
+
+    /// Runs work outside the chats' queues; a clean stop waits for it.
+    fn spawn_aside(&self, work: impl Future<Output = ()> + Send + 'static) {
+        let mut asides = lock(&self.asides);
+        // Finished work is let go of as new work comes.
+        while asides.try_join_next().is_some() {}
+        asides.spawn(work);
     }
 
     /// Whether this is the first unusable file seen of an album.
@@ -969,8 +987,14 @@ impl App {
     /// window gets no second answer (the first is just above). Outside any queue: the reader is
     /// usually no admin.
     fn on_deep_link(self: &Arc<Self>, state: crate::http::ClickState, chat_id: i64, update_id: u64, token: String) {
+        let Ok(permit) = self.reader_answers.clone().try_acquire_owned() else {
+            tracing::debug!(chat_id, "too many deep links at once: one not answered");
+            self.report(chat_id, &[update_id], false);
+            return;
+        };
         let app = self.clone();
-        tokio::spawn(async move {
+        self.spawn_aside(async move {
+            let _permit = permit;
             let reader = crate::http::clicks::Reader::Telegram { user: chat_id };
             let message = match crate::http::clicks::follow(&state, &token, reader).await {
                 Some(followed) if followed.repeated => None,
@@ -995,7 +1019,7 @@ impl App {
                 None => None,
             };
             if let Some(message) = message
-                && let Err(error) = outbound::send(&app.tg, chat_id, pace::Priority::Reply, &message).await
+                && let Err(error) = outbound::send(&app.tg, chat_id, pace::Priority::FollowUp, &message).await
             {
                 tracing::warn!(chat_id, "could not send a deep link's address: {error}");
             }
@@ -1118,6 +1142,8 @@ impl App {
         for worker in workers {
             let _ = worker.await;
         }
+        let mut asides = std::mem::take(&mut *lock(&self.asides));
+        while asides.join_next().await.is_some() {}
         // A result queued before the stop may have been handled by now; anything else stops.
         self.stop_models();
     }
