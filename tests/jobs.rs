@@ -63,3 +63,26 @@ fn drafts_nobody_touched_for_sixty_days_are_archived_at_night() {
     assert_eq!(old.last_error.as_deref(), Some("archived: untouched for 60 days"));
     assert_eq!(bot.store().post(2).unwrap().unwrap().status, PostStatus::Draft);
 }
+
+/// 2026-12-03 04:00 in Yerevan: readers are forgotten from old clicks.
+const THIRD_OF_DECEMBER: i64 = 1_796_256_000;
+
+#[test]
+fn deep_link_readers_are_forgotten_from_clicks_older_than_ninety_days() {
+    use postflow::store::Click;
+    let mut bot = Bot::start(Setup::default());
+    let day = 86_400;
+    bot.restart_after(Setup::default(), |store| {
+        store.record_click(Click { at: START - 100 * day, post: 1, button: 0, user: Some(555) }).unwrap();
+        store.record_click(Click { at: START - 100 * day, post: 1, button: 1, user: None }).unwrap();
+        store.record_click(Click { at: START - 10 * day, post: 1, button: 0, user: Some(556) }).unwrap();
+    });
+    bot.clock.set(THIRD_OF_DECEMBER - 60);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(bot.store().clicks().unwrap()[0].user, Some(555), "not before its time");
+    bot.clock.set(THIRD_OF_DECEMBER);
+    bot.wait_for("the old reader forgotten", || bot.store().clicks().unwrap()[0].user.is_none());
+    let clicks = bot.store().clicks().unwrap();
+    let seen: Vec<(u8, Option<i64>)> = clicks.iter().map(|c| (c.button, c.user)).collect();
+    assert_eq!(seen, [(0, None), (1, None), (0, Some(556))], "the clicks stay; the recent reader too");
+}

@@ -108,5 +108,5 @@ fn shipped_config_summary_line() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.trim_end().ends_with("templates: ok"), "{stdout}");
-    assert!(stdout.starts_with("9 flows, 7 jobs, 8 pipelines, 4 formats, "), "{stdout}");
+    assert!(stdout.starts_with("9 flows, 8 jobs, 8 pipelines, 4 formats, "), "{stdout}");
 }

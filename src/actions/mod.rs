@@ -297,6 +297,16 @@ pub const CATALOGUE: &[ActionSchema] = &[
         }],
     },
     ActionSchema {
+        name: "clicks.forget_readers",
+        description: "Drops the readers' Telegram ids (deep-link clicks) from clicks older than a number of days; the clicks stay counted: `{forgotten}`.",
+        args: &[ArgSpec {
+            name: "older_than_days",
+            kind: ArgKind::Number,
+            required: true,
+            description: "forget who clicked longer ago than this many days",
+        }],
+    },
+    ActionSchema {
         name: crate::scheduler::jobs::COUNT_MEMBERS,
         description: "Reads the channel's member count for the subscribers report (jobs only: it needs Telegram): `{members}`.",
         args: &[],
@@ -380,6 +390,7 @@ pub fn run(ctx: &ActionContext<'_>, name: &str, args: &Value) -> Result<Value, A
         "report.export" => reports::export(ctx, args),
         "report.chart" => reports::chart(ctx, args),
         "events.archive" => reports::archive_events(ctx, args),
+        "clicks.forget_readers" => reports::forget_click_readers(ctx, args),
         other => Err(ActionError::new(ActionErrorCode::Unavailable, format!("action `{other}`"))),
     }
 }

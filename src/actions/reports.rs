@@ -140,6 +140,17 @@ pub fn chart(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError
     Ok(Value::Object(out))
 }
 
+/// `clicks.forget_readers`: drops the Telegram ids of readers who came through deep links from
+/// clicks older than `older_than_days` (personal data kept no longer than needed); the clicks
+/// stay counted: `{forgotten}`.
+pub fn forget_click_readers(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
+    let days = args.get("older_than_days").and_then(Value::as_u64).ok_or_else(|| {
+        ActionError::new(ActionErrorCode::BadInput, "argument `older_than_days` is missing or not a whole number")
+    })?;
+    let forgotten = ctx.store.forget_click_readers(ctx.now - (days as i64) * 86_400)?;
+    Ok(json!({ "forgotten": forgotten }))
+}
+
 /// `events.archive`: moves events older than `older_than_days` out of the store into a Parquet
 /// file under `exports/archive/` (the `events` table's columns), so the log stays small:
 /// `{archived, file}`. Nothing is deleted unless the file was written.

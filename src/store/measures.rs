@@ -357,6 +357,26 @@ impl Turn {
         Ok(old.len() as u64)
     }
 
+    /// Drops the reader's Telegram id from clicks older than `before` (Unix seconds); the
+    /// clicks stay, as a web redirect's would be. Returns how many clicks were changed.
+    pub fn forget_click_readers(&self, before: i64) -> Result<u64, StoreError> {
+        let mut table = self.txn.open_table(CLICKS)?;
+        let mut known = Vec::new();
+        for entry in table.iter()? {
+            let (seq, bytes) = entry?;
+            if let Some(click) = Click::decode(bytes.value())
+                && click.at < before
+                && click.user.is_some()
+            {
+                known.push((seq.value(), Click { user: None, ..click }));
+            }
+        }
+        for (seq, click) in &known {
+            table.insert(*seq, click.encode().as_slice())?;
+        }
+        Ok(known.len() as u64)
+    }
+
     /// Records a click inside this turn (used by tests and fixtures that write many at once).
     pub fn record_click(&self, click: Click) -> Result<(), StoreError> {
         let mut table = self.txn.open_table(CLICKS)?;
@@ -398,6 +418,12 @@ mod tests {
         assert!(store.record_click_once(Click { button: 1, ..reader }, 30).unwrap());
         assert!(store.record_click_once(Click { at: 42, ..reader }, 30).unwrap());
         assert_eq!(store.clicks().unwrap().len(), 5);
+        // Readers are forgotten from clicks older than a time; the clicks stay.
+        let turn = store.begin_turn().unwrap();
+        assert_eq!(turn.forget_click_readers(21).unwrap(), 3);
+        turn.commit().unwrap();
+        let users: Vec<Option<i64>> = store.clicks().unwrap().iter().map(|c| c.user).collect();
+        assert_eq!(users, [None, None, None, None, Some(-42)]);
 
         store.set_reactions(7, 70, &[("x".into(), 3), ("y".into(), 1)], 20).unwrap();
         store.set_reactions(8, 80, &[("x".into(), 2)], 20).unwrap();
