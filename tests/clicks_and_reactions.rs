@@ -33,6 +33,19 @@ fn due_post() -> Post {
     post
 }
 
+/// A bot on `setup` that has published [`due_post`] (post 1) to the channel.
+fn with_published_post(setup: impl Fn() -> Setup) -> Bot {
+    let mut bot = Bot::start(setup());
+    bot.say(ADMIN, "/start");
+    bot.restart_after(setup(), |store| {
+        store.save_post(due_post()).unwrap();
+    });
+    bot.wait_for("the post published", || {
+        bot.store().post(1).unwrap().is_some_and(|p| p.status == PostStatus::Published && !p.message_ids.is_empty())
+    });
+    bot
+}
+
 fn button_urls(markup: &serde_json::Value) -> Vec<(String, String)> {
     markup["inline_keyboard"]
         .as_array()
@@ -75,14 +88,7 @@ fn report(bot: &Bot, id: &str) -> polars::prelude::DataFrame {
 
 #[test]
 fn a_click_on_a_cta_button_is_counted_once_and_shows_in_the_next_report() {
-    let mut bot = Bot::start(tracked());
-    bot.say(ADMIN, "/start");
-    bot.restart_after(tracked(), |store| {
-        store.save_post(due_post()).unwrap();
-    });
-    bot.wait_for("the post published", || {
-        bot.store().post(1).unwrap().is_some_and(|p| p.status == PostStatus::Published && !p.message_ids.is_empty())
-    });
+    let bot = with_published_post(tracked);
     let channel = bot.fake.channel_posts();
     let buttons = button_urls(channel[0].markup.as_ref().expect("buttons under the post"));
     let base = bot.http_base.clone().unwrap();
@@ -149,14 +155,7 @@ fn without_a_public_base_url_buttons_link_directly() {
 #[test]
 fn a_deep_link_click_opens_the_bot_counts_the_reader_once_and_answers_with_the_address() {
     let deep = || Setup { deep_links: true, ..Setup::default() };
-    let mut bot = Bot::start(deep());
-    bot.say(ADMIN, "/start");
-    bot.restart_after(deep(), |store| {
-        store.save_post(due_post()).unwrap();
-    });
-    bot.wait_for("the post published", || {
-        bot.store().post(1).unwrap().is_some_and(|p| p.status == PostStatus::Published && !p.message_ids.is_empty())
-    });
+    let mut bot = with_published_post(deep);
     let buttons = button_urls(bot.fake.channel_posts()[0].markup.as_ref().expect("buttons under the post"));
     assert_eq!(buttons[0].0, "Գնել", "the reader sees the same label");
     let start = format!("https://t.me/{}?start=", common::fake_telegram::BOT_USERNAME);

@@ -101,7 +101,7 @@ fn schedule_shows_the_queue_and_every_jobs_next_fire_times() {
     let fire_lines = out.lines().filter(|l| l.starts_with("      20")).count();
     let jobs =
         out.lines().filter(|l| l.starts_with("  ") && l.contains(" — ") && l.contains(", Asia/Yerevan]")).count();
-    assert_eq!(jobs, 7, "{out}");
+    assert_eq!(jobs, 8, "{out}");
     assert_eq!(fire_lines, 2 * jobs, "two fire times per job:\n{out}");
     assert!(out.contains("daily_report (disabled)"), "{out}");
 }
