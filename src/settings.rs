@@ -74,7 +74,7 @@ pub struct Settings {
     /// How CTA buttons of new channel posts count clicks: `redirect` through
     /// PUBLIC_BASE_URL/r/<token> (when it is set; otherwise buttons link directly), `deep-link`
     /// through the bot (t.me/<bot>?start=…, which also knows the Telegram user), or `off`.
-    #[arg(long, env = "CLICK_TRACKING", value_enum, default_value = "redirect", global = true)]
+    #[arg(long, env = "CLICK_TRACKING", value_enum, default_value_t = ClickTracking::default(), global = true)]
     pub click_tracking: ClickTracking,
 }
 

@@ -144,21 +144,23 @@ pub fn chart(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError
 /// clicks older than `older_than_days` (personal data kept no longer than needed); the clicks
 /// stay counted: `{forgotten}`.
 pub fn forget_click_readers(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
+    let forgotten = ctx.store.forget_click_readers(older_than(ctx, args)?)?;
+    Ok(json!({ "forgotten": forgotten }))
+}
+
+/// The time `older_than_days` (a required argument) before now, in Unix seconds.
+fn older_than(ctx: &ActionContext<'_>, args: &Value) -> Result<i64, ActionError> {
     let days = args.get("older_than_days").and_then(Value::as_u64).ok_or_else(|| {
         ActionError::new(ActionErrorCode::BadInput, "argument `older_than_days` is missing or not a whole number")
     })?;
-    let forgotten = ctx.store.forget_click_readers(ctx.now - (days as i64) * 86_400)?;
-    Ok(json!({ "forgotten": forgotten }))
+    Ok(ctx.now - (days as i64) * 86_400)
 }
 
 /// `events.archive`: moves events older than `older_than_days` out of the store into a Parquet
 /// file under `exports/archive/` (the `events` table's columns), so the log stays small:
 /// `{archived, file}`. Nothing is deleted unless the file was written.
 pub fn archive_events(ctx: &ActionContext<'_>, args: &Value) -> Result<Value, ActionError> {
-    let days = args.get("older_than_days").and_then(Value::as_u64).ok_or_else(|| {
-        ActionError::new(ActionErrorCode::BadInput, "argument `older_than_days` is missing or not a whole number")
-    })?;
-    let before = ctx.now - (days as i64) * 86_400;
+    let before = older_than(ctx, args)?;
     let context = SourceContext { timezone: ctx.bundle.timezone, channel_link: None };
     let mut columns = crate::store::EventColumns::default();
     let (mut first, mut last, mut first_seq, mut last_seq) = (i64::MAX, i64::MIN, u64::MAX, 0);

@@ -42,25 +42,36 @@ pub fn result_columns(
     sources: &mut dyn Sources,
     values: &Values,
 ) -> Result<Vec<String>, StepError> {
-    let mut frame = plan(pipeline, sources, values)?;
-    let schema = frame
-        .collect_schema()
-        .map_err(|err| at_step(pipeline, pipeline.steps.len().checked_sub(1), &err.to_string()))?;
+    let (_, schema) = plan_with_schema(pipeline, sources, values)?;
     Ok(schema.iter_names().map(|name| name.to_string()).collect())
 }
 
 /// Builds the lazy plan, checking the columns after every step (so a mistake is reported at the
 /// step that made it).
 pub fn plan(pipeline: &Pipeline, sources: &mut dyn Sources, values: &Values) -> Result<LazyFrame, StepError> {
+    plan_with_schema(pipeline, sources, values).map(|(frame, _)| frame)
+}
+
+/// [`plan`], with the result's schema that the last check worked out.
+fn plan_with_schema(
+    pipeline: &Pipeline,
+    sources: &mut dyn Sources,
+    values: &Values,
+) -> Result<(LazyFrame, SchemaRef), StepError> {
     let mut frame =
         sources.table(&pipeline.source.value).map_err(|message| located_error(&pipeline.source, None, message))?;
+    let mut schema = None;
     for (index, step) in pipeline.steps.iter().enumerate() {
         let fail = |message: String| located_error(step, Some(index), message);
         frame = apply(frame, &step.value, sources, values).map_err(fail)?;
         let mut probe = frame.clone();
-        probe.collect_schema().map_err(|err| fail(clean(&err.to_string())))?;
+        schema = Some(probe.collect_schema().map_err(|err| fail(clean(&err.to_string())))?);
     }
-    Ok(frame)
+    let schema = match schema {
+        Some(schema) => schema,
+        None => frame.clone().collect_schema().map_err(|err| at_step(pipeline, None, &err.to_string()))?,
+    };
+    Ok((frame, schema))
 }
 
 fn located_error<T>(at: &Located<T>, step: Option<usize>, message: String) -> StepError {

@@ -16,7 +16,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::settings::ClickTracking;
-use crate::store::{Click, PostStatus, Store};
+use crate::store::{Click, Post, PostStatus, Store};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -104,6 +104,12 @@ impl ClickLinks {
         Some((post, payload[8]))
     }
 
+    /// Whether a Telegram reader who sent a link that is not ours should be answered: once a
+    /// window, so a stream of bad links gets one reply.
+    pub fn unknown_link_answer_due(&self, user: i64, now_ms: i64) -> bool {
+        self.first_in_window(&telegram_reader(user), "", now_ms)
+    }
+
     /// Whether a click counts: the first from this client on this token within the window.
     pub fn first_in_window(&self, client: &str, token: &str, now_ms: i64) -> bool {
         let key = crate::config::fnv1a([self.client_key.to_le_bytes().as_slice(), client.as_bytes(), token.as_bytes()]);
@@ -174,28 +180,14 @@ pub struct Followed {
 /// Follows a tracked link: checks the token, finds the button, counts the click if it is a
 /// reader's first within the window on a post in the channel. `None`: not ours, or no button.
 pub async fn follow(state: &ClickState, token: &str, reader: Reader) -> Option<Followed> {
-    let Some((post_id, button)) = state.links.verify(token) else {
-        tracing::debug!("a click with an unknown or tampered token");
-        crate::telemetry::click("not_found");
-        return None;
-    };
-    let store = state.store.clone();
-    let Ok(Ok(Some(post))) = tokio::task::spawn_blocking(move || store.post(post_id)).await else {
-        crate::telemetry::click("not_found");
-        return None;
-    };
-    let Some((label, target)) = post
-        .buttons
-        .get(button as usize)
-        .and_then(|b| url::Url::parse(&b.url).ok().map(|url| (b.label.clone(), url.to_string())))
-    else {
+    let Some((post, button, label, target)) = button_of(state, token).await else {
         crate::telemetry::click("not_found");
         return None;
     };
     let now_ms = state.clock.now_ms();
     let (client, user, reader) = match reader {
         Reader::Web { client, reader } => (client, None, reader),
-        Reader::Telegram { user } => (format!("telegram:{user}"), Some(user), true),
+        Reader::Telegram { user } => (telegram_reader(user), Some(user), true),
     };
     // A post being sent is already in the channel (its messages go out before it is recorded).
     let in_channel = matches!(post.status, PostStatus::Published | PostStatus::Publishing);
@@ -203,7 +195,7 @@ pub async fn follow(state: &ClickState, token: &str, reader: Reader) -> Option<F
     let mut counted = reader && in_channel && !repeated;
     if counted {
         let store = state.store.clone();
-        let click = Click { at: now_ms.div_euclid(1000), post: post_id, button, user };
+        let click = Click { at: now_ms.div_euclid(1000), post: post.id, button, user };
         // A reader known by id is also checked against the store: an update Telegram delivers
         // again after a restart (the window above is forgotten then) is not counted twice.
         let window_secs = REPEAT_WINDOW_MS / 1000;
@@ -211,21 +203,35 @@ pub async fn follow(state: &ClickState, token: &str, reader: Reader) -> Option<F
             Some(_) => store.record_click_once(click, window_secs),
             None => store.record_click(click).map(|()| true),
         })
-        .await;
-        counted = match recorded {
-            Ok(Ok(recorded)) => recorded,
-            Ok(Err(err)) => {
-                tracing::warn!(post = post_id, "a click could not be recorded: {err}");
-                false
-            }
-            Err(err) => {
-                tracing::warn!(post = post_id, "a click could not be recorded: {err}");
-                false
-            }
-        };
+        .await
+        .map_err(|err| err.to_string())
+        .and_then(|recorded| recorded.map_err(|err| err.to_string()));
+        counted = recorded.unwrap_or_else(|err| {
+            tracing::warn!(post = post.id, "a click could not be recorded: {err}");
+            false
+        });
     }
     crate::telemetry::click(if counted { "counted" } else { "not_counted" });
     Some(Followed { target, label, counted, repeated })
+}
+
+/// The post and button a token names, with the button's label and address (as a client parses
+/// it: non-ASCII hosts and paths encoded); `None` if the token is not ours or the button is gone.
+async fn button_of(state: &ClickState, token: &str) -> Option<(Post, u8, String, String)> {
+    let Some((post_id, button)) = state.links.verify(token) else {
+        tracing::debug!("a click with an unknown or tampered token");
+        return None;
+    };
+    let store = state.store.clone();
+    let post = tokio::task::spawn_blocking(move || store.post(post_id)).await.ok()?.ok()??;
+    let link = post.buttons.get(button as usize)?;
+    let (label, target) = (link.label.clone(), url::Url::parse(&link.url).ok()?.to_string());
+    Some((post, button, label, target))
+}
+
+/// How a Telegram reader is told apart for the repeat rule.
+fn telegram_reader(user: i64) -> String {
+    format!("telegram:{user}")
 }
 
 /// `GET /r/{token}`: 302 to the button's address, counting the click; 404 for a token that is

@@ -128,6 +128,13 @@ impl Click {
     }
 }
 
+/// Adds a click after the last one.
+fn append_click(table: &mut redb::Table<u64, &[u8]>, click: Click) -> Result<(), StoreError> {
+    let next = table.last()?.map_or(0, |(seq, _)| seq.value() + 1);
+    table.insert(next, click.encode().as_slice())?;
+    Ok(())
+}
+
 /// The latest count of one reaction on one post.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReactionCount {
@@ -209,9 +216,7 @@ impl Store {
     pub fn record_click(&self, click: Click) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         {
-            let mut table = txn.open_table(CLICKS)?;
-            let next = table.last()?.map_or(0, |(seq, _)| seq.value() + 1);
-            table.insert(next, click.encode().as_slice())?;
+            append_click(&mut txn.open_table(CLICKS)?, click)?;
         }
         txn.commit()?;
         Ok(())
@@ -237,8 +242,7 @@ impl Store {
                 }
             }
             if !seen {
-                let next = table.last()?.map_or(0, |(seq, _)| seq.value() + 1);
-                table.insert(next, click.encode().as_slice())?;
+                append_click(&mut table, click)?;
             }
             !seen
         };
@@ -379,10 +383,7 @@ impl Turn {
 
     /// Records a click inside this turn (used by tests and fixtures that write many at once).
     pub fn record_click(&self, click: Click) -> Result<(), StoreError> {
-        let mut table = self.txn.open_table(CLICKS)?;
-        let next = table.last()?.map_or(0, |(seq, _)| seq.value() + 1);
-        table.insert(next, click.encode().as_slice())?;
-        Ok(())
+        append_click(&mut self.txn.open_table(CLICKS)?, click)
     }
 
     /// Records a member count inside this turn.

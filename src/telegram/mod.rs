@@ -102,7 +102,7 @@ impl RunOptions {
             webhook_url: None,
             http_addr: None,
             public_base_url: None,
-            click_tracking: ClickTracking::Redirect,
+            click_tracking: ClickTracking::default(),
             clock: Arc::new(crate::scheduler::clock::SystemClock),
             observer: None,
             limits: pace::TELEGRAM,
@@ -1011,8 +1011,7 @@ impl App {
                         }
                     })
                 }
-                // Answered once a window, so a stream of bad links gets one reply.
-                None if state.links.first_in_window(&format!("telegram:{chat_id}"), "", state.clock.now_ms()) => {
+                None if state.links.unknown_link_answer_due(chat_id, state.clock.now_ms()) => {
                     engine::standalone_text(&app.driver.bundle(), "click_link_unknown")
                         .map(|text| crate::engine::event::OutMessage { text, ..Default::default() })
                 }
