@@ -193,6 +193,9 @@ pub enum OutputFormat {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|arg| arg == crate::analytics::helper::HELPER_ARG) {
+        return crate::analytics::helper::serve();
+    }
     let tuning = crate::memory::tune();
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
@@ -204,6 +207,18 @@ pub fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `run` and `chat` live long: they check pipelines (at start and on each reload) in a child
+/// process, so polars' planning code is not read into them before a report runs. The child is
+/// this very executable (`/proc/self/exe` also after an upgrade replaced the file).
+fn check_pipelines_in_child_process() {
+    let this = std::path::Path::new("/proc/self/exe");
+    let executable = if this.exists() { Ok(this.to_path_buf()) } else { std::env::current_exe() };
+    match executable {
+        Ok(executable) => crate::analytics::helper::check_in_child_process(executable),
+        Err(err) => tracing::debug!(%err, "pipelines are checked in-process: this executable is not known"),
     }
 }
 
@@ -255,6 +270,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Chat { user } => {
             let user = user.or(settings.authorized_users.first().copied()).unwrap_or(1);
+            check_pipelines_in_child_process();
             let bundle = load_bundle(&settings)?;
             let store = Store::open(&settings.store_path())?;
             crate::memory::spawn_releaser();
@@ -322,6 +338,7 @@ fn run_bot(settings: &Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
     if settings.authorized_users.is_empty() {
         anyhow::bail!("AUTHORIZED_USERS is empty: list the Telegram user ids of the admins, comma-separated");
     }
+    check_pipelines_in_child_process();
     let bundle = load_bundle(settings)?;
     crate::memory::spawn_releaser();
     let store = Store::open(&settings.store_path())?;

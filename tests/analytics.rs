@@ -275,8 +275,8 @@ fn postflow_export_writes_the_same_file_as_the_library_and_lists_pipelines() {
     assert!(stdout.contains("--param format=<collection|info|promo|selling>, default: any"), "{stdout}");
 }
 
-#[test]
-fn broken_pipelines_are_reported_at_their_step() {
+/// The shipped configuration plus seven pipelines, each broken at one step.
+fn config_with_broken_pipelines() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     common::copy_shipped_config(dir.path());
     let write = |name: &str, text: &str| std::fs::write(dir.path().join("flows").join(name), text).unwrap();
@@ -296,6 +296,12 @@ fn broken_pipelines_are_reported_at_their_step() {
         "kind: pipeline\nid: bad6\nsource: posts\nsteps:\n  - group_by: [format]\n    agg: { n: \"SUM(text) / 2\" }\n",
     );
     write("report_bad7.yaml", "kind: pipeline\nid: bad7\nsource: posts\nsteps:\n  - derive: { n: \"text * 2\" }\n");
+    dir
+}
+
+#[test]
+fn broken_pipelines_are_reported_at_their_step() {
+    let dir = config_with_broken_pipelines();
     let loaded = analytics::load_config(dir.path(), CATALOGUE, chrono_tz::Asia::Yerevan);
     let diagnostics = loaded.result.err().expect("broken pipelines");
     let shown: Vec<String> = diagnostics
@@ -315,6 +321,53 @@ fn broken_pipelines_are_reported_at_their_step() {
              rhs: expression `dyn int: 2`); try an explicit cast first ()",
         ]
     );
+}
+
+/// `run` and `chat` check pipelines in a child process (the binary itself): it must find
+/// exactly what the check in-process finds, carets included, and a checker that cannot run
+/// leaves the check to the process itself.
+#[test]
+fn the_pipeline_check_in_a_child_process_finds_the_same_problems() {
+    use postflow::analytics::helper;
+    let dir = config_with_broken_pipelines();
+    let loaded = analytics::load_config(dir.path(), CATALOGUE, chrono_tz::Asia::Yerevan);
+    let here = loaded.result.err().expect("broken pipelines");
+    assert_eq!(here.len(), 7);
+
+    // Without the polars check the configuration compiles; that is what the child is given.
+    let postflow::config::Loaded { sources, result } =
+        postflow::config::load(dir.path(), CATALOGUE, chrono_tz::Asia::Yerevan);
+    let bundle = result.expect("compiles before the pipeline check");
+    let checker = Path::new(env!("CARGO_BIN_EXE_postflow"));
+    let mut in_child = helper::check_in_child(checker, &sources, chrono_tz::Asia::Yerevan).expect("the child answers");
+    in_child.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    assert_eq!(in_child, here, "the same problems, positions and caret widths");
+
+    let missing = Path::new("/nonexistent/postflow");
+    let error = helper::check_in_child(missing, &sources, chrono_tz::Asia::Yerevan).unwrap_err();
+    assert!(error.contains("/nonexistent/postflow"), "{error}");
+    let mut fallback = helper::check_with(Some(missing), &bundle, &sources);
+    fallback.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    assert_eq!(fallback, here, "checked here instead");
+
+    // The shipped configuration alone has no problem, in the child either.
+    let clean = tempfile::tempdir().unwrap();
+    common::copy_shipped_config(clean.path());
+    let clean_sources = postflow::config::load(clean.path(), CATALOGUE, chrono_tz::Asia::Yerevan).sources;
+    assert_eq!(helper::check_in_child(checker, &clean_sources, chrono_tz::Asia::Yerevan), Ok(Vec::new()));
+
+    // `chat` checks in the child, and refuses to start on what it finds.
+    let store = dir.path().join("chat.redb");
+    let chat = common::postflow(&store, &["chat", "--user", "1"])
+        .env("CONFIG_DIR", dir.path())
+        .env("LOG_LEVEL", "debug")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&chat.stderr);
+    assert!(!chat.status.success());
+    assert!(stderr.contains("pipelines checked in a child process"), "{stderr}");
+    assert!(stderr.contains("flows/report_bad1.yaml:5:13") && stderr.contains("7 problems found"), "{stderr}");
 }
 
 /// The event log is a scan that reads only the columns a pipeline uses; polars pushes a leading

@@ -425,7 +425,7 @@ steps:
     )]);
     let words = |key: &str| {
         let template = b.menu.texts.get(key).unwrap();
-        b.templates.get_template(template).unwrap().render(()).unwrap()
+        postflow::engine::render::render(&b, template, &minijinja::Value::UNDEFINED).unwrap()
     };
     for (code, key) in [("not_found", "error_not_found"), ("no_such_code", "error_unavailable")] {
         let (session, _) = start(&b);

@@ -3,6 +3,7 @@
 //! CLI (`postflow export`) and scheduled reports.
 
 pub mod chart;
+pub mod helper;
 pub mod params;
 pub mod run;
 pub mod sinks;
@@ -211,8 +212,9 @@ pub fn file_name(report: &Report<'_>, format: FileFormat) -> String {
     format!("{name}.{}", format.extension())
 }
 
-/// Loads the configuration like [`crate::config::load`], then checks its pipelines with polars;
-/// every command that runs a configuration loads it this way.
+/// Loads the configuration like [`crate::config::load`], then checks its pipelines with polars
+/// (in a child process once [`helper::check_in_child_process`] was called); every command that
+/// runs a configuration loads it this way.
 pub fn load_config(
     dir: &std::path::Path,
     actions: &[crate::config::ActionSchema],
@@ -220,7 +222,9 @@ pub fn load_config(
 ) -> crate::config::Loaded {
     let mut loaded = crate::config::load(dir, actions, timezone);
     if let Ok(bundle) = &loaded.result {
-        let mut problems = check(bundle);
+        // A child process compiles with the built-in actions; other catalogues are checked here.
+        let built_in = actions.iter().map(|a| a.name).eq(crate::actions::CATALOGUE.iter().map(|a| a.name));
+        let mut problems = if built_in { helper::check(bundle, &loaded.sources) } else { check(bundle) };
         if !problems.is_empty() {
             problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
             loaded.result = Err(problems);

@@ -13,6 +13,9 @@ pub struct Bundle {
     pub formats: Vec<Format>,
     /// Every template: files under `prompts/` by name, inline `say:` texts and menu texts.
     pub templates: Environment<'static>,
+    /// Inline texts without template syntax (most button labels and menu texts), by template
+    /// name, as they render: they need no compiled template, which would hold about 12 KiB each.
+    pub literal_texts: std::collections::HashMap<String, String>,
     /// Number of templates loaded from `prompts/`.
     pub prompt_files: usize,
     pub timezone: chrono_tz::Tz,

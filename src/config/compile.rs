@@ -1,6 +1,6 @@
 //! Raw configuration → compiled [`Bundle`], gathering every problem with its position.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
@@ -38,7 +38,13 @@ pub fn compile(
     timezone: chrono_tz::Tz,
     diagnostics: Vec<Diagnostic>,
 ) -> Result<Bundle, Vec<Diagnostic>> {
-    let mut c = Compiler { diags: diagnostics, env: new_environment(), actions, format_ids: BTreeSet::new() };
+    let mut c = Compiler {
+        diags: diagnostics,
+        env: new_environment(),
+        literals: HashMap::new(),
+        actions,
+        format_ids: BTreeSet::new(),
+    };
     let mut prompt_files = 0;
     for file in sources.iter().filter(|f| f.name.starts_with("prompts/")) {
         prompt_files += 1;
@@ -265,11 +271,14 @@ pub fn compile(
         return Err(diags);
     }
     let Some(mut menu) = menu else { return Err(diags) };
+    let literal_texts = c.literals;
     let label = |key: &str| -> String {
-        env.get_template(&format!("text:{key}"))
-            .and_then(|t| t.render(()))
-            .map(|t| html::to_plain_text(&t, false))
-            .unwrap_or_default()
+        let name = format!("text:{key}");
+        let text = match literal_texts.get(&name) {
+            Some(text) => Ok(text.clone()),
+            None => env.get_template(&name).and_then(|t| t.render(())),
+        };
+        text.map(|t| html::to_plain_text(&t, false)).unwrap_or_default()
     };
     menu.widget_labels = WidgetLabels {
         prev: label("pager_prev"),
@@ -279,7 +288,18 @@ pub fn compile(
         skip: label("skip"),
     };
     let fingerprint = super::fnv1a(sources.iter().flat_map(|s| [s.name.as_bytes(), s.text.as_bytes()]));
-    Ok(Bundle { flows, menu, formats, templates: env, prompt_files, timezone, fingerprint, jobs, pipelines })
+    Ok(Bundle {
+        flows,
+        menu,
+        formats,
+        templates: env,
+        literal_texts,
+        prompt_files,
+        timezone,
+        fingerprint,
+        jobs,
+        pipelines,
+    })
 }
 
 /// `prompts/ai/selling.j2` → `ai/selling`.
@@ -300,6 +320,16 @@ fn new_environment() -> Environment<'static> {
     env
 }
 
+/// What a text without template syntax renders as, or `None` when it has some: itself, less
+/// one trailing newline (minijinja drops it by default).
+pub fn literal_text(source: &str) -> Option<String> {
+    if source.contains("{{") || source.contains("{%") || source.contains("{#") {
+        return None;
+    }
+    let text = source.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(source);
+    Some(text.to_string())
+}
+
 fn short(err: &minijinja::Error) -> String {
     err.detail().map(str::to_string).unwrap_or_else(|| err.kind().to_string())
 }
@@ -311,6 +341,8 @@ fn join(base: &str, segment: &str) -> String {
 struct Compiler<'a> {
     diags: Vec<Diagnostic>,
     env: Environment<'static>,
+    /// Inline texts without template syntax, kept out of `env` (see [`Bundle::literal_texts`]).
+    literals: HashMap<String, String>,
     actions: &'a [ActionSchema],
     /// Ids of the formats that compiled, for literal `format:` arguments.
     format_ids: BTreeSet<String>,
@@ -381,6 +413,10 @@ impl<'a> Compiler<'a> {
 
     /// Registers an inline template and reports a syntax error at the YAML value's position.
     fn inline_template(&mut self, file: &SourceFile, path: &str, name: String, source: &str) -> Option<String> {
+        if let Some(text) = literal_text(source) {
+            self.literals.insert(name.clone(), text);
+            return Some(name);
+        }
         match self.env.add_template_owned(name.clone(), source.to_string()) {
             Ok(()) => Some(name),
             Err(err) => {
@@ -1789,4 +1825,32 @@ fn serde_diagnostic(file: &SourceFile, path: &str, message: &str) -> Diagnostic 
         );
     }
     Diagnostic::at(file, file.value_pos(path), message.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A text kept out of minijinja must read exactly as minijinja would render it.
+    #[test]
+    fn literal_texts_render_as_their_templates_would() {
+        let env = new_environment();
+        let texts = [
+            "Գնել",
+            "line one\nline two\n",
+            "ends in two newlines\n\n",
+            "windows\r\n",
+            "100% off } and { and }} and %} and #}",
+            "<b>bold</b> & <i>italic</i>\n",
+            "  spaced  \n",
+            "",
+        ];
+        for text in texts {
+            let expected = env.render_str(text, ()).unwrap();
+            assert_eq!(literal_text(text).as_deref(), Some(expected.as_str()), "{text:?}");
+        }
+        for template in ["Hi {{ name }}", "{% if x %}y{% endif %}", "a {# note #} b"] {
+            assert_eq!(literal_text(template), None, "{template:?}");
+        }
+    }
 }

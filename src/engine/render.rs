@@ -214,6 +214,9 @@ pub fn with_extra(base: &Value, extra: &[(&str, Value)]) -> Value {
 
 /// Renders a named template.
 pub fn render(bundle: &Bundle, template: &str, ctx: &Value) -> Result<String, String> {
+    if let Some(text) = bundle.literal_texts.get(template) {
+        return Ok(text.clone());
+    }
     let tmpl = bundle.templates.get_template(template).map_err(|e| describe(&e))?;
     tmpl.render(ctx).map_err(|e| describe(&e))
 }
