@@ -225,13 +225,17 @@ fn check_pipelines_in_child_process() {
 /// Loads and compiles the configuration, or prints every problem and fails.
 pub fn load_bundle(settings: &Settings) -> anyhow::Result<Arc<Bundle>> {
     let loaded = crate::analytics::load_config(&settings.config_dir, CATALOGUE, settings.tz()?);
-    match loaded.result {
-        Ok(bundle) => Ok(Arc::new(bundle)),
+    let bundle = match loaded.result {
+        Ok(bundle) => bundle,
         Err(ref diagnostics) => {
             eprint!("{}", config::render_diagnostics(diagnostics, &loaded.sources));
             anyhow::bail!("the configuration in {} has problems; nothing was started", settings.config_dir.display())
         }
-    }
+    };
+    drop(loaded.sources);
+    // Compiling freed a few MiB that malloc would keep (see memory.rs): give them back.
+    crate::memory::release_now();
+    Ok(Arc::new(bundle))
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

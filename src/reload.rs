@@ -83,6 +83,8 @@ impl Reloader {
                 )
             }
         }
+        // Compiling freed a few MiB (and maybe the old bundle) that malloc would keep.
+        crate::memory::release_now();
         self.finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         outcome
     }

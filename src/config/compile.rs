@@ -42,6 +42,7 @@ pub fn compile(
         diags: diagnostics,
         env: new_environment(),
         literals: HashMap::new(),
+        template_sources: HashMap::new(),
         actions,
         format_ids: BTreeSet::new(),
     };
@@ -49,7 +50,7 @@ pub fn compile(
     for file in sources.iter().filter(|f| f.name.starts_with("prompts/")) {
         prompt_files += 1;
         let name = template_name(&file.name);
-        if let Err(err) = c.env.add_template_owned(name.clone(), file.text.clone()) {
+        if let Err(err) = c.add_template(name.clone(), file.text.clone()) {
             let line = err.line().unwrap_or(1);
             let pos = super::source::Pos { line, col: 1, len: file.line_text(line).chars().count().max(1) };
             c.diags.push(Diagnostic::at(file, pos, format!("template `{name}` does not parse: {}", short(&err))));
@@ -259,7 +260,12 @@ pub fn compile(
         }
     }
 
-    let mut env = c.env;
+    // The checks' environment holds every template compiled, about 12 KiB each; the bundle's
+    // compiles each when first used, from the sources.
+    drop(c.env);
+    let mut env = new_environment();
+    let template_sources = c.template_sources;
+    env.set_loader(move |name| Ok(template_sources.get(name).cloned()));
     env.add_global("formats", Value::from(Serde(&formats)));
     let by_id: BTreeMap<&str, &Format> = formats.iter().map(|f| (f.id.as_str(), f)).collect();
     env.add_global("formats_by_id", Value::from(Serde(&by_id)));
@@ -343,6 +349,9 @@ struct Compiler<'a> {
     env: Environment<'static>,
     /// Inline texts without template syntax, kept out of `env` (see [`Bundle::literal_texts`]).
     literals: HashMap<String, String>,
+    /// Every template's source by name: the bundle's environment compiles one when it is first
+    /// used (`env` compiles them all, for the checks, and is dropped).
+    template_sources: HashMap<String, String>,
     actions: &'a [ActionSchema],
     /// Ids of the formats that compiled, for literal `format:` arguments.
     format_ids: BTreeSet<String>,
@@ -417,7 +426,7 @@ impl<'a> Compiler<'a> {
             self.literals.insert(name.clone(), text);
             return Some(name);
         }
-        match self.env.add_template_owned(name.clone(), source.to_string()) {
+        match self.add_template(name.clone(), source.to_string()) {
             Ok(()) => Some(name),
             Err(err) => {
                 let mut pos = file.value_pos(path);
@@ -439,6 +448,13 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// Compiles a template for the checks, and keeps its source for the bundle.
+    fn add_template(&mut self, name: String, source: String) -> Result<(), minijinja::Error> {
+        self.env.add_template_owned(name.clone(), source.clone())?;
+        self.template_sources.insert(name, source);
+        Ok(())
+    }
+
     fn template_vars(&self, name: &str) -> Vec<String> {
         self.env.get_template(name).map(|t| t.undeclared_variables(false).into_iter().collect()).unwrap_or_default()
     }
@@ -452,11 +468,11 @@ impl<'a> Compiler<'a> {
                 None
             }
         };
-        // Also keep it parsed, so the engine does not parse it again for every evaluation.
+        // Also kept as a template, so the engine parses it once, not at every evaluation (most
+        // are names, which the engine looks up without it).
         if vars.is_some() {
-            let _ = self
-                .env
-                .add_template_owned(format!("{EXPRESSION_PREFIX}{source}"), format!("{{% set result = ({source}) %}}"));
+            self.template_sources
+                .insert(format!("{EXPRESSION_PREFIX}{source}"), format!("{{% set result = ({source}) %}}"));
         }
         vars
     }
