@@ -8,7 +8,7 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Dependencies first, in a layer of their own: a change to src/ does not rebuild them.
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY benches ./benches
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \

@@ -139,6 +139,8 @@ fn everything_the_dockerfile_copies_is_in_the_build_context() {
     for needed in ["Cargo.toml", "Cargo.lock", "src", "flows", "formats", "prompts"] {
         assert!(copied.iter().any(|c| c == needed), "{needed} is not copied: {copied:?}");
     }
+    // The build script links the binary (packed relocations: less memory at every start).
+    assert!(copied.iter().any(|c| c == "build.rs"), "build.rs is not copied: {copied:?}");
     // Cargo reads every [[bench]] target's file while building anything.
     assert!(copied.iter().any(|c| c == "benches"), "Cargo.toml names benches; they must be in the build");
     for target in ["target", ".git", ".env", "data"] {
