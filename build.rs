@@ -10,6 +10,7 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CC");
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
     let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let target_env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
     let native = std::env::var("HOST").ok() == std::env::var("TARGET").ok();
@@ -18,7 +19,8 @@ fn main() {
     }
 }
 
-/// Whether `cc` links a program with packed relocations without a complaint, and it runs.
+/// Whether the linker (Cargo's `target.linker`, else `$CC`, else `cc`) links a program with
+/// packed relocations without a complaint, and it runs.
 fn packed_relocations_work() -> bool {
     let Some(out_dir) = std::env::var_os("OUT_DIR").map(PathBuf::from) else { return false };
     let source = out_dir.join("relr_probe.c");
@@ -26,7 +28,8 @@ fn packed_relocations_work() -> bool {
     if std::fs::write(&source, "int main(void) { return 0; }\n").is_err() {
         return false;
     }
-    let linked = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".to_string()))
+    let linker = std::env::var("RUSTC_LINKER").or_else(|_| std::env::var("CC")).unwrap_or_else(|_| "cc".to_string());
+    let linked = Command::new(linker)
         .arg("-fPIE")
         .arg("-pie")
         .arg("-Wl,-z,pack-relative-relocs")

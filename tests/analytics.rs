@@ -344,12 +344,29 @@ fn the_pipeline_check_in_a_child_process_finds_the_same_problems() {
     assert_eq!(in_child, here, "the same problems, positions and caret widths");
 
     let missing = Path::new("/nonexistent/postflow");
-    let error = helper::check_in_child(missing, &sources, chrono_tz::Asia::Yerevan).unwrap_err();
-    assert!(error.contains("/nonexistent/postflow"), "{error}");
+    match helper::check_in_child(missing, &sources, chrono_tz::Asia::Yerevan) {
+        Err(helper::ChildError::Unavailable(reason)) => assert!(reason.contains("/nonexistent/postflow"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
     let mut fallback = helper::check_with(Some(missing), &bundle, &sources);
     fallback.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     assert_eq!(fallback, here, "checked here instead");
 
+    // A checker that crashes while checking: the same check would crash the bot, so the
+    // configuration is refused rather than checked here.
+    let crashing = dir.path().join("crashing-checker");
+    std::fs::write(&crashing, "#!/bin/sh\ncat > /dev/null\necho 'thread main panicked' >&2\nexit 101\n").unwrap();
+    std::fs::set_permissions(&crashing, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    match helper::check_in_child(&crashing, &sources, chrono_tz::Asia::Yerevan) {
+        Err(helper::ChildError::Failed(reason)) => assert!(reason.contains("thread main panicked"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let refused = helper::check_with(Some(&crashing), &bundle, &sources);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].message.starts_with("checking the pipelines failed: the checker stopped"), "{refused:?}");
+
+    // Inline texts without template syntax are kept as text, not compiled.
+    assert_eq!(bundle.literal_texts.get("text:back").map(String::as_str), Some("↩️ Ժամեր"));
     // The shipped configuration alone has no problem, in the child either.
     let clean = tempfile::tempdir().unwrap();
     common::copy_shipped_config(clean.path());

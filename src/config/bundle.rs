@@ -11,7 +11,9 @@ pub struct Bundle {
     pub flows: BTreeMap<String, Flow>,
     pub menu: Menu,
     pub formats: Vec<Format>,
-    /// Every template: files under `prompts/` by name, inline `say:` texts and menu texts.
+    /// Every template: files under `prompts/` by name, inline `say:` texts and menu texts. Each
+    /// compiles when first rendered; render inline texts with `engine::render::render`, which
+    /// also knows [`Bundle::literal_texts`].
     pub templates: Environment<'static>,
     /// Inline texts without template syntax (most button labels and menu texts), by template
     /// name, as they render: they need no compiled template, which would hold about 12 KiB each.
@@ -164,7 +166,8 @@ impl SlotKind {
 /// `call`, `end`, `next`.
 pub struct Step {
     pub id: String,
-    /// Name of the template in [`Bundle::templates`] that renders the message.
+    /// Name of the template in [`Bundle::templates`] (or [`Bundle::literal_texts`]) that renders
+    /// the message.
     pub say: Option<String>,
     pub media_slot: Option<String>,
     /// An expression giving a post to show as the channel would, before the step's message.

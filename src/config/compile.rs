@@ -332,8 +332,9 @@ pub fn literal_text(source: &str) -> Option<String> {
     if source.contains("{{") || source.contains("{%") || source.contains("{#") {
         return None;
     }
-    let text = source.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(source);
-    Some(text.to_string())
+    // As minijinja's lexer does: a final `\n`, then a final `\r`.
+    let text = source.strip_suffix('\n').unwrap_or(source);
+    Some(text.strip_suffix('\r').unwrap_or(text).to_string())
 }
 
 fn short(err: &minijinja::Error) -> String {
@@ -423,6 +424,8 @@ impl<'a> Compiler<'a> {
     /// Registers an inline template and reports a syntax error at the YAML value's position.
     fn inline_template(&mut self, file: &SourceFile, path: &str, name: String, source: &str) -> Option<String> {
         if let Some(text) = literal_text(source) {
+            // Its source stays available to templates that include it by name.
+            self.template_sources.insert(name.clone(), source.to_string());
             self.literals.insert(name.clone(), text);
             return Some(name);
         }
@@ -470,9 +473,10 @@ impl<'a> Compiler<'a> {
         };
         // Also kept as a template, so the engine parses it once, not at every evaluation (most
         // are names, which the engine looks up without it).
-        if vars.is_some() {
-            self.template_sources
-                .insert(format!("{EXPRESSION_PREFIX}{source}"), format!("{{% set result = ({source}) %}}"));
+        let name = format!("{EXPRESSION_PREFIX}{source}");
+        let wrapped = format!("{{% set result = ({source}) %}}");
+        if vars.is_some() && self.env.add_template_owned(name.clone(), wrapped.clone()).is_ok() {
+            self.template_sources.insert(name, wrapped);
         }
         vars
     }
@@ -964,8 +968,8 @@ impl<'a> Compiler<'a> {
             if target == Target::End {
                 facts.edges.push(("<end>".into(), Vec::new(), path.clone()));
             }
-            let plain_label = (!button.label.contains("{{") && !button.label.contains("{%"))
-                .then(|| html::to_plain_text(&button.label, false).trim().to_string());
+            let plain_label =
+                literal_text(&button.label).map(|label| html::to_plain_text(&label, false).trim().to_string());
             buttons.push(Button {
                 label,
                 plain_label,
@@ -1492,7 +1496,7 @@ impl<'a> Compiler<'a> {
                         }
                         ArgValue::Expression(expr)
                     }
-                    None if text.contains("{{") || text.contains("{%") => {
+                    None if literal_text(text).is_none() => {
                         let name = self
                             .inline_template(file, &apath, format!("{base_name}/arg/{name}"), text)
                             .unwrap_or_default();
@@ -1856,6 +1860,8 @@ mod tests {
             "line one\nline two\n",
             "ends in two newlines\n\n",
             "windows\r\n",
+            "a bare return\r",
+            "newline, then return\n\r",
             "100% off } and { and }} and %} and #}",
             "<b>bold</b> & <i>italic</i>\n",
             "  spaced  \n",
