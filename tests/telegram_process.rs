@@ -144,6 +144,7 @@ fn sigkill_mid_flow_then_a_restart_resumes_and_sigterm_stops_cleanly() {
     assert!(status.success(), "a clean stop exits 0: {status:?}");
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("stopping"), "the stop is logged");
+    assert!(log.contains("pipelines checked in a child process"), "`run` checks its pipelines in a child process");
     let secret_part = TOKEN.split_once(':').unwrap().1;
     assert!(!log.contains(secret_part), "the token never reaches the logs, even at debug level");
     let violations = fake.violations();
