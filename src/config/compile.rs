@@ -276,36 +276,34 @@ pub fn compile(
         diags.dedup();
         return Err(diags);
     }
-    let Some(mut menu) = menu else { return Err(diags) };
-    let literal_texts = c.literals;
-    let label = |key: &str| -> String {
-        let name = format!("text:{key}");
-        let text = match literal_texts.get(&name) {
-            Some(text) => Ok(text.clone()),
-            None => env.get_template(&name).and_then(|t| t.render(())),
-        };
-        text.map(|t| html::to_plain_text(&t, false)).unwrap_or_default()
+    let Some(menu) = menu else { return Err(diags) };
+    let fingerprint = super::fnv1a(sources.iter().flat_map(|s| [s.name.as_bytes(), s.text.as_bytes()]));
+    let mut bundle = Bundle {
+        flows,
+        menu,
+        formats,
+        templates: env,
+        literal_texts: c.literals,
+        prompt_files,
+        timezone,
+        fingerprint,
+        jobs,
+        pipelines,
     };
-    menu.widget_labels = WidgetLabels {
+    let label = |key: &str| -> String {
+        crate::engine::render::render(&bundle, &format!("text:{key}"), &Value::UNDEFINED)
+            .map(|t| html::to_plain_text(&t, false))
+            .unwrap_or_default()
+    };
+    let widget_labels = WidgetLabels {
         prev: label("pager_prev"),
         next: label("pager_next"),
         back: label("back"),
         today_marker: label("today_marker"),
         skip: label("skip"),
     };
-    let fingerprint = super::fnv1a(sources.iter().flat_map(|s| [s.name.as_bytes(), s.text.as_bytes()]));
-    Ok(Bundle {
-        flows,
-        menu,
-        formats,
-        templates: env,
-        literal_texts,
-        prompt_files,
-        timezone,
-        fingerprint,
-        jobs,
-        pipelines,
-    })
+    bundle.menu.widget_labels = widget_labels;
+    Ok(bundle)
 }
 
 /// `prompts/ai/selling.j2` → `ai/selling`.
@@ -473,13 +471,12 @@ impl<'a> Compiler<'a> {
         };
         // Also kept as a template, so the engine parses it once, not at every evaluation (most
         // are names, which the engine looks up without it).
-        let name = format!("{EXPRESSION_PREFIX}{source}");
-        let wrapped = format!("{{% set result = ({source}) %}}");
         // A valid expression makes a valid `set` (the lexer reads its strings whole); should one
         // not, the engine compiles the expression at each evaluation instead. Compiling it here
         // too would leave the heap more fragmented (0.4 MiB more resident when idle).
         if vars.is_some() {
-            self.template_sources.insert(name, wrapped);
+            self.template_sources
+                .insert(format!("{EXPRESSION_PREFIX}{source}"), format!("{{% set result = ({source}) %}}"));
         }
         vars
     }
@@ -1859,7 +1856,7 @@ mod tests {
     fn literal_texts_render_as_their_templates_would() {
         let env = new_environment();
         let texts = [
-            "Գնել",
+            "naïve café — 20 €",
             "line one\nline two\n",
             "ends in two newlines\n\n",
             "windows\r\n",
