@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 pub const MMAP_THRESHOLD: usize = 32 << 20;
 /// Free memory at the top of a heap kept for reuse before malloc gives it back by itself.
 pub const TRIM_THRESHOLD: usize = 64 << 20;
+/// What malloc keeps at the top of a heap when it does give memory back. glibc's default
+/// (128 KiB) made [`TRIM_THRESHOLD`] a cliff: a report that left more than 64 MiB free at the
+/// top had all of it given back, and the next report faulted it in again, page by page.
+pub const TOP_PAD: usize = 64 << 20;
 /// malloc's arenas for all threads (see the module's note).
 pub const ARENA_MAX: usize = 2;
 /// How long after the last report the kept memory is given back.
@@ -37,8 +41,8 @@ fn epoch() -> Instant {
 /// What [`tune`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tuning {
-    /// malloc keeps up to [`TRIM_THRESHOLD`] free, serves buffers under [`MMAP_THRESHOLD`]
-    /// from its heaps, and has at most [`ARENA_MAX`] of them.
+    /// malloc keeps [`TOP_PAD`] of what it frees (more, up to [`TRIM_THRESHOLD`]), serves
+    /// buffers under [`MMAP_THRESHOLD`] from its heaps, and has at most [`ARENA_MAX`] of them.
     Applied,
     /// `GLIBC_TUNABLES` sets malloc's parameters; they are left as the operator chose.
     LeftToOperator,
@@ -56,7 +60,7 @@ fn operator_tuned(tunables: Option<&str>) -> bool {
 pub fn as_glibc_tunables() -> String {
     format!(
         "glibc.malloc.mmap_threshold={MMAP_THRESHOLD}:glibc.malloc.trim_threshold={TRIM_THRESHOLD}:\
-         glibc.malloc.arena_max={ARENA_MAX}"
+         glibc.malloc.top_pad={TOP_PAD}:glibc.malloc.arena_max={ARENA_MAX}"
     )
 }
 
@@ -66,7 +70,7 @@ pub fn tune() -> Tuning {
     if operator_tuned(std::env::var("GLIBC_TUNABLES").ok().as_deref()) {
         return Tuning::LeftToOperator;
     }
-    if glibc::set_parameters(MMAP_THRESHOLD, TRIM_THRESHOLD, ARENA_MAX) {
+    if glibc::set_parameters(MMAP_THRESHOLD, TRIM_THRESHOLD, TOP_PAD, ARENA_MAX) {
         TUNED.store(true, Ordering::Relaxed);
         Tuning::Applied
     } else {
@@ -147,16 +151,19 @@ pub fn spawn_releaser() {
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod glibc {
-    /// Sets `M_MMAP_THRESHOLD`, `M_TRIM_THRESHOLD` and `M_ARENA_MAX`; false if malloc refused
-    /// any.
-    pub fn set_parameters(mmap: usize, trim: usize, arenas: usize) -> bool {
-        let (Ok(mmap), Ok(trim), Ok(arenas)) = (i32::try_from(mmap), i32::try_from(trim), i32::try_from(arenas)) else {
+    /// Sets `M_MMAP_THRESHOLD`, `M_TRIM_THRESHOLD`, `M_TOP_PAD` and `M_ARENA_MAX`; false if
+    /// malloc refused any.
+    pub fn set_parameters(mmap: usize, trim: usize, top_pad: usize, arenas: usize) -> bool {
+        let (Ok(mmap), Ok(trim), Ok(top_pad), Ok(arenas)) =
+            (i32::try_from(mmap), i32::try_from(trim), i32::try_from(top_pad), i32::try_from(arenas))
+        else {
             return false;
         };
         // SAFETY: mallopt only changes malloc's parameters; it is safe to call at any time.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, mmap) == 1
                 && libc::mallopt(libc::M_TRIM_THRESHOLD, trim) == 1
+                && libc::mallopt(libc::M_TOP_PAD, top_pad) == 1
                 && libc::mallopt(libc::M_ARENA_MAX, arenas) == 1
         }
     }
@@ -172,7 +179,7 @@ mod glibc {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 mod glibc {
-    pub fn set_parameters(_mmap: usize, _trim: usize, _arenas: usize) -> bool {
+    pub fn set_parameters(_mmap: usize, _trim: usize, _top_pad: usize, _arenas: usize) -> bool {
         false
     }
 

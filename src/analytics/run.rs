@@ -105,7 +105,20 @@ fn expr(text: &str, values: &Values) -> Result<Expr, String> {
     let sql = substitute(text, values).map_err(|unknown| {
         format!("unknown parameter :{} (this pipeline has {})", unknown.join(", :"), known(values))
     })?;
-    sql_expr(&sql).map_err(|err| format!("in `{}`: {}", text.trim(), clean(&err.to_string())))
+    sql_expr(&sql)
+        .map(count_distinct_by_hashing)
+        .map_err(|err| format!("in `{}`: {}", text.trim(), clean(&err.to_string())))
+}
+
+/// Rewrites each `n_unique` in polars' translation of the SQL (`COUNT(DISTINCT x)` is
+/// `x.n_unique() - (x.null_count() > 0)`) as `unique().len()`: the same count of the same type,
+/// but in a group of more than 16,384 rows polars' `n_unique` sorts the group's values, while
+/// `unique` hashes them, in half the time on a million events.
+fn count_distinct_by_hashing(expr: Expr) -> Expr {
+    expr.map_expr(|node| match node {
+        Expr::Agg(AggExpr::NUnique(counted)) => Arc::unwrap_or_clone(counted).unique().len(),
+        other => other,
+    })
 }
 
 fn known(values: &Values) -> String {
@@ -271,5 +284,37 @@ impl Sources for StoreSources<'_> {
         let frame = super::sources::load(name, self.store, &self.context).map_err(|e| e.to_string())?;
         self.loaded.insert(name.to_string(), frame.clone());
         Ok(frame.lazy())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn count_distinct_hashes_and_counts_as_polars_sql_does() {
+        // Groups larger than polars' 16,384-row limit for counting by hash, with nulls.
+        let rows = 40_000u64;
+        let frame = df![
+            "format" => (0..rows).map(|i| if i % 2 == 0 { "sale" } else { "new" }).collect::<Vec<_>>(),
+            "post" => (0..rows).map(|i| (i % 7 != 0).then_some(i % 1_000)).collect::<Vec<_>>(),
+        ]
+        .unwrap();
+        assert!(frame.column("post").unwrap().null_count() > 0);
+        let text = "COUNT(DISTINCT post)";
+        let rewritten = expr(text, &Values::default()).unwrap();
+        assert!(format!("{rewritten:?}").contains("unique"), "{rewritten:?}");
+        assert!(!format!("{rewritten:?}").contains("n_unique"), "{rewritten:?}");
+        let by_format = |count: Expr| {
+            frame.clone().lazy().group_by_stable([col("format")]).agg([count.alias("posts")]).collect().unwrap()
+        };
+        let ours = by_format(rewritten);
+        assert_eq!(ours, by_format(sql_expr(text).unwrap()));
+        let posts: Vec<Option<u32>> = ours.column("posts").unwrap().idx().unwrap().iter().collect();
+        assert_eq!(posts, [Some(500), Some(500)]);
+        assert_eq!(ours.column("posts").unwrap().dtype(), &IDX_DTYPE);
+        // The whole table, and a plain `n_unique`, count the same too.
+        let whole = |count: Expr| frame.clone().lazy().select([count]).collect().unwrap();
+        assert_eq!(whole(expr(text, &Values::default()).unwrap()), whole(sql_expr(text).unwrap()));
     }
 }
