@@ -10,19 +10,19 @@
 //! The threads share two arenas ([`ARENA_MAX`]) instead of glibc's eight per core: the memory at
 //! the top of a thread's own arena is given back only by that arena's next `free`, never by
 //! `malloc_trim`, so with an arena for each polars and decoding thread a quiet process kept up to
-//! [`TRIM_THRESHOLD`] in each of them.
+//! a heap's worth (64 MiB) in each of them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Allocations below this come from malloc's heaps, whose freed memory is reused.
 pub const MMAP_THRESHOLD: usize = 32 << 20;
-/// Free memory at the top of a heap kept for reuse before malloc gives it back by itself.
-pub const TRIM_THRESHOLD: usize = 64 << 20;
-/// What malloc keeps at the top of a heap when it does give memory back. glibc's default
-/// (128 KiB) made [`TRIM_THRESHOLD`] a cliff: a report that left more than 64 MiB free at the
-/// top had all of it given back, and the next report faulted it in again, page by page.
-pub const TOP_PAD: usize = 64 << 20;
+/// Free memory at the top of the main heap kept for reuse before malloc gives it back by itself.
+/// Past it, malloc gives back all of it but 128 KiB (`M_TOP_PAD`): with 64 MiB here, a report
+/// that left more than that free had all of it given back, and the next report faulted it in
+/// again, page by page (12,000 page faults and a fifth of the aggregate's time after another
+/// report). The main heap can hold a whole report's buffers, so it keeps them.
+pub const TRIM_THRESHOLD: usize = 256 << 20;
 /// malloc's arenas for all threads (see the module's note).
 pub const ARENA_MAX: usize = 2;
 /// How long after the last report the kept memory is given back.
@@ -41,8 +41,8 @@ fn epoch() -> Instant {
 /// What [`tune`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tuning {
-    /// malloc keeps [`TOP_PAD`] of what it frees (more, up to [`TRIM_THRESHOLD`]), serves
-    /// buffers under [`MMAP_THRESHOLD`] from its heaps, and has at most [`ARENA_MAX`] of them.
+    /// malloc keeps up to [`TRIM_THRESHOLD`] free, serves buffers under [`MMAP_THRESHOLD`]
+    /// from its heaps, and has at most [`ARENA_MAX`] of them.
     Applied,
     /// `GLIBC_TUNABLES` sets malloc's parameters; they are left as the operator chose.
     LeftToOperator,
@@ -60,7 +60,7 @@ fn operator_tuned(tunables: Option<&str>) -> bool {
 pub fn as_glibc_tunables() -> String {
     format!(
         "glibc.malloc.mmap_threshold={MMAP_THRESHOLD}:glibc.malloc.trim_threshold={TRIM_THRESHOLD}:\
-         glibc.malloc.top_pad={TOP_PAD}:glibc.malloc.arena_max={ARENA_MAX}"
+         glibc.malloc.arena_max={ARENA_MAX}"
     )
 }
 
@@ -70,7 +70,7 @@ pub fn tune() -> Tuning {
     if operator_tuned(std::env::var("GLIBC_TUNABLES").ok().as_deref()) {
         return Tuning::LeftToOperator;
     }
-    if glibc::set_parameters(MMAP_THRESHOLD, TRIM_THRESHOLD, TOP_PAD, ARENA_MAX) {
+    if glibc::set_parameters(MMAP_THRESHOLD, TRIM_THRESHOLD, ARENA_MAX) {
         TUNED.store(true, Ordering::Relaxed);
         Tuning::Applied
     } else {
@@ -151,19 +151,16 @@ pub fn spawn_releaser() {
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod glibc {
-    /// Sets `M_MMAP_THRESHOLD`, `M_TRIM_THRESHOLD`, `M_TOP_PAD` and `M_ARENA_MAX`; false if
-    /// malloc refused any.
-    pub fn set_parameters(mmap: usize, trim: usize, top_pad: usize, arenas: usize) -> bool {
-        let (Ok(mmap), Ok(trim), Ok(top_pad), Ok(arenas)) =
-            (i32::try_from(mmap), i32::try_from(trim), i32::try_from(top_pad), i32::try_from(arenas))
-        else {
+    /// Sets `M_MMAP_THRESHOLD`, `M_TRIM_THRESHOLD` and `M_ARENA_MAX`; false if malloc refused
+    /// any.
+    pub fn set_parameters(mmap: usize, trim: usize, arenas: usize) -> bool {
+        let (Ok(mmap), Ok(trim), Ok(arenas)) = (i32::try_from(mmap), i32::try_from(trim), i32::try_from(arenas)) else {
             return false;
         };
         // SAFETY: mallopt only changes malloc's parameters; it is safe to call at any time.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, mmap) == 1
                 && libc::mallopt(libc::M_TRIM_THRESHOLD, trim) == 1
-                && libc::mallopt(libc::M_TOP_PAD, top_pad) == 1
                 && libc::mallopt(libc::M_ARENA_MAX, arenas) == 1
         }
     }
@@ -179,7 +176,7 @@ mod glibc {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 mod glibc {
-    pub fn set_parameters(_mmap: usize, _trim: usize, _top_pad: usize, _arenas: usize) -> bool {
+    pub fn set_parameters(_mmap: usize, _trim: usize, _arenas: usize) -> bool {
         false
     }
 

@@ -313,8 +313,16 @@ mod tests {
         let posts: Vec<Option<u32>> = ours.column("posts").unwrap().idx().unwrap().iter().collect();
         assert_eq!(posts, [Some(500), Some(500)]);
         assert_eq!(ours.column("posts").unwrap().dtype(), &IDX_DTYPE);
-        // The whole table, and a plain `n_unique`, count the same too.
-        let whole = |count: Expr| frame.clone().lazy().select([count]).collect().unwrap();
-        assert_eq!(whole(expr(text, &Values::default()).unwrap()), whole(sql_expr(text).unwrap()));
+        // The whole table, a window and a filtered count count the same too.
+        let whole = |count: Expr| frame.clone().lazy().with_column(count.alias("n")).collect().unwrap();
+        for text in [
+            "COUNT(DISTINCT post)",
+            "COUNT(DISTINCT post) OVER (PARTITION BY format)",
+            "COUNT(DISTINCT post) FILTER (WHERE post < 100)",
+        ] {
+            let rewritten = expr(text, &Values::default()).unwrap();
+            assert!(!format!("{rewritten:?}").contains("n_unique"), "{text}: {rewritten:?}");
+            assert_eq!(whole(rewritten), whole(sql_expr(text).unwrap()), "{text}");
+        }
     }
 }

@@ -138,7 +138,9 @@ pub(super) fn check_format(txn: &WriteTransaction, rows: u64) -> Result<(), Stor
 
 /// Seals every full run of `rows` events after the last segment (normally none or one), merging
 /// the newest segments as they fill a merged one. A long unsealed log (an older store's) is sealed
-/// in merged-size segments straight away.
+/// in merged-size segments straight away. A log that does not start at a multiple of `rows` (one
+/// pruned before it was sealed, or emptied and gone on) is sealed up to the next multiple first,
+/// so that the later segments end where [`super::append_event`] looks for a full run.
 pub(super) fn seal_full_segments(txn: &WriteTransaction, rows: u64) -> Result<(), StoreError> {
     let rows = rows.max(1);
     let merged = rows.saturating_mul(SEGMENTS_PER_MERGE);
@@ -151,10 +153,17 @@ pub(super) fn seal_full_segments(txn: &WriteTransaction, rows: u64) -> Result<()
             (sealed.max(first), next)
         };
         let unsealed = next.saturating_sub(start);
-        if unsealed < rows {
+        let to_boundary = start.next_multiple_of(rows) - start;
+        let size = if to_boundary > 0 {
+            to_boundary
+        } else if unsealed >= merged && newest_unmerged(txn, merged)?.is_empty() {
+            merged
+        } else {
+            rows
+        };
+        if unsealed < size {
             return Ok(());
         }
-        let size = if unsealed >= merged && newest_unmerged(txn, merged)?.is_empty() { merged } else { rows };
         seal(txn, start, start + size)?;
         merge_newest(txn, merged)?;
     }
@@ -243,14 +252,21 @@ fn seal(txn: &WriteTransaction, start: u64, end: u64) -> Result<(), StoreError> 
     Ok(())
 }
 
-/// Drops the segments holding any event before `first_kept` (after those events were pruned),
-/// and seals the events left of a dropped segment again as a segment of their own.
+/// Drops the segments holding any event before `first_kept` (after those events were pruned);
+/// what is left of the one it cuts into becomes a segment of its own, cut from the old one.
 pub(super) fn drop_segments_before(txn: &WriteTransaction, first_kept: u64) -> Result<(), StoreError> {
     let stale: Vec<(u64, u64)> = txn
         .open_table(EVENT_SEGMENT_ENDS)?
         .range(..first_kept)?
         .map(|entry| entry.map(|(first, end)| (first.value(), end.value())))
         .collect::<Result<_, _>>()?;
+    let cut = match stale.last() {
+        Some(&(start, end)) if end > first_kept => {
+            let block = txn.open_table(EVENT_SEGMENTS)?.get(start)?.map(|block| block.value().to_vec());
+            block.map(|block| (start, end, block))
+        }
+        _ => None,
+    };
     {
         let mut ends = txn.open_table(EVENT_SEGMENT_ENDS)?;
         let mut segments = txn.open_table(EVENT_SEGMENTS)?;
@@ -259,8 +275,14 @@ pub(super) fn drop_segments_before(txn: &WriteTransaction, first_kept: u64) -> R
             segments.remove(first)?;
         }
     }
-    if let Some(&(_, end)) = stale.last().filter(|&&(_, end)| end > first_kept) {
-        seal(txn, first_kept, end)?;
+    if let Some((start, end, block)) = cut {
+        let what = || format!("event segment {first_kept}..{end}");
+        let mut tables = decode_segments(&[(start, end, block.as_slice())], None)?;
+        let Some(table) = tables.pop() else { return Ok(()) };
+        let mut rest = table.slice((first_kept - start) as i64, (end - first_kept) as usize);
+        let bytes = encode(&mut rest).map_err(damaged(what()))?;
+        txn.open_table(EVENT_SEGMENTS)?.insert(first_kept, bytes.as_slice())?;
+        txn.open_table(EVENT_SEGMENT_ENDS)?.insert(first_kept, end)?;
     }
     Ok(())
 }
@@ -493,10 +515,13 @@ mod tests {
 
         // Pruning into the merged segment leaves its rest as a segment, merged again with the
         // newer ones once they hold a merged segment's worth together.
-        let turn = sealed.begin_turn().unwrap();
-        assert_eq!(turn.prune_events(110, |_| {}).unwrap(), 10);
-        turn.commit().unwrap();
+        for store in [&sealed, &plain] {
+            let turn = store.begin_turn().unwrap();
+            assert_eq!(turn.prune_events(110, |_| {}).unwrap(), 10);
+            turn.commit().unwrap();
+        }
         assert_eq!(segment_ranges(&sealed), [(10, 32), (32, 36), (36, 40)]);
+        assert_eq!(whole(&sealed, None), whole(&plain, None), "the cut segment holds what the records do");
         log(&sealed, 42..72);
         let mut expected = vec![(10, 44)];
         expected.extend((44..72).step_by(4).map(|start| (start, start + 4)));
@@ -516,6 +541,21 @@ mod tests {
         txn.commit().unwrap();
         assert_eq!(segment_ranges(&store), [(0, 32), (32, 64), (64, 68), (68, 72)]);
         assert_eq!(whole(&store, None), expected);
+    }
+
+    #[test]
+    fn a_log_that_starts_off_a_multiple_is_sealed_up_to_the_next_one_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a.redb")).unwrap().with_event_segment_rows(1 << 20);
+        log(&store, 0..21);
+        let turn = store.begin_turn().unwrap();
+        assert_eq!(turn.prune_events(106, |_| {}).unwrap(), 6);
+        turn.commit().unwrap();
+        let txn = store.db.begin_write().unwrap();
+        seal_full_segments(&txn, 4).unwrap();
+        txn.commit().unwrap();
+        assert_eq!(segment_ranges(&store), [(6, 8), (8, 12), (12, 16), (16, 20)]);
+        assert_eq!(seqs(&store), (6..21).collect::<Vec<u64>>());
     }
 
     #[test]
