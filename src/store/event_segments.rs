@@ -444,11 +444,16 @@ mod tests {
         frame
     }
 
+    /// A store sealing every 4 events and one that never seals (its segments are 16,384 long).
+    fn sealed_and_plain(dir: &tempfile::TempDir) -> (Store, Store) {
+        let sealed = Store::open(&dir.path().join("a.redb")).unwrap().with_event_segment_rows(4);
+        (sealed, Store::open(&dir.path().join("b.redb")).unwrap())
+    }
+
     #[test]
     fn segments_read_back_the_same_table_as_the_records() {
         let dir = tempfile::tempdir().unwrap();
-        let sealed = Store::open(&dir.path().join("a.redb")).unwrap().with_event_segment_rows(4);
-        let plain = Store::open(&dir.path().join("b.redb")).unwrap();
+        let (sealed, plain) = sealed_and_plain(&dir);
         for store in [&sealed, &plain] {
             log(store, 0..6);
             log(store, 6..11);
@@ -500,8 +505,7 @@ mod tests {
     #[test]
     fn the_newest_segments_are_merged_eight_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
-        let sealed = Store::open(&dir.path().join("a.redb")).unwrap().with_event_segment_rows(4);
-        let plain = Store::open(&dir.path().join("b.redb")).unwrap();
+        let (sealed, plain) = sealed_and_plain(&dir);
         for store in [&sealed, &plain] {
             log(store, 0..31);
         }
