@@ -196,35 +196,35 @@ fn merge_newest(txn: &WriteTransaction, merged: u64) -> Result<(), StoreError> {
     if run.len() < 2 || end - start < merged {
         return Ok(());
     }
-    let what = || format!("event segment {start}..{end}");
-    let blocks = {
+    let mut blocks = Vec::with_capacity(run.len());
+    {
         let segments = txn.open_table(EVENT_SEGMENTS)?;
-        let mut blocks = Vec::with_capacity(run.len());
         for &(first, last) in &run {
             let Some(block) = segments.get(first)? else {
                 return Err(StoreError::Corrupt(format!("event segment {first}..{last} is missing")));
             };
             blocks.push((first, last, block.value().to_vec()));
         }
-        blocks
-    };
+    }
+    remove_segments(txn, &run)?;
+    rewrite_as_one(txn, &blocks, start)
+}
+
+/// Writes the events from `from` on of `blocks` (segments in order, their entries already
+/// removed) as one segment.
+fn rewrite_as_one(txn: &WriteTransaction, blocks: &[(u64, u64, Vec<u8>)], from: u64) -> Result<(), StoreError> {
+    let (Some(&(first, _, _)), Some(&(_, end, _))) = (blocks.first(), blocks.last()) else { return Ok(()) };
+    let what = || format!("event segment {from}..{end}");
     let parts: Vec<(u64, u64, &[u8])> = blocks.iter().map(|(s, e, b)| (*s, *e, b.as_slice())).collect();
     let mut tables = decode_segments(&parts, None)?.into_iter();
     let Some(mut frame) = tables.next() else { return Ok(()) };
     for table in tables {
         frame.vstack_mut_owned(table).map_err(damaged(what()))?;
     }
+    let mut frame = frame.slice(from.saturating_sub(first) as i64, end.saturating_sub(from) as usize);
     frame.rechunk_mut();
     let bytes = encode(&mut frame).map_err(damaged(what()))?;
-    let mut segments = txn.open_table(EVENT_SEGMENTS)?;
-    let mut ends = txn.open_table(EVENT_SEGMENT_ENDS)?;
-    for &(first, _) in &run {
-        segments.remove(first)?;
-        ends.remove(first)?;
-    }
-    segments.insert(start, bytes.as_slice())?;
-    ends.insert(start, end)?;
-    Ok(())
+    put_segment(txn, from, end, &bytes)
 }
 
 /// A segment's bytes: the table as Parquet.
@@ -232,6 +232,24 @@ fn encode(frame: &mut DataFrame) -> PolarsResult<Vec<u8>> {
     let mut bytes = Vec::new();
     ParquetWriter::new(&mut bytes).with_compression(ParquetCompression::Lz4Raw).finish(frame)?;
     Ok(bytes)
+}
+
+/// Stores the segment of the events `[start, end)`.
+fn put_segment(txn: &WriteTransaction, start: u64, end: u64, bytes: &[u8]) -> Result<(), StoreError> {
+    txn.open_table(EVENT_SEGMENTS)?.insert(start, bytes)?;
+    txn.open_table(EVENT_SEGMENT_ENDS)?.insert(start, end)?;
+    Ok(())
+}
+
+/// Removes the segments `(start, end)`.
+fn remove_segments(txn: &WriteTransaction, ranges: &[(u64, u64)]) -> Result<(), StoreError> {
+    let mut ends = txn.open_table(EVENT_SEGMENT_ENDS)?;
+    let mut segments = txn.open_table(EVENT_SEGMENTS)?;
+    for &(start, _) in ranges {
+        ends.remove(start)?;
+        segments.remove(start)?;
+    }
+    Ok(())
 }
 
 /// Writes the events `[start, end)` as one segment.
@@ -247,9 +265,7 @@ fn seal(txn: &WriteTransaction, start: u64, end: u64) -> Result<(), StoreError> 
     let what = || format!("event segment {start}..{end}");
     let mut frame = columns.finish().map_err(damaged(what()))?;
     let bytes = encode(&mut frame).map_err(damaged(what()))?;
-    txn.open_table(EVENT_SEGMENTS)?.insert(start, bytes.as_slice())?;
-    txn.open_table(EVENT_SEGMENT_ENDS)?.insert(start, end)?;
-    Ok(())
+    put_segment(txn, start, end, &bytes)
 }
 
 /// Drops the segments holding any event before `first_kept` (after those events were pruned);
@@ -267,24 +283,11 @@ pub(super) fn drop_segments_before(txn: &WriteTransaction, first_kept: u64) -> R
         }
         _ => None,
     };
-    {
-        let mut ends = txn.open_table(EVENT_SEGMENT_ENDS)?;
-        let mut segments = txn.open_table(EVENT_SEGMENTS)?;
-        for &(first, _) in &stale {
-            ends.remove(first)?;
-            segments.remove(first)?;
-        }
+    remove_segments(txn, &stale)?;
+    match cut {
+        Some(cut) => rewrite_as_one(txn, &[cut], first_kept),
+        None => Ok(()),
     }
-    if let Some((start, end, block)) = cut {
-        let what = || format!("event segment {first_kept}..{end}");
-        let mut tables = decode_segments(&[(start, end, block.as_slice())], None)?;
-        let Some(table) = tables.pop() else { return Ok(()) };
-        let mut rest = table.slice((first_kept - start) as i64, (end - first_kept) as usize);
-        let bytes = encode(&mut rest).map_err(damaged(what()))?;
-        txn.open_table(EVENT_SEGMENTS)?.insert(first_kept, bytes.as_slice())?;
-        txn.open_table(EVENT_SEGMENT_ENDS)?.insert(first_kept, end)?;
-    }
-    Ok(())
 }
 
 /// Where each table of [`Store::event_tables`] comes from, in order.
@@ -396,9 +399,9 @@ impl Store {
         if tables.len() > before {
             parts.push(Part::Table(before));
         }
-        let parts_read: Vec<(u64, u64, &[u8])> =
+        let slices: Vec<(u64, u64, &[u8])> =
             blocks.iter().map(|(start, end, block)| (*start, *end, block.value())).collect();
-        let decoded = decode_segments(&parts_read, names.as_deref())?;
+        let decoded = decode_segments(&slices, names.as_deref())?;
         let mut tables: Vec<Option<DataFrame>> = tables.into_iter().map(Some).collect();
         let mut decoded: Vec<Option<DataFrame>> = decoded.into_iter().map(Some).collect();
         Ok(parts
