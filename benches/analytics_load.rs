@@ -1,7 +1,9 @@
 //! Analytics at scale: 1,000,000 events and 10,000 posts in a real store. Measures the CSV
 //! export of the raw events (store → polars → CSV file), its peak RSS, and per-format
-//! aggregates; then runs the same two jobs in Python/pandas on the same data
-//! (`benches/analytics_pandas.py`, from a Parquet copy of the same tables) in the same run.
+//! aggregates, and runs the same two jobs in Python/pandas on the same data
+//! (`benches/analytics_pandas.py --serve`, from a Parquet copy of the events table) in the same
+//! run: each pandas job right after postflow's, so that every speed-up is taken from two times
+//! measured under the same load on the host.
 //!
 //! `cargo bench --bench analytics_load` (env: EVENTS=1000000, POSTS=10000, RUNS=3;
 //! PANDAS_MALLOC=postflow runs pandas with postflow's malloc settings too).
@@ -58,6 +60,12 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("--generate") {
         let store = Store::open(Path::new(&args[2])).unwrap();
         let written = analytics_fixture::generate(&store, env_or("POSTS", 10_000), env_or("EVENTS", 1_000_000));
+        // The same data for pandas, written here so that it leaves nothing in the measuring
+        // process's memory: the events table as Parquet, beside the store.
+        let sources = SourceContext { timezone: chrono_tz::Asia::Yerevan, channel_link: None };
+        let mut frame = analytics::sources::load("events", &store, &sources).unwrap();
+        let file = std::fs::File::create(Path::new(&args[2]).with_file_name("events.parquet")).unwrap();
+        polars::prelude::ParquetWriter::new(std::io::BufWriter::new(file)).finish(&mut frame).unwrap();
         println!("{} {} {}", written.posts, written.events, written.clicks);
         return;
     }
@@ -89,9 +97,18 @@ fn main() {
     let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
     let all: BTreeMap<String, String> = [("period".to_string(), "all".to_string())].into();
 
+    // pandas runs each of its jobs right after postflow's, so that both are timed under the same
+    // load on the host (which varies by ±20 % from minute to minute here).
+    let mut pandas = Pandas::start(dir.path());
+    let timed = |job: &dyn Fn()| {
+        let t = Instant::now();
+        job();
+        t.elapsed().as_secs_f64()
+    };
+
     // 1. The raw event log as CSV: store → polars → file.
     let csv_path = dir.path().join("events.csv");
-    let mut export_times = Vec::new();
+    let mut export = Paired::default();
     let mut peak_kib = 0;
     let rss_before = status_kib("VmRSS:");
     for _ in 0..runs {
@@ -102,49 +119,37 @@ fn main() {
         let mut writer = std::io::BufWriter::new(file);
         analytics::sinks::write(report.pipeline, &report.frame, FileFormat::Csv, &mut writer).unwrap();
         std::io::Write::flush(&mut writer).unwrap();
-        export_times.push(t.elapsed().as_secs_f64());
+        let seconds = t.elapsed().as_secs_f64();
         assert_eq!(report.frame.height() as u64, env_or("EVENTS", 1_000_000), "every event");
         peak_kib = peak_kib.max(status_kib("VmHWM:"));
+        drop(report);
+        export.push(seconds, &mut pandas, &["export"]);
     }
     let csv_size = std::fs::metadata(&csv_path).unwrap().len();
 
     // 2. Per-format aggregates: over the event log, and the shipped `formats` report. The
-    // aggregate runs first in a loop of its own, as the pandas script times its jobs; then each
-    // run of the `formats` report is followed by one of the aggregate, whose buffers the report's
-    // have taken the place of.
+    // aggregate runs first back to back (its data hot in the CPU's caches), then alternately with
+    // pandas' aggregates (as a report in the bot runs: after other work), then each right after a
+    // run of the `formats` report, whose buffers have taken the place of the aggregate's.
     let aggregate = || {
         let report =
             analytics::report(&bundle, "bench_events_by_format", &BTreeMap::new(), &store, context(), today).unwrap();
         assert_eq!(report.frame.height(), 4);
     };
-    let timed = |job: &dyn Fn()| {
-        let t = Instant::now();
-        job();
-        t.elapsed().as_secs_f64()
-    };
-    let aggregate_times: Vec<f64> = (0..runs).map(|_| timed(&aggregate)).collect();
-    let (formats_times, aggregate_after_other_times): (Vec<f64>, Vec<f64>) = (0..runs)
-        .map(|_| {
-            let formats =
-                timed(&|| drop(analytics::report(&bundle, "formats", &all, &store, context(), today).unwrap()));
-            (formats, timed(&aggregate))
-        })
-        .unzip();
-
-    // 3. The same data for pandas: the events and posts tables as Parquet.
-    {
-        let sources = analytics::sources::SourceContext { timezone: chrono_tz::Asia::Yerevan, channel_link: None };
-        let frame = analytics::sources::load("events", &store, &sources).unwrap();
-        let file = std::fs::File::create(dir.path().join("events.parquet")).unwrap();
-        let mut writer = std::io::BufWriter::new(file);
-        analytics::sinks::write(&bundle.pipelines[0], &frame, FileFormat::Parquet, &mut writer).unwrap();
+    const PANDAS_AGGREGATES: [&str; 2] = ["aggregate", "aggregate_columns"];
+    let back_to_back: Vec<f64> = (0..runs).map(|_| timed(&aggregate)).collect();
+    let mut aggregates = Paired::default();
+    for _ in 0..runs {
+        aggregates.push(timed(&aggregate), &mut pandas, &PANDAS_AGGREGATES);
     }
-    let best = |v: &[f64]| v.iter().cloned().fold(f64::INFINITY, f64::min);
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
-    };
+    let mut formats_times = Vec::new();
+    let mut after_formats = Paired::default();
+    for _ in 0..runs {
+        formats_times
+            .push(timed(&|| drop(analytics::report(&bundle, "formats", &all, &store, context(), today).unwrap())));
+        after_formats.push(timed(&aggregate), &mut pandas, &PANDAS_AGGREGATES);
+    }
+
     let rss_after = status_kib("VmRSS:");
     postflow::memory::release_now();
     println!(
@@ -154,62 +159,146 @@ fn main() {
         status_kib("VmRSS:") as f64 / 1024.0
     );
     println!(
-        "postflow  CSV export of {} events: median {:.3} s, best {:.3} s ({:.0} MiB file), peak RSS {:.0} MiB",
+        "postflow  CSV export of {} events: {} ({:.0} MiB file), peak RSS {:.0} MiB",
         env_or("EVENTS", 1_000_000),
-        median(&export_times),
-        best(&export_times),
+        spread(&export.postflow),
         csv_size as f64 / 1048576.0,
         peak_kib as f64 / 1024.0
     );
     println!(
-        "postflow  per-format aggregate of the events (store read included): median {:.3} s, best {:.3} s; \
-         right after the `formats` report: median {:.3} s, best {:.3} s",
-        median(&aggregate_times),
-        best(&aggregate_times),
-        median(&aggregate_after_other_times),
-        best(&aggregate_after_other_times)
+        "postflow  per-format aggregate of the events (store read included), between pandas' runs: {}; \
+         right after the `formats` report: {}; back to back: {}",
+        spread(&aggregates.postflow),
+        spread(&after_formats.postflow),
+        spread(&back_to_back)
     );
-    println!(
-        "postflow  shipped `formats` report (posts + clicks + reactions): median {:.3} s, best {:.3} s",
-        median(&formats_times),
-        best(&formats_times)
-    );
-
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/analytics_pandas.py");
-    let mut python = std::process::Command::new("python3");
-    python.arg(&script).arg(dir.path()).arg(runs.to_string());
-    // PANDAS_MALLOC=postflow gives pandas the same malloc settings as postflow.
-    if std::env::var("PANDAS_MALLOC").as_deref() == Ok("postflow") {
-        let tunables = postflow::memory::as_glibc_tunables();
-        println!("pandas runs with GLIBC_TUNABLES={tunables}");
-        python.env("GLIBC_TUNABLES", tunables);
+    println!("postflow  shipped `formats` report (posts + clicks + reactions): {}", spread(&formats_times));
+    match &pandas {
+        Some(server) => {
+            println!("{}: each job run right after postflow's, {runs} rounds", server.version);
+            println!("pandas    CSV export: {}", spread(&export.pandas[0]));
+            println!("pandas    aggregate, the whole table read: {}", spread(&aggregates.pandas[0]));
+            println!("pandas    aggregate, only the five columns read: {}", spread(&aggregates.pandas[1]));
+            println!("speed-up vs pandas (pandas' time / postflow's, round by round; reading included):");
+            println!("  export: {}", export.speed_ups(0));
+            println!("  aggregate, pandas reading the whole table: {}", aggregates.speed_ups(0));
+            println!("  aggregate, pandas reading only the five columns: {}", aggregates.speed_ups(1));
+            println!("  aggregate right after `formats`, whole table: {}", after_formats.speed_ups(0));
+            println!("  aggregate right after `formats`, five columns: {}", after_formats.speed_ups(1));
+        }
+        None => println!("pandas part skipped (see above)"),
     }
-    let pandas = python.output();
-    match pandas {
-        Ok(out) if out.status.success() => {
-            let text = String::from_utf8_lossy(&out.stdout);
-            print!("{text}");
-            let value = |key: &str| -> Option<f64> {
-                text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse().ok())
-            };
-            if let (Some(export), Some(aggregate), Some(aggregate_columns)) = (
-                value("pandas_export_total_s="),
-                value("pandas_aggregate_total_s="),
-                value("pandas_aggregate_columns_s="),
-            ) {
-                println!(
-                    "speed-up vs pandas (whole job, reading included): export {:.1}×, aggregate {:.1}× \
-                     (pandas reading the whole table) / {:.1}× (pandas reading only the five columns); \
-                     the aggregate right after the `formats` report: {:.1}× / {:.1}×",
-                    export / median(&export_times),
-                    aggregate / median(&aggregate_times),
-                    aggregate_columns / median(&aggregate_times),
-                    aggregate / median(&aggregate_after_other_times),
-                    aggregate_columns / median(&aggregate_after_other_times)
-                );
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut values = values.to_vec();
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+/// "median …, best …" of a list of seconds.
+fn spread(seconds: &[f64]) -> String {
+    let best = seconds.iter().cloned().fold(f64::INFINITY, f64::min);
+    format!("median {:.3} s, best {:.3} s", median(seconds), best)
+}
+
+/// postflow's time for a job and pandas' times for its counterparts, taken in the same rounds.
+#[derive(Default)]
+struct Paired {
+    postflow: Vec<f64>,
+    pandas: [Vec<f64>; 2],
+}
+
+impl Paired {
+    /// Records postflow's time, then runs each pandas job once (when pandas is there).
+    fn push(&mut self, postflow: f64, pandas: &mut Option<Pandas>, jobs: &[&str]) {
+        self.postflow.push(postflow);
+        for (i, job) in jobs.iter().enumerate() {
+            let Some(server) = pandas.as_mut() else { return };
+            match server.run(job) {
+                Some(seconds) => self.pandas[i].push(seconds),
+                None => {
+                    println!("pandas stopped answering at `{job}`; its figures end there");
+                    *pandas = None;
+                }
             }
         }
-        Ok(out) => println!("pandas part skipped: {}", String::from_utf8_lossy(&out.stderr).trim()),
-        Err(err) => println!("pandas part skipped: python3: {err}"),
+    }
+
+    /// The speed-up of each round (pandas' time over postflow's): median, lowest, highest, and
+    /// how many rounds reached 5×.
+    fn speed_ups(&self, job: usize) -> String {
+        let ratios: Vec<f64> = self.pandas[job].iter().zip(&self.postflow).map(|(p, f)| p / f).collect();
+        if ratios.is_empty() {
+            return "no rounds".into();
+        }
+        let lowest = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
+        let highest = ratios.iter().cloned().fold(0.0, f64::max);
+        let reached = ratios.iter().filter(|r| **r >= 5.0).count();
+        format!(
+            "median {:.1}×, lowest {lowest:.1}×, highest {highest:.1}×, ≥ 5× in {reached} of {} rounds",
+            median(&ratios),
+            ratios.len()
+        )
+    }
+}
+
+/// `benches/analytics_pandas.py --serve` as a child process: one job per request.
+struct Pandas {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: std::io::BufReader<std::process::ChildStdout>,
+    version: String,
+}
+
+impl Pandas {
+    /// Starts the script; None (and says why) when python3, pandas or pyarrow is missing.
+    fn start(folder: &Path) -> Option<Pandas> {
+        use std::io::BufRead;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/analytics_pandas.py");
+        let mut python = std::process::Command::new("python3");
+        python.arg(&script).arg(folder).arg("--serve");
+        python.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+        // PANDAS_MALLOC=postflow gives pandas the same malloc settings as postflow.
+        if std::env::var("PANDAS_MALLOC").as_deref() == Ok("postflow") {
+            let tunables = postflow::memory::as_glibc_tunables();
+            println!("pandas runs with GLIBC_TUNABLES={tunables}");
+            python.env("GLIBC_TUNABLES", tunables);
+        }
+        let mut child = match python.spawn() {
+            Ok(child) => child,
+            Err(err) => {
+                println!("pandas part skipped: python3: {err}");
+                return None;
+            }
+        };
+        let input = child.stdin.take()?;
+        let mut output = std::io::BufReader::new(child.stdout.take()?);
+        let mut ready = String::new();
+        let _ = output.read_line(&mut ready);
+        match ready.trim().strip_prefix("ready pandas ") {
+            Some(version) => Some(Pandas { version: format!("pandas {version}"), child, input, output }),
+            None => {
+                let _ = child.wait();
+                println!("pandas part skipped: the script did not start (pip install pandas pyarrow)");
+                None
+            }
+        }
+    }
+
+    fn run(&mut self, job: &str) -> Option<f64> {
+        use std::io::{BufRead, Write};
+        writeln!(self.input, "{job}").ok()?;
+        self.input.flush().ok()?;
+        let mut answer = String::new();
+        self.output.read_line(&mut answer).ok()?;
+        answer.trim().parse().ok()
+    }
+}
+
+impl Drop for Pandas {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

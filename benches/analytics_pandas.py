@@ -3,8 +3,12 @@ events table that benches/analytics_load.rs wrote): the raw events as a CSV file
 (UTF-8 with BOM, the same labelled headers, the same date format), and the per-format
 aggregate, the latter twice: reading the whole table, and reading only the five columns it uses
 (what postflow's scan reads). Prints the best and median of RUNS runs, each including the read.
+With --serve it runs one job per line read from stdin (export, aggregate, aggregate_columns) and
+answers each with its time in seconds, so that benches/analytics_load.rs can run pandas' jobs
+alternately with postflow's and compare times taken under the same load on the host.
 
-python3 benches/analytics_pandas.py DIR RUNS   (needs: pip install pandas pyarrow)
+python3 benches/analytics_pandas.py DIR RUNS      (needs: pip install pandas pyarrow)
+python3 benches/analytics_pandas.py DIR --serve
 """
 import statistics
 import sys
@@ -48,7 +52,27 @@ def timed(job, runs):
     return min(times), statistics.median(times)
 
 
+def serve(folder):
+    jobs = {
+        "export": lambda: export(folder),
+        "aggregate": lambda: aggregate(folder),
+        "aggregate_columns": lambda: aggregate(folder, AGGREGATE_COLUMNS),
+    }
+    print(f"ready pandas {pd.__version__}", flush=True)
+    for line in sys.stdin:
+        name = line.strip()
+        if name not in jobs:
+            print(f"error unknown job {name!r}", flush=True)
+            continue
+        started = time.perf_counter()
+        jobs[name]()
+        print(f"{time.perf_counter() - started:.6f}", flush=True)
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[2] == "--serve":
+        serve(sys.argv[1])
+        return
     folder, runs = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 3
     best, median = timed(lambda: export(folder), runs)
     print(f"pandas_export_total_s={median:.3f} (best {best:.3f}, pandas {pd.__version__})")
