@@ -431,3 +431,20 @@ fn a_limit_on_the_event_log_is_kept_whatever_reads_it() {
         .collect();
     assert_eq!(counts, [40; 6], "240 events of 6 kinds, in turn");
 }
+
+#[test]
+fn sources_sharing_one_read_of_the_posts_are_the_sources_read_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fixture_store(dir.path());
+    let shared = analytics::sources::PostsRead::default();
+    // `clicks` first: the posts it reads are then the ones `posts` and `reactions` get.
+    for name in ["clicks", "posts", "reactions"] {
+        let alone = analytics::sources::load(name, &store, &context()).unwrap();
+        let sharing = analytics::sources::load_sharing(name, &store, &context(), &shared).unwrap();
+        assert!(alone.height() > 0, "{name}");
+        assert_eq!(sharing, alone, "{name}");
+    }
+    let clicks = analytics::sources::load_sharing("clicks", &store, &context(), &shared).unwrap();
+    assert!(clicks.column("format").unwrap().null_count() < clicks.height(), "clicks carry their post's format");
+    assert!(clicks.column("label").unwrap().null_count() < clicks.height(), "and their button's label");
+}

@@ -265,11 +265,12 @@ pub struct StoreSources<'a> {
     pub store: &'a crate::store::Store,
     pub context: super::sources::SourceContext,
     loaded: BTreeMap<String, DataFrame>,
+    posts: super::sources::PostsRead,
 }
 
 impl<'a> StoreSources<'a> {
     pub fn new(store: &'a crate::store::Store, context: super::sources::SourceContext) -> Self {
-        StoreSources { store, context, loaded: BTreeMap::new() }
+        StoreSources { store, context, loaded: BTreeMap::new(), posts: Default::default() }
     }
 }
 
@@ -281,7 +282,8 @@ impl Sources for StoreSources<'_> {
         if let Some(frame) = self.loaded.get(name) {
             return Ok(frame.clone().lazy());
         }
-        let frame = super::sources::load(name, self.store, &self.context).map_err(|e| e.to_string())?;
+        let frame =
+            super::sources::load_sharing(name, self.store, &self.context, &self.posts).map_err(|e| e.to_string())?;
         self.loaded.insert(name.to_string(), frame.clone());
         Ok(frame.lazy())
     }

@@ -47,14 +47,63 @@ pub enum SourceError {
 
 /// Reads a source from the store.
 pub fn load(name: &str, store: &Store, ctx: &SourceContext) -> Result<DataFrame, SourceError> {
+    load_sharing(name, store, ctx, &PostsRead::default())
+}
+
+/// Reads a source from the store, taking the posts from `posts` (read from the store the first
+/// time a source needs them): `posts`, `clicks` and `reactions` all need every post, and a
+/// report that joins them reads the posts once instead of three times.
+pub fn load_sharing(
+    name: &str,
+    store: &Store,
+    ctx: &SourceContext,
+    posts: &PostsRead,
+) -> Result<DataFrame, SourceError> {
     let polars = |source: &'static str| move |err| SourceError::Polars(source, err);
     match name {
-        "posts" => posts(&store.posts()?, ctx).map_err(polars("posts")),
+        "posts" => self::posts(posts.get(store)?, ctx).map_err(polars("posts")),
         "events" => events(store, ctx),
-        "clicks" => clicks(store, ctx),
-        "reactions" => reactions(store, ctx),
+        "clicks" => clicks(store, posts.by_id(store)?, ctx),
+        "reactions" => reactions(store, posts.by_id(store)?, ctx),
         "subscribers" => subscribers(store, ctx).map_err(polars("subscribers")),
         _ => Err(SourceError::Polars("unknown", polars_err!(ComputeError: "no source `{name}`"))),
+    }
+}
+
+/// The store's posts, read at most once, for the sources of one run.
+#[derive(Default)]
+pub struct PostsRead {
+    posts: std::cell::OnceCell<Vec<Post>>,
+    by_id: std::cell::OnceCell<std::collections::HashMap<u64, usize>>,
+}
+
+impl PostsRead {
+    /// Every post, newest first.
+    fn get(&self, store: &Store) -> Result<&[Post], StoreError> {
+        if let Some(posts) = self.posts.get() {
+            return Ok(posts);
+        }
+        let posts = store.posts()?;
+        Ok(self.posts.get_or_init(|| posts))
+    }
+
+    /// Every post by its id.
+    fn by_id(&self, store: &Store) -> Result<PostsById<'_>, StoreError> {
+        let posts = self.get(store)?;
+        let index = self.by_id.get_or_init(|| posts.iter().enumerate().map(|(i, p)| (p.id, i)).collect());
+        Ok(PostsById { posts, index })
+    }
+}
+
+/// Posts looked up by id, for the sources that name posts (their format, their buttons).
+struct PostsById<'a> {
+    posts: &'a [Post],
+    index: &'a std::collections::HashMap<u64, usize>,
+}
+
+impl<'a> PostsById<'a> {
+    fn get(&self, id: &u64) -> Option<&'a Post> {
+        self.index.get(id).map(|&i| &self.posts[i])
     }
 }
 
@@ -267,14 +316,9 @@ pub fn events_scan(store: &Store, context: &SourceContext) -> PolarsResult<LazyF
     )
 }
 
-/// A post's format and buttons, by id, for the sources that name posts.
-fn post_facts(store: &Store) -> Result<std::collections::HashMap<u64, Post>, StoreError> {
-    Ok(store.posts()?.into_iter().map(|p| (p.id, p)).collect())
-}
-
-fn clicks(store: &Store, ctx: &SourceContext) -> Result<DataFrame, SourceError> {
+/// Each click, with its post's format and its button's label and URL.
+fn clicks(store: &Store, posts: PostsById, ctx: &SourceContext) -> Result<DataFrame, SourceError> {
     let clicks = store.clicks()?;
-    let posts = post_facts(store)?;
     let button = |post: u64, index: u8| posts.get(&post).and_then(|p| p.buttons.get(index as usize));
     let build = || {
         DataFrame::new_infer_height(vec![
@@ -299,9 +343,8 @@ fn clicks(store: &Store, ctx: &SourceContext) -> Result<DataFrame, SourceError> 
     build().map_err(|err| SourceError::Polars("clicks", err))
 }
 
-fn reactions(store: &Store, ctx: &SourceContext) -> Result<DataFrame, SourceError> {
+fn reactions(store: &Store, posts: PostsById, ctx: &SourceContext) -> Result<DataFrame, SourceError> {
     let reactions = store.reactions()?;
-    let posts = post_facts(store)?;
     let build = || {
         DataFrame::new_infer_height(vec![
             Column::new("post".into(), reactions.iter().map(|r| r.post).collect::<Vec<_>>()),
