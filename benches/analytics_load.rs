@@ -64,7 +64,7 @@ fn main() {
         // process's memory: the events table as Parquet, beside the store.
         let sources = SourceContext { timezone: chrono_tz::Asia::Yerevan, channel_link: None };
         let mut frame = analytics::sources::load("events", &store, &sources).unwrap();
-        let file = std::fs::File::create(Path::new(&args[2]).with_file_name("events.parquet")).unwrap();
+        let file = std::fs::File::create(&args[3]).unwrap();
         polars::prelude::ParquetWriter::new(std::io::BufWriter::new(file)).finish(&mut frame).unwrap();
         println!("{} {} {}", written.posts, written.events, written.clicks);
         return;
@@ -74,8 +74,12 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let store_path = dir.path().join("analytics.redb");
     let started = Instant::now();
-    let generated =
-        std::process::Command::new(&args[0]).args(["--generate", store_path.to_str().unwrap()]).output().unwrap();
+    // pandas reads `events.parquet` in the folder it is given.
+    let parquet_path = dir.path().join("events.parquet");
+    let generated = std::process::Command::new(&args[0])
+        .args(["--generate", store_path.to_str().unwrap(), parquet_path.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
     println!(
         "generated (posts events clicks): {} in {:.1} s, store {:.0} MiB",
@@ -128,20 +132,20 @@ fn main() {
     let csv_size = std::fs::metadata(&csv_path).unwrap().len();
 
     // 2. Per-format aggregates: over the event log, and the shipped `formats` report. The
-    // aggregate runs first back to back (its data hot in the CPU's caches), then alternately with
-    // pandas' aggregates (as a report in the bot runs: after other work), then each right after a
-    // run of the `formats` report, whose buffers have taken the place of the aggregate's.
+    // aggregate runs alternately with pandas' aggregates (as a report in the bot runs: after other
+    // work), then back to back (its data hot in the CPU's caches), then each right after a run of
+    // the `formats` report, whose buffers have taken the place of the aggregate's.
     let aggregate = || {
         let report =
             analytics::report(&bundle, "bench_events_by_format", &BTreeMap::new(), &store, context(), today).unwrap();
         assert_eq!(report.frame.height(), 4);
     };
     const PANDAS_AGGREGATES: [&str; 2] = ["aggregate", "aggregate_columns"];
-    let back_to_back: Vec<f64> = (0..runs).map(|_| timed(&aggregate)).collect();
     let mut aggregates = Paired::default();
     for _ in 0..runs {
         aggregates.push(timed(&aggregate), &mut pandas, &PANDAS_AGGREGATES);
     }
+    let back_to_back: Vec<f64> = (0..runs).map(|_| timed(&aggregate)).collect();
     let mut formats_times = Vec::new();
     let mut after_formats = Paired::default();
     for _ in 0..runs {
@@ -175,7 +179,10 @@ fn main() {
     println!("postflow  shipped `formats` report (posts + clicks + reactions): {}", spread(&formats_times));
     match &pandas {
         Some(server) => {
-            println!("{}: each job run right after postflow's, {runs} rounds", server.version);
+            println!(
+                "{}: each job run right after postflow's (the five-column aggregate after the whole-table one), {runs} rounds",
+                server.version
+            );
             println!("pandas    CSV export: {}", spread(&export.pandas[0]));
             println!("pandas    aggregate, the whole table read: {}", spread(&aggregates.pandas[0]));
             println!("pandas    aggregate, only the five columns read: {}", spread(&aggregates.pandas[1]));
@@ -190,6 +197,7 @@ fn main() {
     }
 }
 
+/// The median of a list that is not empty.
 fn median(values: &[f64]) -> f64 {
     let mut values = values.to_vec();
     values.sort_by(|a, b| a.total_cmp(b));
@@ -198,6 +206,9 @@ fn median(values: &[f64]) -> f64 {
 
 /// "median …, best …" of a list of seconds.
 fn spread(seconds: &[f64]) -> String {
+    if seconds.is_empty() {
+        return "no runs".into();
+    }
     let best = seconds.iter().cloned().fold(f64::INFINITY, f64::min);
     format!("median {:.3} s, best {:.3} s", median(seconds), best)
 }
@@ -214,12 +225,12 @@ impl Paired {
     fn push(&mut self, postflow: f64, pandas: &mut Option<Pandas>, jobs: &[&str]) {
         self.postflow.push(postflow);
         for (i, job) in jobs.iter().enumerate() {
-            let Some(server) = pandas.as_mut() else { return };
+            let Some(server) = pandas.as_mut().filter(|server| !server.stopped) else { return };
             match server.run(job) {
                 Some(seconds) => self.pandas[i].push(seconds),
                 None => {
                     println!("pandas stopped answering at `{job}`; its figures end there");
-                    *pandas = None;
+                    server.stopped = true;
                 }
             }
         }
@@ -249,6 +260,8 @@ struct Pandas {
     input: std::process::ChildStdin,
     output: std::io::BufReader<std::process::ChildStdout>,
     version: String,
+    /// Set when a job got no answer: the rounds before it keep their figures.
+    stopped: bool,
 }
 
 impl Pandas {
@@ -277,8 +290,12 @@ impl Pandas {
         let mut ready = String::new();
         let _ = output.read_line(&mut ready);
         match ready.trim().strip_prefix("ready pandas ") {
-            Some(version) => Some(Pandas { version: format!("pandas {version}"), child, input, output }),
+            Some(version) => {
+                Some(Pandas { version: format!("pandas {version}"), child, input, output, stopped: false })
+            }
             None => {
+                drop(input);
+                let _ = child.kill();
                 let _ = child.wait();
                 println!("pandas part skipped: the script did not start (pip install pandas pyarrow)");
                 None

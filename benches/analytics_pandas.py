@@ -15,6 +15,7 @@ import sys
 import time
 
 import pandas as pd
+import pyarrow  # noqa: F401  (read_parquet needs it; fail before answering "ready" without it)
 
 HEADERS = {"at": "Ժամանակ", "kind": "Տեսակ", "user": "Օգտատեր", "post": "Գրառում", "format": "Ձևաչափ"}
 

@@ -437,14 +437,36 @@ fn sources_sharing_one_read_of_the_posts_are_the_sources_read_alone() {
     let dir = tempfile::tempdir().unwrap();
     let store = fixture_store(dir.path());
     let shared = analytics::sources::PostsRead::default();
-    // `clicks` first: the posts it reads are then the ones `posts` and `reactions` get.
-    for name in ["clicks", "posts", "reactions"] {
-        let alone = analytics::sources::load(name, &store, &context()).unwrap();
-        let sharing = analytics::sources::load_sharing(name, &store, &context(), &shared).unwrap();
-        assert!(alone.height() > 0, "{name}");
-        assert_eq!(sharing, alone, "{name}");
-    }
     let clicks = analytics::sources::load_sharing("clicks", &store, &context(), &shared).unwrap();
-    assert!(clicks.column("format").unwrap().null_count() < clicks.height(), "clicks carry their post's format");
-    assert!(clicks.column("label").unwrap().null_count() < clicks.height(), "and their button's label");
+    assert_eq!(clicks, analytics::sources::load("clicks", &store, &context()).unwrap());
+    // A click names its post's format and its button's label.
+    let first_post = clicks.column("post").unwrap().u64().unwrap().get(0).unwrap();
+    let button = clicks.column("button").unwrap().u32().unwrap().get(0).unwrap() as usize;
+    let post = store.post(first_post).unwrap().unwrap();
+    let text_at = |frame: &DataFrame, column: &str, row: usize| {
+        frame.column(column).unwrap().str().unwrap().get(row).map(str::to_string)
+    };
+    assert_eq!(text_at(&clicks, "format", 0), post.format.clone());
+    assert_eq!(text_at(&clicks, "label", 0), Some(post.buttons[button].label.clone()));
+
+    // The posts were read once, by `clicks`: a post changed since is seen as it was by the
+    // sources that share that read, and as it is now by a source read alone.
+    let mut changed = post.clone();
+    changed.format = Some("changed".into());
+    store.save_post(changed).unwrap();
+    let format_of = |frame: &DataFrame, id_column: &str| -> Vec<Option<String>> {
+        let ids = frame.column(id_column).unwrap().u64().unwrap().clone();
+        (0..frame.height())
+            .filter(|&row| ids.get(row) == Some(first_post))
+            .map(|row| text_at(frame, "format", row))
+            .collect()
+    };
+    for (name, id_column) in [("posts", "id"), ("reactions", "post")] {
+        let sharing = analytics::sources::load_sharing(name, &store, &context(), &shared).unwrap();
+        let alone = analytics::sources::load(name, &store, &context()).unwrap();
+        let (before, after) = (format_of(&sharing, id_column), format_of(&alone, id_column));
+        assert!(!before.is_empty(), "{name}: the post has rows");
+        assert!(before.iter().all(|f| *f == post.format), "{name}: {before:?}");
+        assert!(after.iter().all(|f| f.as_deref() == Some("changed")), "{name}: {after:?}");
+    }
 }

@@ -187,8 +187,9 @@ pub fn report<'a>(
     let formats: Vec<String> = bundle.formats.iter().map(|f| f.id.clone()).collect();
     let values = params::resolve(pipeline, given, &formats, today)?;
     let frame = outside_async(|| {
-        let mut sources = run::StoreSources::new(store, context);
-        run::run(pipeline, &mut sources, &values)
+        // The sources, and the posts they read, are dropped before polars runs the plan.
+        let planned = run::plan(pipeline, &mut run::StoreSources::new(store, context), &values)?;
+        run::collect(pipeline, planned)
     });
     crate::memory::report_done();
     let frame = frame.map_err(|error| ReportError::Step { file: pipeline.file.clone(), error })?;

@@ -30,7 +30,11 @@ pub trait Sources {
 
 /// Runs `pipeline` with `values` and returns its rows.
 pub fn run(pipeline: &Pipeline, sources: &mut dyn Sources, values: &Values) -> Result<DataFrame, StepError> {
-    let frame = plan(pipeline, sources, values)?;
+    collect(pipeline, plan(pipeline, sources, values)?)
+}
+
+/// Runs a planned pipeline; an error is placed at its last step.
+pub fn collect(pipeline: &Pipeline, frame: LazyFrame) -> Result<DataFrame, StepError> {
     frame.collect().map_err(|err| at_step(pipeline, pipeline.steps.len().checked_sub(1), &err.to_string()))
 }
 

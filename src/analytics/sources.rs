@@ -102,6 +102,7 @@ struct PostsById<'a> {
 }
 
 impl<'a> PostsById<'a> {
+    /// The post `id`, if the store has it.
     fn get(&self, id: &u64) -> Option<&'a Post> {
         self.index.get(id).map(|&i| &self.posts[i])
     }
@@ -343,6 +344,7 @@ fn clicks(store: &Store, posts: PostsById, ctx: &SourceContext) -> Result<DataFr
     build().map_err(|err| SourceError::Polars("clicks", err))
 }
 
+/// The latest count of each reaction on each post, with the post's format.
 fn reactions(store: &Store, posts: PostsById, ctx: &SourceContext) -> Result<DataFrame, SourceError> {
     let reactions = store.reactions()?;
     let build = || {
