@@ -28,12 +28,7 @@ pub trait Sources {
     fn table(&mut self, name: &str) -> Result<LazyFrame, String>;
 }
 
-/// Runs `pipeline` with `values` and returns its rows.
-pub fn run(pipeline: &Pipeline, sources: &mut dyn Sources, values: &Values) -> Result<DataFrame, StepError> {
-    collect(pipeline, plan(pipeline, sources, values)?)
-}
-
-/// Runs a planned pipeline; an error is placed at its last step.
+/// Runs a planned pipeline ([`plan`]) and returns its rows; an error is placed at its last step.
 pub fn collect(pipeline: &Pipeline, frame: LazyFrame) -> Result<DataFrame, StepError> {
     frame.collect().map_err(|err| at_step(pipeline, pipeline.steps.len().checked_sub(1), &err.to_string()))
 }
