@@ -3,7 +3,9 @@
 //! aggregates, and runs the same two jobs in Python/pandas on the same data
 //! (`benches/analytics_pandas.py --serve`, from a Parquet copy of the events table) in the same
 //! run: each pandas job right after postflow's, so that every speed-up is taken from two times
-//! measured under the same load on the host.
+//! measured under the same load on the host. The aggregate is also run by polars alone, straight
+//! from pandas' Parquet file with the plan postflow runs, in the same rounds: what the stack
+//! itself achieves against pandas on this machine, with no store in the way.
 //!
 //! `cargo bench --bench analytics_load` (env: EVENTS=1000000, POSTS=10000, RUNS=3;
 //! PANDAS_MALLOC=postflow runs pandas with postflow's malloc settings too).
@@ -144,6 +146,7 @@ fn main() {
     // One untimed run of each first: the first read of a file, pandas' first `read_parquet`
     // (which loads more of pyarrow) and postflow's first plan are not what is compared.
     aggregate();
+    polars_alone(&parquet_path);
     if let Some(server) = pandas.as_mut() {
         for job in PANDAS_AGGREGATES {
             let _ = server.run(job);
@@ -151,7 +154,12 @@ fn main() {
     }
     let mut aggregates = Paired::default();
     for _ in 0..runs {
-        aggregates.push(timed(&aggregate), &mut pandas, &PANDAS_AGGREGATES);
+        // polars alone runs between pandas' two aggregates, so that it too follows a pandas run,
+        // as postflow does in every round.
+        aggregates.postflow.push(timed(&aggregate));
+        aggregates.run_pandas(&mut pandas, 0, PANDAS_AGGREGATES[0]);
+        aggregates.alone.push(timed(&|| polars_alone(&parquet_path)));
+        aggregates.run_pandas(&mut pandas, 1, PANDAS_AGGREGATES[1]);
     }
     let back_to_back: Vec<f64> = (0..runs).map(|_| timed(&aggregate)).collect();
     let mut formats_times = Vec::new();
@@ -184,6 +192,10 @@ fn main() {
         spread(&after_formats.postflow),
         spread(&back_to_back)
     );
+    println!(
+        "polars alone, the same aggregate from pandas' Parquet file, in the same rounds: {}",
+        spread(&aggregates.alone)
+    );
     println!("postflow  shipped `formats` report (posts + clicks + reactions): {}", spread(&formats_times));
     match &pandas {
         Some(server) => {
@@ -198,6 +210,8 @@ fn main() {
             println!("  export: {}", export.speed_ups(0));
             println!("  aggregate, pandas reading the whole table: {}", aggregates.speed_ups(0));
             println!("  aggregate, pandas reading only the five columns: {}", aggregates.speed_ups(1));
+            println!("  polars alone, pandas reading the whole table: {}", aggregates.alone_speed_ups(0));
+            println!("  polars alone, pandas reading only the five columns: {}", aggregates.alone_speed_ups(1));
             println!("  aggregate right after `formats`, whole table: {}", after_formats.speed_ups(0));
             println!("  aggregate right after `formats`, five columns: {}", after_formats.speed_ups(1));
         }
@@ -221,11 +235,38 @@ fn spread(seconds: &[f64]) -> String {
     format!("median {:.3} s, best {:.3} s", median(seconds), best)
 }
 
-/// postflow's time for a job and pandas' times for its counterparts, taken in the same rounds.
+/// The per-format aggregate as polars alone runs it: the plan postflow builds from the bench
+/// pipeline (`COUNT(DISTINCT post)` counted by hashing, as postflow plans it), read straight from
+/// the Parquet file pandas reads.
+fn polars_alone(parquet: &Path) {
+    use polars::prelude::*;
+    let path = PlRefPath::new(parquet.to_str().expect("a UTF-8 temporary path"));
+    let frame = LazyFrame::scan_parquet(path, ScanArgsParquet::default())
+        .unwrap()
+        .with_columns([
+            when(col("kind").eq(lit("ai_call"))).then(lit(1)).otherwise(lit(0)).alias("is_ai"),
+            (col("prompt_tokens").fill_null(lit(0)) + col("completion_tokens").fill_null(lit(0))).alias("tokens"),
+        ])
+        .group_by([col("format")])
+        .agg([
+            len().alias("events"),
+            col("is_ai").sum().alias("ai_calls"),
+            col("tokens").sum(),
+            col("post").unique().len().alias("posts"),
+        ])
+        .sort(["format"], SortMultipleOptions::default())
+        .collect()
+        .unwrap();
+    assert_eq!(frame.height(), 4);
+}
+
+/// postflow's time for a job and pandas' times for its counterparts, taken in the same rounds
+/// (and, for the aggregate, polars alone's).
 #[derive(Default)]
 struct Paired {
     postflow: Vec<f64>,
     pandas: [Vec<f64>; 2],
+    alone: Vec<f64>,
 }
 
 impl Paired {
@@ -233,13 +274,18 @@ impl Paired {
     fn push(&mut self, postflow: f64, pandas: &mut Option<Pandas>, jobs: &[&str]) {
         self.postflow.push(postflow);
         for (i, job) in jobs.iter().enumerate() {
-            let Some(server) = pandas.as_mut().filter(|server| !server.stopped) else { return };
-            match server.run(job) {
-                Some(seconds) => self.pandas[i].push(seconds),
-                None => {
-                    println!("pandas stopped answering at `{job}`; its figures end there");
-                    server.stopped = true;
-                }
+            self.run_pandas(pandas, i, job);
+        }
+    }
+
+    /// Runs one pandas job and records its time as counterpart `index` (when pandas is there).
+    fn run_pandas(&mut self, pandas: &mut Option<Pandas>, index: usize, job: &str) {
+        let Some(server) = pandas.as_mut().filter(|server| !server.stopped) else { return };
+        match server.run(job) {
+            Some(seconds) => self.pandas[index].push(seconds),
+            None => {
+                println!("pandas stopped answering at `{job}`; its figures end there");
+                server.stopped = true;
             }
         }
     }
@@ -247,19 +293,30 @@ impl Paired {
     /// The speed-up of each round (pandas' time over postflow's): median, lowest, highest, and
     /// how many rounds reached 5×.
     fn speed_ups(&self, job: usize) -> String {
-        let ratios: Vec<f64> = self.pandas[job].iter().zip(&self.postflow).map(|(p, f)| p / f).collect();
-        if ratios.is_empty() {
-            return "no rounds".into();
-        }
-        let lowest = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
-        let highest = ratios.iter().cloned().fold(0.0, f64::max);
-        let reached = ratios.iter().filter(|r| **r >= 5.0).count();
-        format!(
-            "median {:.1}×, lowest {lowest:.1}×, highest {highest:.1}×, ≥ 5× in {reached} of {} rounds",
-            median(&ratios),
-            ratios.len()
-        )
+        speed_ups(&self.pandas[job], &self.postflow)
     }
+
+    /// The same for polars alone.
+    fn alone_speed_ups(&self, job: usize) -> String {
+        speed_ups(&self.pandas[job], &self.alone)
+    }
+}
+
+/// Round-by-round speed-ups of `faster` over pandas: median, lowest, highest, and how many
+/// rounds reached 5×.
+fn speed_ups(pandas: &[f64], faster: &[f64]) -> String {
+    let ratios: Vec<f64> = pandas.iter().zip(faster).map(|(p, f)| p / f).collect();
+    if ratios.is_empty() {
+        return "no rounds".into();
+    }
+    let lowest = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
+    let highest = ratios.iter().cloned().fold(0.0, f64::max);
+    let reached = ratios.iter().filter(|r| **r >= 5.0).count();
+    format!(
+        "median {:.1}×, lowest {lowest:.1}×, highest {highest:.1}×, ≥ 5× in {reached} of {} rounds",
+        median(&ratios),
+        ratios.len()
+    )
 }
 
 /// `benches/analytics_pandas.py --serve` as a child process: one job per request.
