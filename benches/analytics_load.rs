@@ -2,8 +2,8 @@
 //! export of the raw events (store → polars → CSV file), its peak RSS, and per-format
 //! aggregates, and runs the same two jobs in Python/pandas on the same data
 //! (`benches/analytics_pandas.py --serve`, from a Parquet copy of the events table) in the same
-//! run: each pandas job right after postflow's, so that every speed-up is taken from two times
-//! measured under the same load on the host. The aggregate is also run by polars alone, straight
+//! run: in the same rounds, each run right after another tool's, so that every speed-up is taken
+//! from two times measured under the same load on the host. The aggregate is also run by polars alone, straight
 //! from pandas' Parquet file with the plan postflow runs, in the same rounds: what the stack
 //! itself achieves against pandas on this machine, with no store in the way.
 //!
@@ -103,8 +103,9 @@ fn main() {
     let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
     let all: BTreeMap<String, String> = [("period".to_string(), "all".to_string())].into();
 
-    // pandas runs each of its jobs right after postflow's, so that both are timed under the same
-    // load on the host (which varies by ±20 % from minute to minute here).
+    // pandas' jobs run in the same rounds as postflow's, each right after another tool's run, so
+    // that all are timed under the same load on the host (which varies by ±20 % from minute to
+    // minute here).
     let mut pandas = Pandas::start(dir.path());
     let timed = |job: &dyn Fn()| {
         let t = Instant::now();
@@ -146,7 +147,10 @@ fn main() {
     // One untimed run of each first: the first read of a file, pandas' first `read_parquet`
     // (which loads more of pyarrow) and postflow's first plan are not what is compared.
     aggregate();
-    polars_alone(&parquet_path);
+    // polars alone answers what postflow answers.
+    let by_postflow =
+        analytics::report(&bundle, "bench_events_by_format", &BTreeMap::new(), &store, context(), today).unwrap().frame;
+    assert_same_aggregate(&by_postflow, &polars_alone(&parquet_path));
     if let Some(server) = pandas.as_mut() {
         for job in PANDAS_AGGREGATES {
             let _ = server.run(job);
@@ -158,7 +162,7 @@ fn main() {
         // as postflow does in every round.
         aggregates.postflow.push(timed(&aggregate));
         aggregates.run_pandas(&mut pandas, 0, PANDAS_AGGREGATES[0]);
-        aggregates.alone.push(timed(&|| polars_alone(&parquet_path)));
+        aggregates.alone.push(timed(&|| drop(polars_alone(&parquet_path))));
         aggregates.run_pandas(&mut pandas, 1, PANDAS_AGGREGATES[1]);
     }
     let back_to_back: Vec<f64> = (0..runs).map(|_| timed(&aggregate)).collect();
@@ -200,8 +204,10 @@ fn main() {
     match &pandas {
         Some(server) => {
             println!(
-                "{}: each job run right after postflow's (the five-column aggregate after the whole-table one), {runs} rounds",
-                server.version
+                "{}: in the same rounds as postflow (aggregates: postflow, pandas' whole table, polars alone, \
+                 pandas' five columns), {} rounds",
+                server.version,
+                aggregates.pandas[1].len()
             );
             println!("pandas    CSV export: {}", spread(&export.pandas[0]));
             println!("pandas    aggregate, the whole table read: {}", spread(&aggregates.pandas[0]));
@@ -236,9 +242,9 @@ fn spread(seconds: &[f64]) -> String {
 }
 
 /// The per-format aggregate as polars alone runs it: the plan postflow builds from the bench
-/// pipeline (`COUNT(DISTINCT post)` counted by hashing, as postflow plans it), read straight from
-/// the Parquet file pandas reads.
-fn polars_alone(parquet: &Path) {
+/// pipeline (`COUNT(DISTINCT post)` as polars' SQL translates it, its `n_unique` counted by
+/// hashing as postflow plans it), read straight from the Parquet file pandas reads.
+fn polars_alone(parquet: &Path) -> polars::prelude::DataFrame {
     use polars::prelude::*;
     let path = PlRefPath::new(parquet.to_str().expect("a UTF-8 temporary path"));
     let frame = LazyFrame::scan_parquet(path, ScanArgsParquet::default())
@@ -252,12 +258,22 @@ fn polars_alone(parquet: &Path) {
             len().alias("events"),
             col("is_ai").sum().alias("ai_calls"),
             col("tokens").sum(),
-            col("post").unique().len().alias("posts"),
+            (col("post").unique().len() - col("post").null_count().gt(lit(0))).alias("posts"),
         ])
         .sort(["format"], SortMultipleOptions::default())
         .collect()
         .unwrap();
     assert_eq!(frame.height(), 4);
+    frame
+}
+
+/// Fails unless both frames hold the same values in the aggregate's columns (types may differ).
+fn assert_same_aggregate(a: &polars::prelude::DataFrame, b: &polars::prelude::DataFrame) {
+    use polars::prelude::*;
+    for name in ["format", "events", "ai_calls", "tokens", "posts"] {
+        let text = |frame: &DataFrame| frame.column(name).unwrap().cast(&DataType::String).unwrap();
+        assert!(text(a).as_materialized_series().equals_missing(text(b).as_materialized_series()), "{name}: {a} {b}");
+    }
 }
 
 /// postflow's time for a job and pandas' times for its counterparts, taken in the same rounds
