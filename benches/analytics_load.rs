@@ -2,10 +2,10 @@
 //! export of the raw events (store → polars → CSV file), its peak RSS, and per-format
 //! aggregates, and runs the same two jobs in Python/pandas on the same data
 //! (`benches/analytics_pandas.py --serve`, from a Parquet copy of the events table) in the same
-//! run: in the same rounds, each run right after another tool's, so that every speed-up is taken
-//! from two times measured under the same load on the host. The aggregate is also run by polars alone, straight
-//! from pandas' Parquet file with the plan postflow runs, in the same rounds: what the stack
-//! itself achieves against pandas on this machine, with no store in the way.
+//! run, in the same rounds, each run right after another tool's, so that every speed-up is taken
+//! from two times measured under the same load on the host. The aggregate is also run by polars
+//! alone, straight from pandas' Parquet file, in the same rounds: what the stack itself achieves
+//! against pandas on this machine, with no store in the way.
 //!
 //! `cargo bench --bench analytics_load` (env: EVENTS=1000000, POSTS=10000, RUNS=3;
 //! PANDAS_MALLOC=postflow runs pandas with postflow's malloc settings too).
@@ -241,9 +241,10 @@ fn spread(seconds: &[f64]) -> String {
     format!("median {:.3} s, best {:.3} s", median(seconds), best)
 }
 
-/// The per-format aggregate as polars alone runs it: the plan postflow builds from the bench
-/// pipeline (`COUNT(DISTINCT post)` as polars' SQL translates it, its `n_unique` counted by
-/// hashing as postflow plans it), read straight from the Parquet file pandas reads.
+/// The per-format aggregate as polars alone runs it, written in polars' own API and read straight
+/// from the Parquet file pandas reads. `COUNT(DISTINCT post)` is the one postflow plans (polars'
+/// SQL translation, its `n_unique` counted by hashing); SQL's `SUM` and `COALESCE` semantics and
+/// the stable group order are left out.
 fn polars_alone(parquet: &Path) -> polars::prelude::DataFrame {
     use polars::prelude::*;
     let path = PlRefPath::new(parquet.to_str().expect("a UTF-8 temporary path"));
