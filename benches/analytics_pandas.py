@@ -5,8 +5,8 @@ aggregate, the latter twice: reading the whole table, as a pandas user writes it
 goal is measured against), and reading only the five columns it uses (what postflow's scan
 reads; a harder reference). Prints the best and median of RUNS runs, each including the read.
 With --serve it runs one job per line read from stdin (export, aggregate, aggregate_columns) and
-answers each with its time in seconds, so that benches/analytics_load.rs can run pandas' jobs
-alternately with postflow's and compare times taken under the same load on the host.
+answers each with its time in seconds, so that benches/analytics_load.rs can run pandas' jobs in
+the same rounds as postflow's and compare times taken under the same load on the host.
 
 python3 benches/analytics_pandas.py DIR RUNS      (needs: pip install pandas pyarrow)
 python3 benches/analytics_pandas.py DIR --serve
@@ -54,20 +54,24 @@ def timed(job, runs):
     return min(times), statistics.median(times)
 
 
-def serve(folder):
-    jobs = {
+def jobs(folder):
+    return {
         "export": lambda: export(folder),
         "aggregate": lambda: aggregate(folder),
         "aggregate_columns": lambda: aggregate(folder, AGGREGATE_COLUMNS),
     }
+
+
+def serve(folder):
+    named = jobs(folder)
     print(f"ready pandas {pd.__version__}", flush=True)
     for line in sys.stdin:
         name = line.strip()
-        if name not in jobs:
+        if name not in named:
             print(f"error unknown job {name!r}", flush=True)
             continue
         started = time.perf_counter()
-        jobs[name]()
+        named[name]()
         print(f"{time.perf_counter() - started:.6f}", flush=True)
 
 
@@ -76,11 +80,12 @@ def main():
         serve(sys.argv[1])
         return
     folder, runs = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    best, median = timed(lambda: export(folder), runs)
+    named = jobs(folder)
+    best, median = timed(named["export"], runs)
     print(f"pandas_export_total_s={median:.3f} (best {best:.3f}, pandas {pd.__version__})")
-    best, median = timed(lambda: aggregate(folder), runs)
+    best, median = timed(named["aggregate"], runs)
     print(f"pandas_aggregate_total_s={median:.3f} (best {best:.3f}, the whole table read)")
-    best, median = timed(lambda: aggregate(folder, AGGREGATE_COLUMNS), runs)
+    best, median = timed(named["aggregate_columns"], runs)
     print(f"pandas_aggregate_columns_s={median:.3f} (best {best:.3f}, only the five columns read)")
 
 
